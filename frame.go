@@ -1,0 +1,22 @@
+// Package streamgate holds the few domain types and rules that several of Streamgate's packages
+// share: the encoded SSE frame that fan-out hands to sessions, and the syntax of channel names,
+// ids and channel patterns.
+package streamgate
+
+// Frame is one server-sent event, encoded once per node and shared, read-only, by every session
+// that receives it. Nobody may modify a Frame or its Body after handing it on.
+//
+// A frame with an ID carries a cursor: the SSE writer emits "id: " + the session's cursor prefix +
+// ID + "\n" and then Body. A frame without an ID is written as Body alone (comments, notices).
+type Frame struct {
+	// ID is the event's id in its tenant's order ("<ms>-<seq>"), or empty.
+	ID string
+	// Body is the rest of the event: "event: …\ndata: …\n\n", or a comment such as ": ping\n\n".
+	Body []byte
+	// Message reports whether the frame counts as a delivered message in the stats
+	// (events published to a channel do; heartbeats and notices do not).
+	Message bool
+}
+
+// Ping is the heartbeat comment written to idle streams.
+var Ping = &Frame{Body: []byte(": ping\n\n")}
