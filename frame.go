@@ -6,12 +6,14 @@ package streamgate
 // Frame is one server-sent event, encoded once per node and shared, read-only, by every session
 // that receives it. Nobody may modify a Frame or its Body after handing it on.
 //
-// A frame with an ID carries a cursor: the SSE writer emits "id: " + the session's cursor prefix +
-// ID + "\n" and then Body. A frame without an ID is written as Body alone (comments, notices).
+// A frame with an ID carries a cursor: its Body begins with ID, so the SSE writer emits
+// "id: " + the session's cursor prefix and then Body, and each session gets its own cursor
+// without a copy of the event. A frame without an ID is written as Body alone (comments, notices).
 type Frame struct {
 	// ID is the event's id in its tenant's order ("<ms>-<seq>"), or empty.
 	ID string
-	// Body is the rest of the event: "event: …\ndata: …\n\n", or a comment such as ": ping\n\n".
+	// Body is the rest of the event: "<ID>\nevent: …\ndata: …\n\n" when ID is set, otherwise a
+	// whole event or comment such as ": ping\n\n".
 	Body []byte
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).

@@ -1,0 +1,62 @@
+// Package keys builds every Redis key and pub/sub channel name Streamgate uses, so that tenant
+// isolation can be reviewed in this one file.
+//
+// A tenant's keys share the hash tag {<tenant id>}: Redis Cluster keeps a tenant on one shard, and
+// a script that touches several keys of one tenant stays legal there. Global keys are few: the API
+// key and signing key indexes, the tenant list and the control channel.
+package keys
+
+import "strings"
+
+const prefix = "sg:"
+
+// tenantPrefix is "sg:{<tenant>}:", the start of every key of one tenant.
+func tenantPrefix(tenantID string) string { return prefix + "{" + tenantID + "}:" }
+
+// Tenant is the hash holding a tenant's name, creation time, suspension and limits.
+func Tenant(tenantID string) string { return tenantPrefix(tenantID) + "tenant" }
+
+// Tenants is the global set of tenant ids, for the admin views.
+func Tenants() string { return prefix + "tenants" }
+
+// APIKeys is the tenant's hash of API key id → key record (no secret, only its hash).
+func APIKeys(tenantID string) string { return tenantPrefix(tenantID) + "apikeys" }
+
+// APIKeysUsed is the tenant's hash of API key id → last use (Unix milliseconds).
+func APIKeysUsed(tenantID string) string { return tenantPrefix(tenantID) + "apikeys:used" }
+
+// APIKeyHash is the global index from an API key's SHA-256 (hex) to its tenant and key id.
+func APIKeyHash(sha256hex string) string { return prefix + "apikey:" + sha256hex }
+
+// SigningKeys is the tenant's hash of signing key id → key record (secret encrypted).
+func SigningKeys(tenantID string) string { return tenantPrefix(tenantID) + "sigkeys" }
+
+// SigningKeyIndex is the global index from a signing key id (a token's kid) to its tenant.
+func SigningKeyIndex(keyID string) string { return prefix + "sigkey:" + keyID }
+
+// Sequence is the tenant's hash of the event sequence: seq (last number), ms (last id time) and
+// epoch (changes whenever the counter had to start again).
+func Sequence(tenantID string) string { return tenantPrefix(tenantID) + "seq" }
+
+// History is the stream holding a channel's recent events, its history window.
+func History(tenantID, channel string) string { return tenantPrefix(tenantID) + "h:" + channel }
+
+// Idempotency remembers the ids a publish with this Idempotency-Key returned.
+func Idempotency(tenantID, key string) string { return tenantPrefix(tenantID) + "idem:" + key }
+
+// Channel is the pub/sub channel carrying a tenant channel's live events.
+func Channel(tenantID, channel string) string { return tenantPrefix(tenantID) + "ch:" + channel }
+
+// ParseChannel splits a pub/sub channel name made by Channel back into tenant and channel.
+func ParseChannel(name string) (tenantID, channel string, ok bool) {
+	rest, ok := strings.CutPrefix(name, prefix+"{")
+	if !ok {
+		return "", "", false
+	}
+	tenantID, channel, ok = strings.Cut(rest, "}:ch:")
+	return tenantID, channel, ok && tenantID != ""
+}
+
+// Control is the global pub/sub channel on which nodes tell each other about changes that
+// affect live sessions (a deleted signing key, a suspended tenant).
+func Control() string { return prefix + "control" }

@@ -1,0 +1,155 @@
+// Package stream is Streamgate's Redis-side messaging: the publish path (history log plus live
+// fan-out), the node's channel subscriptions, and the cursor positions streams resume from.
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamgate/streamgate/internal/keys"
+)
+
+//go:embed publish.lua
+var publishLua string
+
+var publishScript = redis.NewScript(publishLua)
+
+// Kinds of published entries; each becomes the SSE event name.
+const (
+	KindMessage  = "message"
+	KindJob      = "job"
+	KindWorkflow = "workflow"
+)
+
+// Event is one event to publish: Data must be valid, compact JSON (one line).
+type Event struct {
+	Channel string
+	Event   string
+	Data    json.RawMessage
+}
+
+// Window is the part of a tenant's limits that shapes its history.
+type Window struct {
+	Events  int
+	Seconds int
+}
+
+// Result is what a publish returns.
+type Result struct {
+	Epoch string
+	IDs   []string
+	// Duplicate is set when the Idempotency-Key had been seen: IDs are the first call's.
+	Duplicate bool
+}
+
+// Publisher appends events to their channels' history and publishes them live, in one script.
+type Publisher struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// NewPublisher returns a publisher on rdb.
+func NewPublisher(rdb redis.UniversalClient) *Publisher {
+	return &Publisher{rdb: rdb, now: time.Now}
+}
+
+// Publish makes events durable in their channels' history and sends them to live subscribers,
+// all or none. With a non-empty idemKey, a repeat within the history window returns the first
+// call's ids and publishes nothing.
+func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, events []Event, idemKey string) (Result, error) {
+	publishedAt := p.now().UTC().Format(time.RFC3339Nano)
+	entries := make([]entry, len(events))
+	for i, ev := range events {
+		payload, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: publishedAt})
+		if err != nil {
+			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
+		}
+		entries[i] = entry{channel: ev.Channel, kind: KindMessage, payload: payload}
+	}
+	return p.publish(ctx, tenantID, w, entries, idemKey)
+}
+
+// PublishState publishes a job's or workflow's new state (kind KindJob or KindWorkflow) on its
+// reserved channel, through the same history and fan-out as any event.
+func (p *Publisher) PublishState(ctx context.Context, tenantID string, w Window, kind, channel string, payload []byte) (string, error) {
+	res, err := p.publish(ctx, tenantID, w, []entry{{channel: channel, kind: kind, payload: payload}}, "")
+	if err != nil {
+		return "", err
+	}
+	return res.IDs[0], nil
+}
+
+type messageData struct {
+	Channel     string          `json:"channel"`
+	Event       string          `json:"event"`
+	Data        json.RawMessage `json:"data"`
+	PublishedAt string          `json:"published_at"`
+}
+
+type entry struct {
+	channel, kind string
+	payload       []byte
+}
+
+func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []entry, idemKey string) (Result, error) {
+	if len(entries) == 0 {
+		return Result{}, errors.New("publish: no events")
+	}
+	ks := make([]string, 0, 2+len(entries))
+	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey))
+	args := make([]any, 0, 4+3*len(entries))
+	useIdem := "0"
+	if idemKey != "" {
+		useIdem = "1"
+	}
+	args = append(args, NewEpoch(), w.Events, w.Seconds, useIdem)
+	for _, e := range entries {
+		ks = append(ks, keys.History(tenantID, e.channel))
+		args = append(args, keys.Channel(tenantID, e.channel), e.kind, e.payload)
+	}
+	reply, err := publishScript.Run(ctx, p.rdb, ks, args...).StringSlice()
+	if err != nil {
+		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
+	}
+	if len(reply) != 3 {
+		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
+	}
+	return Result{Epoch: reply[1], IDs: strings.Split(reply[2], ","), Duplicate: reply[0] == "dup"}, nil
+}
+
+// Position returns the tenant's epoch and the id of its latest event ("0-0" before the first):
+// a stream that starts now resumes from there.
+func (p *Publisher) Position(ctx context.Context, tenantID string) (epoch, lastID string, err error) {
+	var cmd *redis.SliceCmd
+	_, err = p.rdb.TxPipelined(ctx, func(pp redis.Pipeliner) error {
+		pp.HSetNX(ctx, keys.Sequence(tenantID), "epoch", NewEpoch())
+		cmd = pp.HMGet(ctx, keys.Sequence(tenantID), "epoch", "ms", "seq")
+		return nil
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("read position of tenant %s: %w", tenantID, err)
+	}
+	vals := cmd.Val()
+	str := func(v any) string { s, _ := v.(string); return s }
+	epoch, ms, seq := str(vals[0]), str(vals[1]), str(vals[2])
+	if ms == "" || seq == "" {
+		return epoch, "0-0", nil
+	}
+	return epoch, ms + "-" + seq, nil
+}
+
+// NewEpoch returns a fresh random epoch: 8 hex characters.
+func NewEpoch() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,51 @@
+package tenant
+
+import (
+	"sync"
+	"time"
+)
+
+// cache is a small map with a fixed time to live per entry. It is bounded: when full it starts
+// afresh, which costs a burst of Redis reads and never unbounded memory.
+type cache[V any] struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	entries map[string]cacheEntry[V]
+}
+
+type cacheEntry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+const cacheMaxEntries = 100_000
+
+func newCache[V any](ttl time.Duration) *cache[V] {
+	return &cache[V]{ttl: ttl, entries: make(map[string]cacheEntry[V])}
+}
+
+func (c *cache[V]) get(k string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || time.Now().After(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *cache[V]) put(k string, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= cacheMaxEntries {
+		clear(c.entries)
+	}
+	c.entries[k] = cacheEntry[V]{v: v, expires: time.Now().Add(c.ttl)}
+}
+
+func (c *cache[V]) drop(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, k)
+}
