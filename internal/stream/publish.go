@@ -153,3 +153,15 @@ func NewEpoch() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Published returns how many events the tenant has published (its sequence counter).
+func (p *Publisher) Published(ctx context.Context, tenantID string) (int64, error) {
+	n, err := p.rdb.HGet(ctx, keys.Sequence(tenantID), "seq").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read published count of tenant %s: %w", tenantID, err)
+	}
+	return n, nil
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
 )
 
@@ -110,7 +111,7 @@ func (s *Store) Create(ctx context.Context, name string) (Signup, error) {
 		return Signup{}, fmt.Errorf("name must be 1 to 100 characters: %w", ErrInvalid)
 	}
 	now := s.now().UTC()
-	t := Tenant{ID: newID("tn_"), Name: name, CreatedAt: now, Limits: s.defaults}
+	t := Tenant{ID: streamgate.NewID("tn_"), Name: name, CreatedAt: now, Limits: s.defaults}
 	ak, akRec := s.newAPIKey(now)
 	sk, skRec, err := s.newSigningKey(t.ID, now)
 	if err != nil {
@@ -459,12 +460,12 @@ func (s *Store) notify(ctx context.Context, ev Event) error {
 
 func (s *Store) newAPIKey(now time.Time) (APIKey, apiKeyRecord) {
 	secret := apiKeySecretPrefix + randomString(32)
-	k := APIKey{ID: newID("key_"), Prefix: secret[:len(apiKeySecretPrefix)+6], CreatedAt: now, Secret: secret}
+	k := APIKey{ID: streamgate.NewID("key_"), Prefix: secret[:len(apiKeySecretPrefix)+6], CreatedAt: now, Secret: secret}
 	return k, apiKeyRecord{ID: k.ID, Prefix: k.Prefix, Hash: hashSecret(secret), CreatedAt: now}
 }
 
 func (s *Store) newSigningKey(tenantID string, now time.Time) (SigningKey, sigKeyRecord, error) {
-	k := SigningKey{ID: newID("sig_"), CreatedAt: now, Secret: randomString(32)}
+	k := SigningKey{ID: streamgate.NewID("sig_"), CreatedAt: now, Secret: randomString(32)}
 	enc, err := s.encrypt(tenantID, k.ID, []byte(k.Secret))
 	if err != nil {
 		return SigningKey{}, sigKeyRecord{}, err
@@ -499,22 +500,6 @@ func (s *Store) decrypt(tenantID, keyID, enc string) ([]byte, error) {
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
-}
-
-// newID returns prefix followed by 16 random base32 characters (80 bits).
-func newID(prefix string) string { return prefix + randomID(16) }
-
-const idAlphabet = "0123456789abcdefghijklmnopqrstuv"
-
-func randomID(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // the platform has no randomness: nothing is safe
-	}
-	for i := range b {
-		b[i] = idAlphabet[b[i]&31]
-	}
-	return string(b)
 }
 
 // randomString returns n random bytes as unpadded URL-safe base64.

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/streamgate/streamgate/internal/config"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+type apiConfig struct {
+	Redis           config.Redis
+	Addr            string
+	AdminToken      string
+	AdminGenerated  bool
+	NodeID          string
+	SignupOpen      bool
+	SecretKey       []byte
+	CORSOrigins     []string
+	DefaultLimits   tenant.Limits
+	ShutdownTimeout time.Duration
+	WriteTimeout    time.Duration
+	Heartbeat       time.Duration
+	SessionBuffer   int
+	LogLevel        string
+}
+
+// readConfig reads the environment table of the README. Every problem is reported at once.
+func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
+	r := &config.Reader{Env: getenv}
+	var c apiConfig
+	var err error
+	if c.Redis, err = config.ReadRedis(getenv); err != nil {
+		r.Fail(err)
+	}
+	c.Addr = r.String("STREAMGATE_ADDR", ":8080")
+	c.AdminToken = r.String("STREAMGATE_ADMIN_TOKEN", "")
+	if c.AdminToken == "" {
+		c.AdminToken, c.AdminGenerated = "sga_"+randomToken(), true
+	} else if len(c.AdminToken) < 16 {
+		r.Fail(fmt.Errorf("STREAMGATE_ADMIN_TOKEN must be at least 16 characters"))
+	}
+	c.NodeID = r.String("STREAMGATE_NODE_ID", "")
+	if c.NodeID == "" {
+		c.NodeID = "node-" + randomToken()[:8]
+	}
+	c.SignupOpen = r.OneOf("STREAMGATE_SIGNUP", "open", "open", "closed") == "open"
+	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")
+	if c.SecretKey == nil && getenv("STREAMGATE_SECRET_KEY") == "" {
+		if !c.Redis.DevMode() {
+			r.Fail(fmt.Errorf("STREAMGATE_SECRET_KEY is required with a real Redis: it encrypts signing keys at rest (openssl rand -base64 32)"))
+		}
+		c.SecretKey = make([]byte, 32)
+		_, _ = rand.Read(c.SecretKey)
+	}
+	if origins := r.String("STREAMGATE_CORS_ORIGINS", ""); origins != "" && origins != "*" {
+		for _, o := range strings.Split(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.CORSOrigins = append(c.CORSOrigins, o)
+			}
+		}
+	}
+	d := tenant.DefaultLimits()
+	c.DefaultLimits = tenant.Limits{
+		MaxConnections:             r.Int("STREAMGATE_DEFAULT_MAX_CONNECTIONS", d.MaxConnections, 1, 10_000_000),
+		MaxSubscriptionsPerSession: r.Int("STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION", d.MaxSubscriptionsPerSession, 1, 10_000),
+		PublishPerSecond:           r.Int("STREAMGATE_DEFAULT_PUBLISH_PER_SECOND", d.PublishPerSecond, 1, 10_000_000),
+		MaxMessageBytes:            r.Int("STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES", d.MaxMessageBytes, 1, 1<<20),
+		HistoryEvents:              r.Int("STREAMGATE_DEFAULT_HISTORY_EVENTS", d.HistoryEvents, 1, 1_000_000),
+		HistorySeconds:             r.Int("STREAMGATE_DEFAULT_HISTORY_SECONDS", d.HistorySeconds, 1, 7*24*3600),
+	}
+	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
+	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
+	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
+	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
+	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	return c, r.Err()
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamgate/streamgate/internal/httpapi"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+// serve wires the node from top to bottom and runs it until ctx ends.
+func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.LogLevel).With("node", cfg.NodeID)
+
+	rdb, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+
+	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits)
+	if err != nil {
+		return fmt.Errorf("tenant store: %w", err)
+	}
+	publisher := stream.NewPublisher(rdb)
+	sessions := session.NewRegistry(cfg.NodeID, session.Config{
+		BufferSize:        cfg.SessionBuffer,
+		HeartbeatInterval: cfg.Heartbeat,
+	})
+	var ready atomic.Bool
+	var api *httpapi.Server
+	hub := stream.NewHub(rdb, sessions, func(payload []byte) {
+		var ev tenant.Event
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			log.Warn("malformed control event", "err", err)
+			return
+		}
+		api.HandleControl(ev)
+	}, log)
+	api = httpapi.New(httpapi.Config{
+		NodeID:       cfg.NodeID,
+		AdminToken:   cfg.AdminToken,
+		SignupOpen:   cfg.SignupOpen,
+		CORSOrigins:  cfg.CORSOrigins,
+		WriteTimeout: cfg.WriteTimeout,
+	}, log, tenants, publisher, hub, sessions, ready.Load)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	log.Info("listening", "addr", ln.Addr().String(), "signup", map[bool]string{true: "open", false: "closed"}[cfg.SignupOpen])
+	if cfg.AdminGenerated {
+		// Printed once, to stdout only, so that log shipping never carries it.
+		fmt.Fprintf(stdout, "Admin token (generated; set STREAMGATE_ADMIN_TOKEN to keep one): %s\n", cfg.AdminToken)
+	}
+	if cfg.Redis.DevMode() {
+		fmt.Fprintf(stdout, "Sign a tenant up:  curl -s -X POST http://%s/v1/tenants -H 'Content-Type: application/json' -d '{\"name\":\"Acme\"}'\n", displayAddr(ln.Addr()))
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sessions.Run(gctx) })
+	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return watchRedis(gctx, rdb, &ready, log) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+		ready.Store(false)
+		api.Stop() // streams get disconnect (reconnect: true) before connections close
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
+			httpSrv.Close()
+		}
+		return nil
+	})
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// openRedis connects to the configured Redis, or starts the embedded one in dev mode.
+func openRedis(cfg apiConfig, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if !cfg.Redis.DevMode() {
+		rdb, err := cfg.Redis.Client()
+		if err != nil {
+			return nil, nil, err
+		}
+		return rdb, func() { rdb.Close() }, nil
+	}
+	mr := miniredis.NewMiniRedis()
+	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, nil, fmt.Errorf("start embedded redis: %w", err)
+	}
+	log.Warn("DEV MODE: no REDIS_URL, using an embedded in-memory Redis; nothing persists and this node cannot be clustered",
+		"embedded_redis", mr.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	return rdb, func() { rdb.Close(); mr.Close() }, nil
+}
+
+// watchRedis keeps the readiness flag in step with whether Redis answers.
+func watchRedis(ctx context.Context, rdb redis.UniversalClient, ready *atomic.Bool, log *slog.Logger) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if was := ready.Swap(err == nil); was != (err == nil) {
+			if err != nil {
+				log.Warn("redis unreachable: not ready", "err", err)
+			} else {
+				log.Info("redis reachable: ready")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		if ok {
+			return fmt.Sprintf("localhost:%d", tcp.Port)
+		}
+	}
+	return a.String()
+}

@@ -1,0 +1,142 @@
+// Package config reads Streamgate's environment variables, shared by cmd/api and cmd/worker:
+// everything is read, defaulted and validated before anything opens a socket.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Env reads variables the way os.Getenv does; tests pass their own.
+type Env func(string) string
+
+// Redis is where the data lives. Neither URL nor cluster addresses means dev mode.
+type Redis struct {
+	URL          string
+	ClusterAddrs []string
+}
+
+// DevMode reports whether no Redis was configured: an embedded in-memory Redis is used.
+func (r Redis) DevMode() bool { return r.URL == "" && len(r.ClusterAddrs) == 0 }
+
+// ReadRedis reads REDIS_URL and REDIS_CLUSTER_ADDRS.
+func ReadRedis(env Env) (Redis, error) {
+	r := Redis{URL: strings.TrimSpace(env("REDIS_URL"))}
+	if addrs := strings.TrimSpace(env("REDIS_CLUSTER_ADDRS")); addrs != "" {
+		for _, a := range strings.Split(addrs, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				r.ClusterAddrs = append(r.ClusterAddrs, a)
+			}
+		}
+		r.URL = "" // the cluster wins
+	}
+	if r.URL != "" {
+		if _, err := redis.ParseURL(r.URL); err != nil {
+			return Redis{}, fmt.Errorf("REDIS_URL: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Client opens a client for r with timeouts short enough that a missing Redis answers 503
+// quickly instead of hanging requests.
+func (r Redis) Client() (redis.UniversalClient, error) {
+	const timeout = 2 * time.Second
+	if len(r.ClusterAddrs) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: r.ClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+			PoolTimeout: timeout, MaxRetries: 1,
+		}), nil
+	}
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
+	opt.MaxRetries = 1
+	return redis.NewClient(opt), nil
+}
+
+// Reader collects the first error while reading typed variables, so a config function reads
+// top to bottom and reports every problem with its variable's name.
+type Reader struct {
+	Env  Env
+	errs []error
+}
+
+// String returns the variable or def when unset.
+func (r *Reader) String(name, def string) string {
+	if v := strings.TrimSpace(r.Env(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// Int returns the variable as an integer in [min, max], or def when unset.
+func (r *Reader) Int(name string, def, min, max int) int {
+	v := strings.TrimSpace(r.Env(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		r.errs = append(r.errs, fmt.Errorf("%s must be an integer from %d to %d, got %q", name, min, max, v))
+		return def
+	}
+	return n
+}
+
+// Duration returns the variable as a Go duration ("10s", "500ms") in [min, max], or def.
+func (r *Reader) Duration(name string, def, min, max time.Duration) time.Duration {
+	v := strings.TrimSpace(r.Env(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < min || d > max {
+		r.errs = append(r.errs, fmt.Errorf("%s must be a duration from %s to %s, got %q", name, min, max, v))
+		return def
+	}
+	return d
+}
+
+// OneOf returns the variable, which must be one of allowed, or def when unset.
+func (r *Reader) OneOf(name, def string, allowed ...string) string {
+	v := r.String(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.errs = append(r.errs, fmt.Errorf("%s must be one of %s, got %q", name, strings.Join(allowed, ", "), v))
+	return def
+}
+
+// Key32 returns the variable decoded from base64 as exactly 32 bytes, or nil when unset.
+func (r *Reader) Key32(name string) []byte {
+	v := strings.TrimSpace(r.Env(name))
+	if v == "" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		b, err = base64.RawStdEncoding.DecodeString(v)
+	}
+	if err != nil || len(b) != 32 {
+		r.errs = append(r.errs, fmt.Errorf("%s must be base64 of exactly 32 bytes (openssl rand -base64 32)", name))
+		return nil
+	}
+	return b
+}
+
+// Fail records a problem found by the caller.
+func (r *Reader) Fail(err error) { r.errs = append(r.errs, err) }
+
+// Err returns every problem found, or nil.
+func (r *Reader) Err() error { return errors.Join(r.errs...) }

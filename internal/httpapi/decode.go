@@ -1,0 +1,99 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// Body limits per route kind. Publishing allows the largest max_message_bytes a tenant can have
+// plus room for the envelope; a batch allows many events but far less than any JSON bomb.
+const (
+	smallBodyLimit   = 64 << 10
+	publishBodyLimit = 1<<20 + 16<<10
+	batchBodyLimit   = 4 << 20
+)
+
+// decodeJSON reads a JSON object from the request into v, strictly: application/json only,
+// at most limit bytes, no unknown fields, nothing after the object. An empty body is an error
+// unless allowEmpty.
+func decodeJSON(r *http.Request, limit int64, v any, allowEmpty bool) *Error {
+	if r.ContentLength > limit {
+		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is over this route's limit of %d bytes", limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, codeInvalid, "The request body could not be read")
+	}
+	if int64(len(body)) > limit {
+		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is over this route's limit of %d bytes", limit)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errorf(http.StatusBadRequest, codeInvalid, "The request needs a JSON body")
+	}
+	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+		return errorf(http.StatusUnsupportedMediaType, codeMediaType, "Send the body as Content-Type: application/json")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, codeInvalid, "%s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(http.StatusBadRequest, codeInvalid, "The body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// jsonProblem describes a decoding error without echoing request data beyond a field name.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case strings.Contains(err.Error(), "exceeded max depth"):
+		return "The body is nested too deeply"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("The body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("Field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		}
+		return "The body must be a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "The body is not valid JSON (it ends too early)"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "Unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	default:
+		return "The body is not valid JSON"
+	}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	default:
+		return "of another type"
+	}
+}

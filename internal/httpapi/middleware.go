@@ -1,0 +1,108 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+const tenantKey = "streamgate.tenant"
+
+// requireAPIKey authenticates a tenant backend by its API key and puts the tenant in the
+// context; every refusal is the contract's 401 or 403.
+func (s *Server) requireAPIKey() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		secret := bearer(c.Request)
+		if secret == "" {
+			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Send your API key as Authorization: Bearer <key>"))
+			return
+		}
+		t, _, err := s.tenants.Authenticate(c.Request.Context(), secret)
+		if errors.Is(err, tenant.ErrSuspended) {
+			s.abort(c, errorf(http.StatusForbidden, codeForbidden, "The tenant is suspended; contact the operator"))
+			return
+		}
+		if err != nil {
+			s.abort(c, toError(s.log, err))
+			return
+		}
+		c.Set(tenantKey, t)
+		c.Next()
+	}
+}
+
+func tenantOf(c *gin.Context) tenant.Tenant {
+	return c.MustGet(tenantKey).(tenant.Tenant)
+}
+
+func (s *Server) abort(c *gin.Context, e *Error) {
+	writeError(c.Writer, e)
+	c.Abort()
+}
+
+// fail answers err in the contract's shape.
+func (s *Server) fail(c *gin.Context, err error) {
+	s.abort(c, toError(s.log, err))
+}
+
+// cors lets browsers call the API: any origin by default, or only the configured ones.
+func (s *Server) cors() gin.HandlerFunc {
+	allowed := make(map[string]bool, len(s.cfg.CORSOrigins))
+	for _, o := range s.cfg.CORSOrigins {
+		allowed[strings.TrimRight(o, "/")] = true
+	}
+	return func(c *gin.Context) {
+		origin := c.Request.Header.Get("Origin")
+		if origin == "" {
+			c.Next()
+			return
+		}
+		h := c.Writer.Header()
+		switch {
+		case len(allowed) == 0:
+			h.Set("Access-Control-Allow-Origin", "*")
+		case allowed[origin]:
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+		default:
+			if c.Request.Method == http.MethodOptions {
+				c.AbortWithStatus(http.StatusForbidden)
+				return
+			}
+			c.Next()
+			return
+		}
+		if c.Request.Method == http.MethodOptions && c.Request.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			c.AbortWithStatus(http.StatusNoContent)
+			return
+		}
+		h.Set("Access-Control-Expose-Headers", "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset")
+		c.Next()
+	}
+}
+
+// recoverer turns a panic into the contract's 500 and a log line, instead of a dropped connection.
+func (s *Server) recoverer() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "method", c.Request.Method, "route", c.FullPath(), "panic", v)
+				if !c.Writer.Written() {
+					writeError(c.Writer, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: messageInternal})
+				}
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}

@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+const maxBatch = 100
+
+type eventRequest struct {
+	Channel *string         `json:"channel,omitempty"`
+	Event   *string         `json:"event"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func (s *Server) handlePublish() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		channel := c.Param("channel")
+		idem, e := idempotencyKey(c.Request)
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
+		var req eventRequest
+		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if req.Channel != nil {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Unknown field \"channel\": the channel is in the path"))
+			return
+		}
+		ev, e := validateEvent(t, channel, req, "")
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
+		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), []stream.Event{ev}, idem)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusAccepted, gin.H{"id": res.IDs[0]})
+	}
+}
+
+func (s *Server) handlePublishBatch() gin.HandlerFunc {
+	type request struct {
+		Events []eventRequest `json:"events"`
+	}
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		idem, e := idempotencyKey(c.Request)
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
+		var req request
+		if e := decodeJSON(c.Request, batchBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if len(req.Events) < 1 || len(req.Events) > maxBatch {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"events\" must hold 1 to %d events", maxBatch))
+			return
+		}
+		// Every event is checked before any is published: one bad event publishes nothing.
+		events := make([]stream.Event, len(req.Events))
+		for i, r := range req.Events {
+			if r.Channel == nil {
+				s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "events[%d]: field \"channel\" is required", i))
+				return
+			}
+			ev, e := validateEvent(t, *r.Channel, r, fmt.Sprintf("events[%d]: ", i))
+			if e != nil {
+				s.abort(c, e)
+				return
+			}
+			events[i] = ev
+		}
+		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), events, idem)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusAccepted, gin.H{"ids": res.IDs})
+	}
+}
+
+// validateEvent checks one event against the names rules and the tenant's limits, and returns
+// it with compact data. where prefixes messages in a batch.
+func validateEvent(t tenant.Tenant, channel string, r eventRequest, where string) (stream.Event, *Error) {
+	if !streamgate.ValidChannel(channel) {
+		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid,
+			"%sChannel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,", where)
+	}
+	if streamgate.Reserved(channel) {
+		return stream.Event{}, errorf(http.StatusBadRequest, codeReserved,
+			"%sChannels starting with job: or workflow: carry job and workflow state; report progress with PUT /v1/jobs/{id} or /v1/workflows/{id}", where)
+	}
+	name := "message"
+	if r.Event != nil {
+		name = *r.Event
+		if !streamgate.ValidEventName(name) {
+			return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid,
+				"%sField \"event\" must be 1 to 100 printable characters without spaces", where)
+		}
+	}
+	if r.Data == nil {
+		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid, "%sField \"data\" is required (any JSON value)", where)
+	}
+	var data bytes.Buffer
+	if err := json.Compact(&data, r.Data); err != nil {
+		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid, "%sField \"data\" is not valid JSON", where)
+	}
+	if data.Len() > t.Limits.MaxMessageBytes {
+		return stream.Event{}, errorf(http.StatusRequestEntityTooLarge, codeTooLarge,
+			"%sField \"data\" is %d bytes; this tenant's max_message_bytes is %d", where, data.Len(), t.Limits.MaxMessageBytes)
+	}
+	return stream.Event{Channel: channel, Event: name, Data: data.Bytes()}, nil
+}
+
+func idempotencyKey(r *http.Request) (string, *Error) {
+	vals := r.Header.Values("Idempotency-Key")
+	if len(vals) == 0 {
+		return "", nil
+	}
+	k := vals[0]
+	ok := len(vals) == 1 && len(k) >= 1 && len(k) <= 200
+	for i := 0; ok && i < len(k); i++ {
+		ok = k[i] > ' ' && k[i] < 0x7f
+	}
+	if !ok {
+		return "", errorf(http.StatusBadRequest, codeInvalid, "Idempotency-Key must be one value of 1 to 200 printable characters")
+	}
+	return k, nil
+}
+
+func window(t tenant.Tenant) stream.Window {
+	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
+}

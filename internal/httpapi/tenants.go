@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+type tenantView struct {
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	CreatedAt time.Time     `json:"created_at"`
+	Limits    tenant.Limits `json:"limits"`
+}
+
+type keyView struct {
+	ID        string    `json:"id"`
+	Secret    string    `json:"secret"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewTenant(t tenant.Tenant) tenantView {
+	return tenantView{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt, Limits: t.Limits}
+}
+
+func (s *Server) handleSignup() gin.HandlerFunc {
+	type request struct {
+		Name *string `json:"name"`
+	}
+	return func(c *gin.Context) {
+		if !s.cfg.SignupOpen && !s.isAdmin(c.Request) {
+			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Signup is closed: only the operator's admin token may create tenants"))
+			return
+		}
+		var req request
+		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if req.Name == nil {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"name\" is required"))
+			return
+		}
+		su, err := s.tenants.Create(c.Request.Context(), *req.Name)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.log.Info("tenant signed up", "tenant", su.Tenant.ID)
+		writeJSON(c.Writer, http.StatusCreated, gin.H{
+			"tenant":      viewTenant(su.Tenant),
+			"api_key":     keyView{ID: su.APIKey.ID, Secret: su.APIKey.Secret, CreatedAt: su.APIKey.CreatedAt},
+			"signing_key": keyView{ID: su.SigningKey.ID, Secret: su.SigningKey.Secret, CreatedAt: su.SigningKey.CreatedAt},
+		})
+	}
+}
+
+func (s *Server) handleGetTenant() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		st := s.sessions.TenantStats(t.ID)
+		writeJSON(c.Writer, http.StatusOK, gin.H{
+			"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "limits": t.Limits,
+			"usage": gin.H{"connections": st.Connections, "subscriptions": st.Subscriptions},
+		})
+	}
+}
+
+func (s *Server) handleCreateAPIKey() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if e := decodeJSON(c.Request, smallBodyLimit, &struct{}{}, true); e != nil {
+			s.abort(c, e)
+			return
+		}
+		k, err := s.tenants.CreateAPIKey(c.Request.Context(), tenantOf(c).ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusCreated, keyView{ID: k.ID, Secret: k.Secret, CreatedAt: k.CreatedAt})
+	}
+}
+
+func (s *Server) handleListAPIKeys() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ks, err := s.tenants.APIKeys(c.Request.Context(), tenantOf(c).ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"api_keys": ks})
+	}
+}
+
+func (s *Server) handleRevokeAPIKey() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := s.tenants.RevokeAPIKey(c.Request.Context(), tenantOf(c).ID, c.Param("id")); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
+}
+
+func (s *Server) handleCreateSigningKey() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if e := decodeJSON(c.Request, smallBodyLimit, &struct{}{}, true); e != nil {
+			s.abort(c, e)
+			return
+		}
+		k, err := s.tenants.CreateSigningKey(c.Request.Context(), tenantOf(c).ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusCreated, keyView{ID: k.ID, Secret: k.Secret, CreatedAt: k.CreatedAt})
+	}
+}
+
+func (s *Server) handleListSigningKeys() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ks, err := s.tenants.SigningKeys(c.Request.Context(), tenantOf(c).ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"signing_keys": ks})
+	}
+}
+
+func (s *Server) handleDeleteSigningKey() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		id := c.Param("id")
+		if err := s.tenants.DeleteSigningKey(c.Request.Context(), t.ID, id); err != nil {
+			s.fail(c, err)
+			return
+		}
+		// This node closes its sessions now; the others hear it on the control channel.
+		s.HandleControl(tenant.Event{Type: tenant.EventSigningKeyDeleted, TenantID: t.ID, KeyID: id})
+		c.Status(http.StatusNoContent)
+	}
+}
+
+func (s *Server) handleMintToken() gin.HandlerFunc {
+	type request struct {
+		Sub        *string  `json:"sub"`
+		Channels   []string `json:"channels"`
+		TTLSeconds *int     `json:"ttl_seconds"`
+	}
+	return func(c *gin.Context) {
+		var req request
+		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if req.Sub == nil {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"sub\" is required"))
+			return
+		}
+		ttl := tenant.DefaultTokenTTL
+		if req.TTLSeconds != nil {
+			ttl = time.Duration(*req.TTLSeconds) * time.Second
+			if *req.TTLSeconds < 1 || *req.TTLSeconds > 86400 {
+				s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"ttl_seconds\" must be between 1 and 86400"))
+				return
+			}
+		}
+		tok, exp, err := s.tenants.MintToken(c.Request.Context(), tenantOf(c).ID, *req.Sub, req.Channels, ttl)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusCreated, gin.H{"token": tok, "expires_at": exp})
+	}
+}
+
+// handleTenantStats reports the tenant's figures. On this node for now; the cluster-wide
+// figures come from the nodes' heartbeats.
+func (s *Server) handleTenantStats() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		st := s.sessions.TenantStats(t.ID)
+		published, err := s.publisher.Published(c.Request.Context(), t.ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{
+			"connections": st.Connections, "subscriptions": st.Subscriptions,
+			"published_total": published, "delivered_total": st.Delivered,
+			"dropped_total": st.Dropped, "evicted_total": st.Evicted, "nodes": 1,
+		})
+	}
+}
+
+func (s *Server) handleHealth() gin.HandlerFunc {
+	return func(c *gin.Context) { writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok"}) }
+}
+
+func (s *Server) handleReady() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if s.stopped() {
+			writeError(c.Writer, errShuttingDown)
+			return
+		}
+		if s.ready != nil && !s.ready() {
+			writeError(c.Writer, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "Redis is not answering"})
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ready"})
+	}
+}
