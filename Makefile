@@ -1,0 +1,30 @@
+# Streamgate. `make run` starts a dev node on :8080 with an embedded Redis; `make test` is what CI runs.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+
+.PHONY: run test bench lint build clean docker
+
+run:
+	$(GO) run ./cmd/api
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+clean:
+	rm -rf $(BIN)
+
+docker:
+	docker build -t streamgate:latest .
