@@ -1,0 +1,308 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/redistest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func publishN(t *testing.T, p *Publisher, tenantID string, w Window, channel string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		res, err := p.Publish(t.Context(), tenantID, w, []Event{{Channel: channel, Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.IDs...)
+	}
+	return ids
+}
+
+func parseID(t *testing.T, id string) (ms, seq int64) {
+	t.Helper()
+	a, b, ok := strings.Cut(id, "-")
+	ms, err1 := strconv.ParseInt(a, 10, 64)
+	seq, err2 := strconv.ParseInt(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		t.Fatalf("id %q is not <ms>-<seq>", id)
+	}
+	return ms, seq
+}
+
+func TestPublishIDsAreOrderedAcrossChannels(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 100, Seconds: 60}
+	var all []string
+	for i := range 30 {
+		all = append(all, publishN(t, p, "tn_a", w, fmt.Sprintf("ch%d", i%3), 1)...)
+	}
+	for i, id := range all {
+		_, seq := parseID(t, id)
+		if seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d, want %d: the tenant's counter orders every channel", i, seq, i+1)
+		}
+	}
+	// Another tenant has its own counter.
+	other := publishN(t, p, "tn_b", w, "ch0", 1)
+	if _, seq := parseID(t, other[0]); seq != 1 {
+		t.Errorf("tenant b's first seq %d, want 1", seq)
+	}
+	n, err := p.Published(t.Context(), "tn_a")
+	if err != nil || n != 30 {
+		t.Errorf("Published = %d, %v; want 30", n, err)
+	}
+}
+
+func TestPublishKeepsHistoryWindow(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	ids := publishN(t, p, "tn_a", Window{Events: 5, Seconds: 60}, "c", 12)
+	entries, err := rdb.XRange(t.Context(), keys.History("tn_a", "c"), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 5 {
+		t.Fatalf("history holds %d entries, want the last 5", len(entries))
+	}
+	for i, e := range entries {
+		if e.ID != ids[7+i] || e.Values["k"] != KindMessage {
+			t.Errorf("entry %d = %s %v, want %s", i, e.ID, e.Values, ids[7+i])
+		}
+		var m messageData
+		if err := json.Unmarshal([]byte(e.Values["d"].(string)), &m); err != nil || m.Channel != "c" || string(m.Data) != strconv.Itoa(7+i) {
+			t.Errorf("entry %d payload %v (%v)", i, e.Values["d"], err)
+		}
+	}
+	ttl, err := rdb.PTTL(t.Context(), keys.History("tn_a", "c")).Result()
+	if err != nil || ttl <= 0 || ttl > 2*time.Minute {
+		t.Errorf("history ttl %s, want about the window", ttl)
+	}
+}
+
+func TestPublishTrimsByAge(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	publishN(t, p, "tn_a", Window{Events: 100, Seconds: 1}, "c", 3)
+	time.Sleep(1100 * time.Millisecond)
+	publishN(t, p, "tn_a", Window{Events: 100, Seconds: 1}, "c", 1)
+	n, err := rdb.XLen(t.Context(), keys.History("tn_a", "c")).Result()
+	if err != nil || n != 1 {
+		t.Fatalf("history length %d (%v), want only the fresh event", n, err)
+	}
+}
+
+func TestIdempotentPublish(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 100, Seconds: 60}
+	ev := []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}, {Channel: "d", Event: "e", Data: json.RawMessage(`2`)}}
+	first, err := p.Publish(t.Context(), "tn_a", w, ev, "k1")
+	if err != nil || first.Duplicate {
+		t.Fatal(first, err)
+	}
+	again, err := p.Publish(t.Context(), "tn_a", w, ev, "k1")
+	if err != nil || !again.Duplicate || strings.Join(again.IDs, ",") != strings.Join(first.IDs, ",") {
+		t.Fatalf("retry = %+v, %v; want duplicate with ids %v", again, err, first.IDs)
+	}
+	if n, _ := p.Published(t.Context(), "tn_a"); n != 2 {
+		t.Errorf("published %d events, want 2 (the retry adds none)", n)
+	}
+}
+
+func TestPositionAndEpoch(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	epoch, last, err := p.Position(t.Context(), "tn_a")
+	if err != nil || last != "0-0" || len(epoch) != 8 {
+		t.Fatalf("fresh position %q %q %v", epoch, last, err)
+	}
+	ids := publishN(t, p, "tn_a", Window{Events: 10, Seconds: 60}, "c", 3)
+	epoch2, last2, err := p.Position(t.Context(), "tn_a")
+	if err != nil || epoch2 != epoch || last2 != ids[2] {
+		t.Fatalf("position %q %q, want epoch %q and last %q", epoch2, last2, epoch, ids[2])
+	}
+	// Losing the counter (Redis lost data) gives a new epoch, so old cursors can be told apart.
+	rdb.Del(t.Context(), keys.Sequence("tn_a"))
+	epoch3, _, _ := p.Position(t.Context(), "tn_a")
+	if epoch3 == epoch {
+		t.Errorf("epoch unchanged after the counter was lost")
+	}
+}
+
+// recorder is a Deliverer that keeps what it is handed.
+type recorder struct {
+	mu     sync.Mutex
+	frames map[string][]*streamgate.Frame // tenant/channel → frames
+	got    chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{frames: map[string][]*streamgate.Frame{}, got: make(chan struct{}, 1024)}
+}
+
+func (r *recorder) Broadcast(tenantID, channel string, f *streamgate.Frame) int {
+	r.mu.Lock()
+	r.frames[tenantID+"/"+channel] = append(r.frames[tenantID+"/"+channel], f)
+	r.mu.Unlock()
+	r.got <- struct{}{}
+	return 1
+}
+
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.frames[key])
+}
+
+func (r *recorder) waitFor(t *testing.T, key string, n int) []*streamgate.Frame {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for r.count(key) < n {
+		select {
+		case <-r.got:
+		case <-deadline:
+			t.Fatalf("%s: %d frames, want %d", key, r.count(key), n)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*streamgate.Frame(nil), r.frames[key]...)
+}
+
+func startHub(t *testing.T, rs *redistest.Server, d Deliverer, control func([]byte)) *Hub {
+	t.Helper()
+	h := NewHub(rs.Client(), d, control, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hub Run: %v", err)
+		}
+	})
+	return h
+}
+
+func TestHubDeliversOnlyAcquiredChannels(t *testing.T) {
+	rs := redistest.Start(t)
+	rec := newRecorder()
+	h := startHub(t, rs, rec, nil)
+	p := NewPublisher(rs.Client())
+	w := Window{Events: 10, Seconds: 60}
+
+	if err := h.Acquire(t.Context(), "tn_a", "c"); err != nil {
+		t.Fatal(err)
+	}
+	// Acquire returned: Redis confirmed, so this publish must arrive.
+	ids := publishN(t, p, "tn_a", w, "c", 1)
+	publishN(t, p, "tn_b", w, "c", 1) // same name, other tenant: not acquired
+	publishN(t, p, "tn_a", w, "d", 1) // other channel: not acquired
+	frames := rec.waitFor(t, "tn_a/c", 1)
+	f := frames[0]
+	if f.ID != ids[0] || !f.Message || !strings.HasPrefix(string(f.Body), ids[0]+"\nevent: message\ndata: {") || !strings.HasSuffix(string(f.Body), "}\n\n") {
+		t.Errorf("frame %q id %q, want the event's SSE encoding", f.Body, f.ID)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if rec.count("tn_b/c") != 0 || rec.count("tn_a/d") != 0 {
+		t.Errorf("hub delivered channels it did not acquire")
+	}
+}
+
+func TestHubReferenceCounting(t *testing.T) {
+	rs := redistest.Start(t)
+	rec := newRecorder()
+	h := startHub(t, rs, rec, nil)
+	p := NewPublisher(rs.Client())
+	w := Window{Events: 10, Seconds: 60}
+
+	for range 2 {
+		if err := h.Acquire(t.Context(), "tn_a", "c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.Channels() != 1 {
+		t.Fatalf("two acquires of one channel hold %d subscriptions, want 1", h.Channels())
+	}
+	h.Release("tn_a", "c")
+	publishN(t, p, "tn_a", w, "c", 1)
+	rec.waitFor(t, "tn_a/c", 1) // one reference left: still subscribed
+
+	h.Release("tn_a", "c")
+	if h.Channels() != 0 {
+		t.Fatalf("after the last release the hub holds %d subscriptions", h.Channels())
+	}
+	// Redis sees no subscriber any more.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := rs.Client().PubSubNumSub(t.Context(), keys.Channel("tn_a", "c")).Result()
+		if err == nil && n[keys.Channel("tn_a", "c")] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis still counts a subscriber after the last release")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHubResubscribesAfterRedisRestart(t *testing.T) {
+	rs := redistest.Start(t)
+	rec := newRecorder()
+	var controls sync.Map
+	h := startHub(t, rs, rec, func(b []byte) { controls.Store(string(b), true) })
+	if err := h.Acquire(t.Context(), "tn_a", "c"); err != nil {
+		t.Fatal(err)
+	}
+	rs.Restart()
+
+	// Without any call from us, the hub's subscriptions come back: keep publishing until one
+	// arrives.
+	p := NewPublisher(rs.Client())
+	deadline := time.Now().Add(15 * time.Second)
+	for rec.count("tn_a/c") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery after Redis restarted: the subscription was not re-established")
+		}
+		_, _ = p.Publish(t.Context(), "tn_a", Window{Events: 10, Seconds: 60}, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}}, "")
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The control channel came back too.
+	for {
+		rs.Client().Publish(t.Context(), keys.Control(), "hello")
+		if _, ok := controls.Load("hello"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("control channel not re-established")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
+	for _, bad := range []string{"", "no-newline", "id\nkind-only"} {
+		if _, ok := EncodeFrame(bad); ok {
+			t.Errorf("EncodeFrame(%q) accepted", bad)
+		}
+	}
+	f, ok := EncodeFrame("1-1\njob\n{\"a\":1}")
+	if !ok || string(f.Body) != "1-1\nevent: job\ndata: {\"a\":1}\n\n" || f.ID != "1-1" {
+		t.Errorf("EncodeFrame = %q %v", f.Body, ok)
+	}
+}
