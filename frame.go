@@ -12,9 +12,17 @@ package streamgate
 type Frame struct {
 	// ID is the event's id in its tenant's order ("<ms>-<seq>"), or empty.
 	ID string
+	// Seq is the sequence part of ID: the tenant's own counter, which orders every event of a
+	// tenant across all its channels. Zero when ID is empty.
+	Seq uint64
+	// Channel is the channel the event was published to, or empty for notices.
+	Channel string
 	// Body is the rest of the event: "<ID>\nevent: …\ndata: …\n\n" when ID is set, otherwise a
 	// whole event or comment such as ": ping\n\n".
 	Body []byte
+	// Snapshot marks a job's or workflow's current state read from Redis (not received live):
+	// its Seq is that of the state's last change, and it is exempt from the replay floor.
+	Snapshot bool
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).
 	Message bool

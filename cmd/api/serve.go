@@ -57,7 +57,15 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		SignupOpen:   cfg.SignupOpen,
 		CORSOrigins:  cfg.CORSOrigins,
 		WriteTimeout: cfg.WriteTimeout,
-	}, log, tenants, publisher, hub, sessions, ready.Load)
+	}, log, httpapi.Deps{
+		Tenants:   tenants,
+		Publisher: publisher,
+		History:   stream.NewHistory(rdb),
+		Records:   stream.NewSessions(rdb),
+		Hub:       hub,
+		Registry:  sessions,
+		Ready:     ready.Load,
+	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -83,6 +91,7 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sessions.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error { return watchRedis(gctx, rdb, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

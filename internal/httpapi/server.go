@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
@@ -30,23 +31,44 @@ type Config struct {
 	Retry time.Duration
 }
 
+// States reads the current state of job: and workflow: channels, which a subscriber receives
+// first. ok is false when the channel has no state yet.
+type States interface {
+	Current(ctx context.Context, tenantID, channel string) (e stream.Entry, ok bool, err error)
+}
+
+// Deps are the node's parts the edge drives.
+type Deps struct {
+	Tenants   *tenant.Store
+	Publisher *stream.Publisher
+	History   *stream.History
+	Records   *stream.Sessions
+	Hub       *stream.Hub
+	Registry  *session.Registry
+	States    States      // nil: no job or workflow state on subscribe
+	Ready     func() bool // whether the node can serve, for /readyz
+}
+
 // Server holds the edge's dependencies. Build it with New.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	tenants   *tenant.Store
-	publisher *stream.Publisher
-	hub       *stream.Hub
-	sessions  *session.Registry
-	ready     func() bool
+	cfg            Config
+	log            *slog.Logger
+	tenants        *tenant.Store
+	publisher      *stream.Publisher
+	history        *stream.History
+	sessionRecords *stream.Sessions
+	hub            *stream.Hub
+	sessions       *session.Registry
+	states         States
+	ready          func() bool
+	live           liveSet
 
 	stopOnce sync.Once
 	stopping chan struct{}
 }
 
-// New returns the edge. ready reports whether the node can serve (for /readyz).
-func New(cfg Config, log *slog.Logger, tenants *tenant.Store, publisher *stream.Publisher,
-	hub *stream.Hub, sessions *session.Registry, ready func() bool) *Server {
+// New returns the edge.
+func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
@@ -54,9 +76,69 @@ func New(cfg Config, log *slog.Logger, tenants *tenant.Store, publisher *stream.
 		cfg.Retry = 2 * time.Second
 	}
 	return &Server{
-		cfg: cfg, log: log, tenants: tenants, publisher: publisher, hub: hub,
-		sessions: sessions, ready: ready, stopping: make(chan struct{}),
+		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History,
+		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, states: d.States, ready: d.Ready,
+		live: liveSet{m: make(map[string]*liveStream)}, stopping: make(chan struct{}),
 	}
+}
+
+// Run keeps the records of this node's sessions fresh in Redis, so that they can be resumed
+// for as long as their history lasts, until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(recordRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		live := s.live.records()
+		if err := s.sessionRecords.Touch(ctx, live); err != nil && ctx.Err() == nil {
+			s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+		}
+	}
+}
+
+// recordRefresh is how often live sessions' records are extended; records live a minute longer
+// than their history window, so a refresh may be missed without losing one.
+const recordRefresh = 30 * time.Second
+
+// liveSet indexes this node's open streams by session id, for the sessions API.
+type liveSet struct {
+	mu sync.Mutex
+	m  map[string]*liveStream
+}
+
+func (l *liveSet) add(st *liveStream) {
+	l.mu.Lock()
+	l.m[st.sess.ID()] = st
+	l.mu.Unlock()
+}
+
+// remove forgets st, but not a newer stream that resumed the same session.
+func (l *liveSet) remove(st *liveStream) {
+	l.mu.Lock()
+	if l.m[st.sess.ID()] == st {
+		delete(l.m, st.sess.ID())
+	}
+	l.mu.Unlock()
+}
+
+func (l *liveSet) get(id string) *liveStream {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[id]
+}
+
+func (l *liveSet) records() []stream.Live {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]stream.Live, 0, len(l.m))
+	for id, st := range l.m {
+		out = append(out, stream.Live{TenantID: st.tenantID, ID: id, TTL: st.ttl})
+	}
+	return out
 }
 
 // Stop tells every open stream that the node is going away (disconnect, reconnect: true) and

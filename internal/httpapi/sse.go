@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
@@ -16,6 +18,9 @@ import (
 // maxQueryChannels bounds the channels one stream request may name before any other check:
 // beyond every tenant's subscription cap, so it only cuts off abuse early.
 const maxQueryChannels = 10_000
+
+// replayPage is how many history entries a resume reads per round trip.
+const replayPage = 500
 
 // streamHandler serves GET /v1/stream: the end user's Server-Sent Events stream. Refusals are
 // ordinary JSON errors sent before the stream starts; after that, every notice is an SSE event.
@@ -39,8 +44,9 @@ func (s *Server) streamHandler() http.Handler {
 	})
 }
 
-// openStream authenticates the request, checks its channels and caps, registers the session and
-// subscribes this node to its channels. On success the caller must call close.
+// openStream authenticates the request, works out the session (new, resumed, or reset), checks
+// its channels and caps, registers it and subscribes this node to its channels. On success the
+// caller must call close.
 func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -59,24 +65,34 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 	if err != nil {
 		return nil, toError(s.log, err)
 	}
-
-	channels, e := streamChannels(q["channel"], claims, t.Limits)
+	requested, e := queryChannels(q["channel"])
 	if e != nil {
 		return nil, e
 	}
 
-	info := session.Info{
-		ID:       streamgate.NewID("ses_"),
-		TenantID: t.ID,
-		Sub:      claims.Sub,
-		KeyID:    claims.KeyID,
-		TokenExp: claims.ExpiresAt,
+	st := &liveStream{srv: s, tenantID: t.ID, window: window(t), ttl: historyTTL(t)}
+	plan, e := s.planSession(ctx, r, claims, t, requested)
+	if e != nil {
+		return nil, e
 	}
-	sess, err := s.sessions.Register(info, channels, t.Limits.MaxConnections, t.Limits.MaxSubscriptionsPerSession)
+	channels := plan.channels
+	if len(channels) > t.Limits.MaxSubscriptionsPerSession {
+		return nil, errorf(http.StatusForbidden, codeLimitExceeded,
+			"A session may subscribe to at most %d channels; this stream asks for %d", t.Limits.MaxSubscriptionsPerSession, len(channels))
+	}
+	for _, ch := range channels {
+		if !streamgate.Granted(claims.Channels, ch) {
+			return nil, errorf(http.StatusForbidden, codeForbidden, "The token does not grant channel %q", ch)
+		}
+	}
+
+	info := session.Info{ID: plan.id, TenantID: t.ID, Sub: claims.Sub, KeyID: claims.KeyID, TokenExp: claims.ExpiresAt}
+	sess, err := s.register(info, channels, t)
 	if err != nil {
 		return nil, toError(s.log, err)
 	}
-	st := &liveStream{srv: s, sess: sess, tenantID: t.ID}
+	st.sess = sess
+	s.live.add(st)
 	for _, ch := range channels {
 		if err := s.hub.Acquire(ctx, t.ID, ch); err != nil {
 			st.close()
@@ -84,21 +100,107 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 		}
 		st.acquired = append(st.acquired, ch)
 	}
-	// Read the position after subscribing: whatever is published from here on is either live or
-	// after the cursor.
-	epoch, last, err := s.publisher.Position(ctx, t.ID)
+
+	// The position is read after subscribing: whatever is published from here on is either
+	// live or at most the floor, and the replay covers everything up to the floor.
+	snap, err := s.history.Snapshot(ctx, t.ID, channels, plan.after, st.window)
 	if err != nil {
 		st.close()
 		return nil, toError(s.log, err)
 	}
-	st.cursorPrefix = []byte(info.ID + ":" + epoch + ":")
-	st.connected = connectedFrame(last, info.ID, s.cfg.NodeID, channels)
+	if plan.after != "" && plan.reset == "" && snap.Gap {
+		plan.reset = "history window exceeded" // trimmed between the first look and now
+	}
+	if plan.reset != "" || plan.after == "" {
+		plan.after = "" // nothing to replay: the session starts at the present
+	}
+	st.floor, st.floorID = snap.Seq, snap.LastID
+	st.replayFrom = plan.after
+	st.cursor = stream.Cursor{SessionID: info.ID, Epoch: snap.Epoch}
+	st.prefix = []byte(st.cursor.Prefix())
+	st.reset = plan.reset
+	st.wantState = plan.after == "" // a resume replays state changes from history instead
+
+	connectedAt := time.Now()
+	if plan.record != nil {
+		connectedAt = plan.record.ConnectedAt
+	}
+	rec := stream.SessionRecord{ID: info.ID, TenantID: t.ID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connectedAt, Channels: channels}
+	if err := s.sessionRecords.Save(ctx, rec, st.ttl); err != nil {
+		st.close()
+		return nil, toError(s.log, err)
+	}
 	return st, nil
 }
 
-// streamChannels validates the requested channels: syntax, count against the tenant's cap,
-// then the token's grant.
-func streamChannels(requested []string, claims tenant.Claims, limits tenant.Limits) ([]string, *Error) {
+// sessionPlan is what a stream request resolves to before anything is registered.
+type sessionPlan struct {
+	id       string
+	channels []string
+	after    string // replay events after this id (a resume), or ""
+	reset    string // why a resume could not be served from history, or ""
+	record   *stream.SessionRecord
+}
+
+// planSession reads Last-Event-ID (or last_event_id=) and decides: a new session on the
+// requested channels; the same session resumed with its own channels; or, when the gap cannot
+// be replayed, a fresh start announced with reset.
+func (s *Server) planSession(ctx context.Context, r *http.Request, claims tenant.Claims, t tenant.Tenant, requested []string) (sessionPlan, *Error) {
+	fresh := sessionPlan{id: streamgate.NewID("ses_"), channels: requested}
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = r.URL.Query().Get("last_event_id")
+	}
+	if raw == "" {
+		return fresh, nil
+	}
+	cur, ok := stream.ParseCursor(raw)
+	if !ok {
+		return sessionPlan{}, errorf(http.StatusBadRequest, codeInvalid, "Last-Event-ID is not a cursor this service issued")
+	}
+	rec, err := s.sessionRecords.Load(ctx, t.ID, cur.SessionID)
+	if errors.Is(err, stream.ErrSessionNotFound) {
+		fresh.reset = "session expired"
+		return fresh, nil
+	}
+	if err != nil {
+		return sessionPlan{}, toError(s.log, err)
+	}
+	if rec.Sub != claims.Sub {
+		return sessionPlan{}, errorf(http.StatusForbidden, codeForbidden, "Last-Event-ID belongs to another user's session")
+	}
+	plan := sessionPlan{id: rec.ID, channels: rec.Channels, after: cur.LastID, record: &rec}
+	snap, err := s.history.Snapshot(ctx, t.ID, rec.Channels, cur.LastID, window(t))
+	if err != nil {
+		return sessionPlan{}, toError(s.log, err)
+	}
+	switch {
+	case snap.Epoch != cur.Epoch:
+		plan.reset = "event log restarted"
+	case snap.Gap:
+		plan.reset = "history window exceeded"
+	}
+	if plan.reset != "" {
+		plan.channels = requested
+	}
+	return plan, nil
+}
+
+// register adds the session to this node's registry. A resume of a session this node still
+// holds (the old connection has not noticed it is dead) takes it over.
+func (s *Server) register(info session.Info, channels []string, t tenant.Tenant) (*session.Session, error) {
+	for range 2 {
+		sess, err := s.sessions.Register(info, channels, t.Limits.MaxConnections, t.Limits.MaxSubscriptionsPerSession)
+		if !errors.Is(err, session.ErrDuplicate) {
+			return sess, err
+		}
+		s.sessions.Close(info.ID, session.Disconnect("session resumed elsewhere", false))
+	}
+	return nil, errors.New("register session: still held after takeover")
+}
+
+// queryChannels validates the channels named in the query and drops duplicates.
+func queryChannels(requested []string) ([]string, *Error) {
 	if len(requested) > maxQueryChannels {
 		return nil, errorf(http.StatusBadRequest, codeInvalid, "A stream may name at most %d channels", maxQueryChannels)
 	}
@@ -113,38 +215,52 @@ func streamChannels(requested []string, claims tenant.Claims, limits tenant.Limi
 			channels = append(channels, ch)
 		}
 	}
-	if len(channels) > limits.MaxSubscriptionsPerSession {
-		return nil, errorf(http.StatusForbidden, codeLimitExceeded,
-			"A session may subscribe to at most %d channels; this stream asks for %d", limits.MaxSubscriptionsPerSession, len(channels))
-	}
-	for _, ch := range channels {
-		if !streamgate.Granted(claims.Channels, ch) {
-			return nil, errorf(http.StatusForbidden, codeForbidden, "The token does not grant channel %q", ch)
-		}
-	}
 	return channels, nil
 }
 
-// liveStream is one open stream: its registry session and the pub/sub references it holds.
+// historyTTL is how long a session's record is kept: its tenant's history window (beyond it a
+// resume can only reset), plus a margin for the periodic refresh.
+func historyTTL(t tenant.Tenant) time.Duration {
+	return time.Duration(t.Limits.HistorySeconds)*time.Second + 2*recordRefresh
+}
+
+// liveStream is one open stream on this node: its registry session, the pub/sub references it
+// holds, and what its writer needs to stitch replay and live together.
 type liveStream struct {
-	srv          *Server
-	sess         *session.Session
-	tenantID     string
-	acquired     []string
-	cursorPrefix []byte
-	connected    *streamgate.Frame
+	srv      *Server
+	sess     *session.Session
+	tenantID string
+	window   stream.Window
+	ttl      time.Duration
+
+	cursor     stream.Cursor
+	prefix     []byte
+	floor      uint64 // live events at or below it were replayed or predate the session
+	floorID    string
+	replayFrom string // replay (replayFrom, floorID] before going live; "" for none
+	reset      string
+	wantState  bool
+
+	mu       sync.Mutex // guards acquired against the sessions API
+	acquired []string
+	closed   bool
 }
 
 func (st *liveStream) close() {
-	st.srv.sessions.Remove(st.sess.ID())
-	for _, ch := range st.acquired {
+	st.srv.live.remove(st)
+	st.srv.sessions.Leave(st.sess)
+	st.mu.Lock()
+	acquired := st.acquired
+	st.acquired, st.closed = nil, true
+	st.mu.Unlock()
+	for _, ch := range acquired {
 		st.srv.hub.Release(st.tenantID, ch)
 	}
-	st.acquired = nil
 }
 
 // serveStream writes the stream until the session closes, the client goes away or the node
-// stops. Frames that are ready together go out in one flush.
+// stops: first the replay of what a resumed session missed (or current job and workflow
+// state), then live frames above the floor. Frames that are ready together go out in one flush.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStream) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -152,46 +268,33 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStr
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	rc := http.NewResponseController(w)
-	sess := st.sess
-	write := func(frames []*streamgate.Frame) error {
-		if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
-		}
-		messages := 0
-		for _, f := range frames {
-			if f.ID != "" {
-				if _, err := w.Write(idPrefix); err != nil {
-					return err
-				}
-				if _, err := w.Write(st.cursorPrefix); err != nil {
-					return err
-				}
-			}
-			if _, err := w.Write(f.Body); err != nil {
-				return err
-			}
-			if f.Message {
-				messages++
-			}
-		}
-		if err := rc.Flush(); err != nil {
-			return err
-		}
-		sess.Wrote(messages)
-		return nil
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w), st: st, timeout: s.cfg.WriteTimeout,
+		floor: st.floor}
+	ctx := r.Context()
+	head := []*streamgate.Frame{
+		{Body: []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n\n")},
+		st.connectedFrame(),
 	}
-
-	retry := []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n\n")
-	if err := write([]*streamgate.Frame{{Body: retry}, st.connected}); err != nil {
+	if st.reset != "" {
+		head = append(head, resetFrame(st.reset, st.sess.Channels()))
+	}
+	if err := sw.write(head); err != nil {
 		return
 	}
+	if err := s.replay(ctx, sw, st); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Debug("stream replay ended", "session", st.sess.ID(), "err", err)
+		}
+		return
+	}
+
+	sess := st.sess
 	batch := make([]*streamgate.Frame, 0, 16)
 	for {
 		select {
 		case <-sess.Ready():
 			batch = sess.Take(batch[:0])
-			if err := write(batch); err != nil {
+			if err := sw.write(batch); err != nil {
 				return
 			}
 			clear(batch)
@@ -199,27 +302,165 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStr
 			// Closed by the registry: evicted, expired, suspended, or the node stopping. The
 			// final notice goes out alone; what was still queued is left for a resume.
 			if f := sess.Final(); f != nil {
-				_ = write([]*streamgate.Frame{f})
+				_ = sw.write([]*streamgate.Frame{f})
 			}
 			return
 		case <-s.stopping:
-			_ = write([]*streamgate.Frame{session.Disconnect("node shutting down", true)})
+			_ = sw.write([]*streamgate.Frame{session.Disconnect("node shutting down", true)})
 			return
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		}
 	}
 }
 
+// replay sends what a resumed session missed, page by page, then the current state of its job
+// and workflow channels when it starts afresh. Live frames queue meanwhile and are written
+// after, above the floor.
+func (s *Server) replay(ctx context.Context, sw *sseWriter, st *liveStream) error {
+	after := st.replayFrom
+	for after != "" {
+		entries, more, err := s.history.Read(ctx, st.tenantID, st.sess.Channels(), after, st.floorID, replayPage)
+		if err != nil {
+			return err
+		}
+		frames := make([]*streamgate.Frame, len(entries))
+		for i, e := range entries {
+			frames[i] = e.Frame()
+		}
+		if err := sw.write(frames); err != nil {
+			return err
+		}
+		if !more || len(entries) == 0 {
+			break
+		}
+		after = entries[len(entries)-1].ID
+	}
+	if !st.wantState || s.states == nil {
+		return nil
+	}
+	var frames []*streamgate.Frame
+	for _, ch := range st.sess.Channels() {
+		if f, err := s.stateFrame(ctx, st, ch); err != nil {
+			return err
+		} else if f != nil {
+			frames = append(frames, f)
+		}
+	}
+	return sw.write(frames)
+}
+
+// stateFrame is the current state of a job or workflow channel as an event, or nil when the
+// channel is not one or has no state yet. Its id is the stream's floor, so that a resume from
+// it misses nothing; its Seq is the state's own, so that older live changes are skipped.
+func (s *Server) stateFrame(ctx context.Context, st *liveStream, channel string) (*streamgate.Frame, error) {
+	if !streamgate.Reserved(channel) {
+		return nil, nil
+	}
+	e, ok, err := s.states.Current(ctx, st.tenantID, channel)
+	if err != nil || !ok {
+		return nil, err
+	}
+	f := stream.NewFrame(channel, st.floorID, e.Kind, e.Data)
+	f.Seq, f.Snapshot = e.Seq, true
+	return f, nil
+}
+
+// sseWriter writes frames to one stream: each frame with an id gets the session's cursor, live
+// frames already covered by the replay are skipped, and a job's or workflow's state never goes
+// back to an older one.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	st      *liveStream
+	timeout time.Duration
+	floor   uint64
+	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
+}
+
+func (sw *sseWriter) write(frames []*streamgate.Frame) error {
+	if len(frames) == 0 {
+		return nil
+	}
+	if err := sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	messages := 0
+	for _, f := range frames {
+		if sw.skip(f) {
+			continue
+		}
+		if f.ID != "" {
+			if _, err := sw.w.Write(idPrefix); err != nil {
+				return err
+			}
+			if _, err := sw.w.Write(sw.st.prefix); err != nil {
+				return err
+			}
+		}
+		if _, err := sw.w.Write(f.Body); err != nil {
+			return err
+		}
+		if f.Message {
+			messages++
+		}
+	}
+	if err := sw.rc.Flush(); err != nil {
+		return err
+	}
+	sw.st.sess.Wrote(messages)
+	return nil
+}
+
+func (sw *sseWriter) skip(f *streamgate.Frame) bool {
+	if f.Seq == 0 {
+		return false
+	}
+	if !f.Snapshot && f.Seq <= sw.floor {
+		return true
+	}
+	if !streamgate.Reserved(f.Channel) {
+		return false
+	}
+	if sw.state == nil {
+		sw.state = make(map[string]uint64)
+	}
+	if f.Seq <= sw.state[f.Channel] {
+		return true
+	}
+	sw.state[f.Channel] = f.Seq
+	return false
+}
+
 var idPrefix = []byte("id: ")
 
-func connectedFrame(lastID, sessionID, nodeID string, channels []string) *streamgate.Frame {
+func (st *liveStream) connectedFrame() *streamgate.Frame {
 	data, _ := json.Marshal(struct {
 		SessionID string   `json:"session_id"`
 		NodeID    string   `json:"node_id"`
 		Channels  []string `json:"channels"`
-	}{sessionID, nodeID, channels})
-	f := stream.NewFrame(lastID, "connected", string(data))
-	f.Message = false
+	}{st.sess.ID(), st.srv.cfg.NodeID, nonNil(st.sess.Channels())})
+	// A resumed session's cursor stays where the client was until replay moves it on.
+	id := st.floorID
+	if st.replayFrom != "" {
+		id = st.replayFrom
+	}
+	f := stream.NewFrame("", id, "connected", string(data))
+	f.Seq, f.Message = 0, false
 	return f
+}
+
+func resetFrame(reason string, channels []string) *streamgate.Frame {
+	data, _ := json.Marshal(struct {
+		Reason   string   `json:"reason"`
+		Channels []string `json:"channels"`
+	}{reason, nonNil(channels)})
+	return &streamgate.Frame{Body: []byte("event: reset\ndata: " + string(data) + "\n\n")}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -60,3 +60,6 @@ func ParseChannel(name string) (tenantID, channel string, ok bool) {
 // Control is the global pub/sub channel on which nodes tell each other about changes that
 // affect live sessions (a deleted signing key, a suspended tenant).
 func Control() string { return prefix + "control" }
+
+// Session is the record of a session that lets it resume on any node.
+func Session(tenantID, sessionID string) string { return tenantPrefix(tenantID) + "ses:" + sessionID }

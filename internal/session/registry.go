@@ -223,6 +223,13 @@ func (r *Registry) Remove(id string) []string {
 	return chans
 }
 
+// Leave takes s itself out of the registry and closes it without a final frame. Unlike Remove
+// it never touches a newer session that took over s's id (a resume on the same node).
+func (r *Registry) Leave(s *Session) {
+	r.detach(s)
+	s.close(nil)
+}
+
 // Subscribe adds channel to a live session. It returns added false when the session already
 // had it, ErrNotFound for an unknown or closed session, and an error wrapping ErrLimitExceeded
 // when the session already has maxSubscriptions channels (<= 0 means unlimited).

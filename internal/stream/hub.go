@@ -225,7 +225,7 @@ func (h *Hub) dispatch(name, payload string) {
 	if !ok {
 		return
 	}
-	f, ok := EncodeFrame(payload)
+	f, ok := EncodeFrame(channel, payload)
 	if !ok {
 		h.log.Warn("malformed pub/sub payload", "channel", name)
 		return
@@ -233,9 +233,9 @@ func (h *Hub) dispatch(name, payload string) {
 	h.deliver.Broadcast(tenantID, channel, f)
 }
 
-// EncodeFrame turns a published payload ("<id>\n<kind>\n<json>") into the SSE frame every
-// subscriber on this node receives: the bytes after "id: <cursor prefix>".
-func EncodeFrame(payload string) (*streamgate.Frame, bool) {
+// EncodeFrame turns a payload published on channel ("<id>\n<kind>\n<json>") into the SSE
+// frame every subscriber on this node receives: the bytes after "id: <cursor prefix>".
+func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	id, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
 		return nil, false
@@ -244,12 +244,15 @@ func EncodeFrame(payload string) (*streamgate.Frame, bool) {
 	if !ok {
 		return nil, false
 	}
-	return NewFrame(id, kind, data), true
+	if _, _, ok := ParseID(id); !ok {
+		return nil, false
+	}
+	return NewFrame(channel, id, kind, data), true
 }
 
-// NewFrame encodes one event with an id. kind and data must hold no line breaks (they are
-// validated names and compact JSON).
-func NewFrame(id, kind, data string) *streamgate.Frame {
+// NewFrame encodes one event of channel with an id. kind and data must hold no line breaks
+// (they are validated names and compact JSON).
+func NewFrame(channel, id, kind, data string) *streamgate.Frame {
 	var b bytes.Buffer
 	b.Grow(len(id) + len(kind) + len(data) + 17)
 	b.WriteString(id)
@@ -258,5 +261,6 @@ func NewFrame(id, kind, data string) *streamgate.Frame {
 	b.WriteString("\ndata: ")
 	b.WriteString(data)
 	b.WriteString("\n\n")
-	return &streamgate.Frame{ID: id, Body: b.Bytes(), Message: true}
+	_, seq, _ := ParseID(id)
+	return &streamgate.Frame{ID: id, Seq: seq, Channel: channel, Body: b.Bytes(), Message: true}
 }

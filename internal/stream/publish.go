@@ -126,27 +126,6 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 	return Result{Epoch: reply[1], IDs: strings.Split(reply[2], ","), Duplicate: reply[0] == "dup"}, nil
 }
 
-// Position returns the tenant's epoch and the id of its latest event ("0-0" before the first):
-// a stream that starts now resumes from there.
-func (p *Publisher) Position(ctx context.Context, tenantID string) (epoch, lastID string, err error) {
-	var cmd *redis.SliceCmd
-	_, err = p.rdb.TxPipelined(ctx, func(pp redis.Pipeliner) error {
-		pp.HSetNX(ctx, keys.Sequence(tenantID), "epoch", NewEpoch())
-		cmd = pp.HMGet(ctx, keys.Sequence(tenantID), "epoch", "ms", "seq")
-		return nil
-	})
-	if err != nil {
-		return "", "", fmt.Errorf("read position of tenant %s: %w", tenantID, err)
-	}
-	vals := cmd.Val()
-	str := func(v any) string { s, _ := v.(string); return s }
-	epoch, ms, seq := str(vals[0]), str(vals[1]), str(vals[2])
-	if ms == "" || seq == "" {
-		return epoch, "0-0", nil
-	}
-	return epoch, ms + "-" + seq, nil
-}
-
 // NewEpoch returns a fresh random epoch: 8 hex characters.
 func NewEpoch() string {
 	var b [4]byte

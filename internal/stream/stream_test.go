@@ -127,19 +127,21 @@ func TestIdempotentPublish(t *testing.T) {
 func TestPositionAndEpoch(t *testing.T) {
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
-	epoch, last, err := p.Position(t.Context(), "tn_a")
-	if err != nil || last != "0-0" || len(epoch) != 8 {
-		t.Fatalf("fresh position %q %q %v", epoch, last, err)
+	h := NewHistory(rdb)
+	w := Window{Events: 10, Seconds: 60}
+	snap, err := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	if err != nil || snap.LastID != "0-0" || len(snap.Epoch) != 8 {
+		t.Fatalf("fresh position %+v %v", snap, err)
 	}
-	ids := publishN(t, p, "tn_a", Window{Events: 10, Seconds: 60}, "c", 3)
-	epoch2, last2, err := p.Position(t.Context(), "tn_a")
-	if err != nil || epoch2 != epoch || last2 != ids[2] {
-		t.Fatalf("position %q %q, want epoch %q and last %q", epoch2, last2, epoch, ids[2])
+	ids := publishN(t, p, "tn_a", w, "c", 3)
+	snap2, err := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	if err != nil || snap2.Epoch != snap.Epoch || snap2.LastID != ids[2] || snap2.Seq != 3 {
+		t.Fatalf("position %+v, want epoch %q and last %q", snap2, snap.Epoch, ids[2])
 	}
 	// Losing the counter (Redis lost data) gives a new epoch, so old cursors can be told apart.
 	rdb.Del(t.Context(), keys.Sequence("tn_a"))
-	epoch3, _, _ := p.Position(t.Context(), "tn_a")
-	if epoch3 == epoch {
+	snap3, _ := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	if snap3.Epoch == snap.Epoch {
 		t.Errorf("epoch unchanged after the counter was lost")
 	}
 }
@@ -296,13 +298,13 @@ func TestHubResubscribesAfterRedisRestart(t *testing.T) {
 }
 
 func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
-	for _, bad := range []string{"", "no-newline", "id\nkind-only"} {
-		if _, ok := EncodeFrame(bad); ok {
+	for _, bad := range []string{"", "no-newline", "id\nkind-only", "not-an-id\nmessage\n{}"} {
+		if _, ok := EncodeFrame("c", bad); ok {
 			t.Errorf("EncodeFrame(%q) accepted", bad)
 		}
 	}
-	f, ok := EncodeFrame("1-1\njob\n{\"a\":1}")
-	if !ok || string(f.Body) != "1-1\nevent: job\ndata: {\"a\":1}\n\n" || f.ID != "1-1" {
+	f, ok := EncodeFrame("c", "1-1\njob\n{\"a\":1}")
+	if !ok || string(f.Body) != "1-1\nevent: job\ndata: {\"a\":1}\n\n" || f.ID != "1-1" || f.Seq != 1 || f.Channel != "c" {
 		t.Errorf("EncodeFrame = %q %v", f.Body, ok)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -61,6 +62,10 @@ func (s *Store) MintToken(ctx context.Context, tenantID, sub string, channels []
 	signed, err := tok.SignedString(secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	if len(signed) > maxTokenBytes {
+		// VerifyToken would refuse it: better a 400 now than a 401 for every user later.
+		return "", time.Time{}, fmt.Errorf("the token would be %d bytes, over %d: grant fewer or shorter channel patterns: %w", len(signed), maxTokenBytes, ErrInvalid)
 	}
 	return signed, exp.UTC(), nil
 }
@@ -147,7 +152,7 @@ func tokenReason(err error) string {
 }
 
 func validateGrant(sub string, channels []string) error {
-	if n := len(sub); n < 1 || n > streamgate.MaxSubLen {
+	if n := utf8.RuneCountInString(sub); n < 1 || n > streamgate.MaxSubLen {
 		return fmt.Errorf("sub must be 1 to %d characters: %w", streamgate.MaxSubLen, ErrInvalid)
 	}
 	if len(channels) > maxPatterns {

@@ -317,7 +317,10 @@ func TestMintToken(t *testing.T) {
 		{"ttl under a second", "user-42", nil, 999 * time.Millisecond, ErrInvalid},
 		{"ttl 86401 s", "user-42", nil, 86401 * time.Second, ErrInvalid},
 		{"empty sub", "", nil, time.Hour, ErrInvalid},
+		{"sub of 256 characters", strings.Repeat("u", 256), nil, time.Hour, nil},
+		{"sub of 256 two-byte characters", strings.Repeat("é", 256), nil, time.Hour, nil},
 		{"sub of 257 characters", strings.Repeat("u", 257), nil, time.Hour, ErrInvalid},
+		{"sub of 257 two-byte characters", strings.Repeat("é", 257), nil, time.Hour, ErrInvalid},
 		{"invalid pattern", "user-42", []string{"chat room"}, time.Hour, ErrInvalid},
 		{"empty pattern", "user-42", []string{"chat.*", ""}, time.Hour, ErrInvalid},
 	}
