@@ -268,8 +268,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStr
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w), st: st, timeout: s.cfg.WriteTimeout,
-		floor: st.floor}
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w), st: st, timeout: s.cfg.WriteTimeout}
 	ctx := r.Context()
 	head := []*streamgate.Frame{
 		{Body: []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n\n")},
@@ -287,6 +286,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStr
 		}
 		return
 	}
+	// From here on only live frames come, and those at or below the floor were replayed or
+	// predate the session.
+	sw.floor = st.floor
 
 	sess := st.sess
 	batch := make([]*streamgate.Frame, 0, 16)
@@ -374,7 +376,7 @@ type sseWriter struct {
 	rc      *http.ResponseController
 	st      *liveStream
 	timeout time.Duration
-	floor   uint64
+	floor   uint64 // zero while replaying
 	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
 }
 

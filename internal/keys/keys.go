@@ -63,3 +63,7 @@ func Control() string { return prefix + "control" }
 
 // Session is the record of a session that lets it resume on any node.
 func Session(tenantID, sessionID string) string { return tenantPrefix(tenantID) + "ses:" + sessionID }
+
+// Trimmed is the tenant's hash of channel → the newest event id trimmed from its history, which
+// tells a resume whether its gap can still be replayed.
+func Trimmed(tenantID string) string { return tenantPrefix(tenantID) + "trimmed" }

@@ -37,8 +37,10 @@ func Connect(ctx context.Context, client *http.Client, url string, header http.H
 	if err != nil {
 		return nil, nil, err
 	}
-	for k, v := range header {
-		req.Header[k] = v
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := client.Do(req)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,71 +54,52 @@ type Snapshot struct {
 // nothing.
 func (h *History) Snapshot(ctx context.Context, tenantID string, channels []string, after string, w Window) (Snapshot, error) {
 	var (
-		pos    *redis.SliceCmd
-		infos  []*redis.XInfoStreamCmd
-		firsts []*redis.XMessageSliceCmd
+		pos     *redis.SliceCmd
+		trimmed *redis.SliceCmd
+		exists  []*redis.IntCmd
 	)
 	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, keys.Sequence(tenantID), "epoch", NewEpoch())
 		pos = p.HMGet(ctx, keys.Sequence(tenantID), "epoch", "ms", "seq")
-		if after == "" {
+		if after == "" || len(channels) == 0 {
 			return nil
 		}
+		trimmed = p.HMGet(ctx, keys.Trimmed(tenantID), channels...)
 		for _, ch := range channels {
-			infos = append(infos, p.XInfoStream(ctx, keys.History(tenantID, ch)))
-			firsts = append(firsts, p.XRangeN(ctx, keys.History(tenantID, ch), "-", "+", 1))
+			exists = append(exists, p.Exists(ctx, keys.History(tenantID, ch)))
 		}
 		return nil
 	})
-	if err != nil && !isNoSuchKey(err) {
-		return Snapshot{}, fmt.Errorf("read position of tenant %s: %w", tenantID, err)
-	}
-	if err := pos.Err(); err != nil {
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("read position of tenant %s: %w", tenantID, err)
 	}
 	vals := pos.Val()
-	str := func(v any) string { s, _ := v.(string); return s }
 	snap := Snapshot{Epoch: str(vals[0]), LastID: "0-0"}
 	if ms, seq := str(vals[1]), str(vals[2]); ms != "" && seq != "" {
 		snap.LastID = ms + "-" + seq
 		_, snap.Seq, _ = ParseID(snap.LastID)
 	}
-	if after == "" {
+	if trimmed == nil {
 		return snap, nil
 	}
 	afterMs, afterSeq, _ := ParseID(after)
 	stale := afterMs+uint64(w.Seconds)*1000 < uint64(h.now().UnixMilli())
-	for i := range channels {
-		info, ierr := infos[i].Result()
-		switch {
-		case isNoSuchKey(ierr):
-			// No log at all: either nothing was ever published there, or it expired after a
-			// quiet window. Only a cursor older than the window can have missed something.
-			if stale {
-				snap.Gap = true
-			}
-			continue
-		case ierr != nil:
-			return Snapshot{}, fmt.Errorf("inspect history: %w", ierr)
+	for i, v := range trimmed.Val() {
+		if _, seq, ok := ParseID(str(v)); ok && seq > afterSeq {
+			snap.Gap = true // an event after the cursor was trimmed
 		}
-		if info.MaxDeletedEntryID != "" {
-			// Redis 7 remembers the newest id it trimmed: exact.
-			if _, seq, ok := ParseID(info.MaxDeletedEntryID); ok && seq > afterSeq {
-				snap.Gap = true
-			}
-			continue
-		}
-		// A Redis that does not report trims (the embedded dev-mode one): the first entry is
-		// after the cursor and the log is full or past its age.
-		first := firsts[i].Val()
-		if len(first) == 1 {
-			_, seq, _ := ParseID(first[0].ID)
-			if seq > afterSeq+1 && (info.Length >= int64(w.Events) || stale) {
-				snap.Gap = true
-			}
+		if stale && exists[i].Val() == 0 {
+			// The log expired after a quiet window: whether it held something after the
+			// cursor cannot be known any more.
+			snap.Gap = true
 		}
 	}
 	return snap, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
 }
 
 // Read returns, in id order, at most limit entries of the channels with after < id <= upto,
@@ -168,8 +148,4 @@ func (h *History) Read(ctx context.Context, tenantID string, channels []string, 
 		out = out[:n+1]
 	}
 	return out, more, nil
-}
-
-func isNoSuchKey(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "no such key")
 }

@@ -104,9 +104,9 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 	if len(entries) == 0 {
 		return Result{}, errors.New("publish: no events")
 	}
-	ks := make([]string, 0, 2+len(entries))
-	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey))
-	args := make([]any, 0, 4+3*len(entries))
+	ks := make([]string, 0, 3+len(entries))
+	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
+	args := make([]any, 0, 4+4*len(entries))
 	useIdem := "0"
 	if idemKey != "" {
 		useIdem = "1"
@@ -114,7 +114,7 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 	args = append(args, NewEpoch(), w.Events, w.Seconds, useIdem)
 	for _, e := range entries {
 		ks = append(ks, keys.History(tenantID, e.channel))
-		args = append(args, keys.Channel(tenantID, e.channel), e.kind, e.payload)
+		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
 	}
 	reply, err := publishScript.Run(ctx, p.rdb, ks, args...).StringSlice()
 	if err != nil {
