@@ -376,7 +376,7 @@ type sseWriter struct {
 	rc      *http.ResponseController
 	st      *liveStream
 	timeout time.Duration
-	floor   uint64 // zero while replaying
+	floor   uint64            // zero while replaying
 	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
 }
 
