@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -45,7 +46,9 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	}
 	c.NodeID = r.String("STREAMGATE_NODE_ID", "")
 	if c.NodeID == "" {
-		c.NodeID = "node-" + randomToken()[:8]
+		c.NodeID = streamgate.NewID("node-")[:13]
+	} else if !streamgate.ValidID(c.NodeID) {
+		r.Fail(fmt.Errorf("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
 	}
 	c.SignupOpen = r.OneOf("STREAMGATE_SIGNUP", "open", "open", "closed") == "open"
 	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")

@@ -441,4 +441,16 @@ func readLines(r io.Reader, limit int) []string {
 	return out
 }
 
+// waitFor polls cond until it holds, failing the test with what after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
 var _ = fmt.Sprintf

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -43,7 +44,7 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	})
 	var ready atomic.Bool
 	var api *httpapi.Server
-	hub := stream.NewHub(rdb, sessions, func(payload []byte) {
+	hub := stream.NewHub(rdb, cfg.NodeID, sessions, func(payload []byte) {
 		var ev tenant.Event
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			log.Warn("malformed control event", "err", err)
@@ -64,8 +65,11 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		Records:   stream.NewSessions(rdb),
 		Hub:       hub,
 		Registry:  sessions,
+		Cluster:   cluster.NewView(rdb),
 		Ready:     ready.Load,
 	})
+	hub.SetRPCHandler(api.HandleRPC)
+	heartbeat := cluster.NewHeartbeat(rdb, cfg.NodeID, sessions.Stats, log)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -92,6 +96,7 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	g.Go(func() error { return sessions.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
+	g.Go(func() error { return heartbeat.Run(gctx) })
 	g.Go(func() error { return watchRedis(gctx, rdb, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -70,6 +70,13 @@ var sentinels = []struct {
 	{session.ErrLimitExceeded, http.StatusForbidden, codeLimitExceeded},
 	{session.ErrNotFound, http.StatusNotFound, codeNotFound},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},
+	{stream.ErrNoReply, http.StatusServiceUnavailable, codeUnavailable},
+}
+
+// remoteStatus gives the status of a refusal another node sent back.
+var remoteStatus = map[string]int{
+	codeInvalid: http.StatusBadRequest, codeForbidden: http.StatusForbidden, codeLimitExceeded: http.StatusForbidden,
+	codeNotFound: http.StatusNotFound, codeUnavailable: http.StatusServiceUnavailable, codeInternal: http.StatusInternalServerError,
 }
 
 // toError maps any error to the contract's shape. Errors it does not know are logged (without
@@ -78,6 +85,14 @@ func toError(log *slog.Logger, err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var re *stream.RemoteError
+	if errors.As(err, &re) {
+		status, ok := remoteStatus[re.Code]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		return &Error{Status: status, Code: re.Code, Message: re.Message}
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {

@@ -28,6 +28,9 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/tenants", s.handleSignup())
 	v1.GET("/stream", gin.WrapH(s.streamHandler()))
 
+	v1.POST("/sessions/:id/subscriptions", s.handleSubscribe())
+	v1.DELETE("/sessions/:id/subscriptions/:channel", s.handleUnsubscribe())
+
 	key := v1.Group("", s.requireAPIKey())
 	key.GET("/tenant", s.handleGetTenant())
 	key.POST("/api-keys", s.handleCreateAPIKey())
@@ -40,5 +43,16 @@ func (s *Server) Handler() http.Handler {
 	key.POST("/channels/:channel/events", s.handlePublish())
 	key.POST("/events", s.handlePublishBatch())
 	key.GET("/stats", s.handleTenantStats())
+
+	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
+	r.GET("/admin/", s.handleAdminPage())
+	r.GET("/admin/assets/*file", s.handleAdminAssets())
+	admin := r.Group("/admin/api", s.requireAdmin())
+	admin.GET("/stats", s.handleAdminStats())
+	admin.GET("/stats/stream", gin.WrapH(s.adminStatsStream()))
+	admin.GET("/tenants/:id", s.handleAdminTenant())
+	admin.PATCH("/tenants/:id", s.handleAdminPatchTenant())
+	admin.GET("/tenants/:id/sessions", s.handleAdminSessions())
+	admin.DELETE("/sessions/:id", s.handleAdminEvict())
 	return r
 }

@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -45,6 +47,7 @@ type Deps struct {
 	Records   *stream.Sessions
 	Hub       *stream.Hub
 	Registry  *session.Registry
+	Cluster   *cluster.View
 	States    States      // nil: no job or workflow state on subscribe
 	Ready     func() bool // whether the node can serve, for /readyz
 }
@@ -60,8 +63,10 @@ type Server struct {
 	hub            *stream.Hub
 	sessions       *session.Registry
 	states         States
+	cluster        *cluster.View
 	ready          func() bool
 	live           liveSet
+	statsCache     statsCache
 
 	stopOnce sync.Once
 	stopping chan struct{}
@@ -77,9 +82,14 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	}
 	return &Server{
 		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History,
-		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, states: d.States, ready: d.Ready,
+		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, states: d.States, cluster: d.Cluster, ready: d.Ready,
 		live: liveSet{m: make(map[string]*liveStream)}, stopping: make(chan struct{}),
 	}
+}
+
+// HandleRPC runs a call from another node; install it with the hub's SetRPCHandler.
+func (s *Server) HandleRPC(ctx context.Context, method string, body json.RawMessage) (any, error) {
+	return s.handleRPC(ctx, method, body)
 }
 
 // Run keeps the records of this node's sessions fresh in Redis, so that they can be resumed

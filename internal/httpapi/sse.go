@@ -86,8 +86,18 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 		}
 	}
 
+	// max_connections holds across the cluster: the other nodes' last heartbeats plus this
+	// node's exact count. Streams opened on several nodes at once may overshoot by a few.
+	others, err := s.cluster.TenantUsage(ctx, t.ID, s.cfg.NodeID)
+	if err != nil {
+		return nil, toError(s.log, err)
+	}
+	allowed := t.Limits.MaxConnections - others.Connections
+	if allowed <= 0 {
+		return nil, errorf(http.StatusForbidden, codeLimitExceeded, "The tenant has reached its max_connections of %d", t.Limits.MaxConnections)
+	}
 	info := session.Info{ID: plan.id, TenantID: t.ID, Sub: claims.Sub, KeyID: claims.KeyID, TokenExp: claims.ExpiresAt}
-	sess, err := s.register(info, channels, t)
+	sess, err := s.register(info, channels, allowed, t.Limits.MaxSubscriptionsPerSession)
 	if err != nil {
 		return nil, toError(s.log, err)
 	}
@@ -121,11 +131,11 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 	st.reset = plan.reset
 	st.wantState = plan.after == "" // a resume replays state changes from history instead
 
-	connectedAt := time.Now()
+	st.connectedAt = time.Now()
 	if plan.record != nil {
-		connectedAt = plan.record.ConnectedAt
+		st.connectedAt = plan.record.ConnectedAt
 	}
-	rec := stream.SessionRecord{ID: info.ID, TenantID: t.ID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connectedAt, Channels: channels}
+	rec := stream.SessionRecord{ID: info.ID, TenantID: t.ID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: channels}
 	if err := s.sessionRecords.Save(ctx, rec, st.ttl); err != nil {
 		st.close()
 		return nil, toError(s.log, err)
@@ -188,9 +198,9 @@ func (s *Server) planSession(ctx context.Context, r *http.Request, claims tenant
 
 // register adds the session to this node's registry. A resume of a session this node still
 // holds (the old connection has not noticed it is dead) takes it over.
-func (s *Server) register(info session.Info, channels []string, t tenant.Tenant) (*session.Session, error) {
+func (s *Server) register(info session.Info, channels []string, maxConns, maxSubs int) (*session.Session, error) {
 	for range 2 {
-		sess, err := s.sessions.Register(info, channels, t.Limits.MaxConnections, t.Limits.MaxSubscriptionsPerSession)
+		sess, err := s.sessions.Register(info, channels, maxConns, maxSubs)
 		if !errors.Is(err, session.ErrDuplicate) {
 			return sess, err
 		}
@@ -232,6 +242,8 @@ type liveStream struct {
 	tenantID string
 	window   stream.Window
 	ttl      time.Duration
+	// connectedAt is when the session first connected, kept across resumes.
+	connectedAt time.Time
 
 	cursor     stream.Cursor
 	prefix     []byte

@@ -61,10 +61,14 @@ func (s *Server) handleSignup() gin.HandlerFunc {
 func (s *Server) handleGetTenant() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		t := tenantOf(c)
-		st := s.sessions.TenantStats(t.ID)
+		conns, subs, err := s.tenantUsage(c.Request.Context(), t)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
 		writeJSON(c.Writer, http.StatusOK, gin.H{
 			"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "limits": t.Limits,
-			"usage": gin.H{"connections": st.Connections, "subscriptions": st.Subscriptions},
+			"usage": gin.H{"connections": conns, "subscriptions": subs},
 		})
 	}
 }
@@ -178,21 +182,26 @@ func (s *Server) handleMintToken() gin.HandlerFunc {
 	}
 }
 
-// handleTenantStats reports the tenant's figures. On this node for now; the cluster-wide
-// figures come from the nodes' heartbeats.
+// handleTenantStats reports the tenant's figures over the whole cluster: live usage from the
+// nodes' heartbeats, totals from Redis. At most two seconds old.
 func (s *Server) handleTenantStats() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		ctx := c.Request.Context()
 		t := tenantOf(c)
-		st := s.sessions.TenantStats(t.ID)
-		published, err := s.publisher.Published(c.Request.Context(), t.ID)
+		v, err := s.adminTenantView(ctx, t)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		nodes, err := s.cluster.Nodes(ctx)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
 		writeJSON(c.Writer, http.StatusOK, gin.H{
-			"connections": st.Connections, "subscriptions": st.Subscriptions,
-			"published_total": published, "delivered_total": st.Delivered,
-			"dropped_total": st.Dropped, "evicted_total": st.Evicted, "nodes": 1,
+			"connections": v.Usage.Connections, "subscriptions": v.Usage.Subscriptions,
+			"published_total": v.PublishedTotal, "delivered_total": v.Delivered,
+			"dropped_total": v.Dropped, "evicted_total": v.Evicted, "nodes": len(nodes),
 		})
 	}
 }

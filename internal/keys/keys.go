@@ -67,3 +67,15 @@ func Session(tenantID, sessionID string) string { return tenantPrefix(tenantID) 
 // Trimmed is the tenant's hash of channel → the newest event id trimmed from its history, which
 // tells a resume whether its gap can still be replayed.
 func Trimmed(tenantID string) string { return tenantPrefix(tenantID) + "trimmed" }
+
+// Node is the pub/sub channel on which a node takes calls from other nodes.
+func Node(nodeID string) string { return prefix + "node:" + nodeID }
+
+// Nodes is the global sorted set of node ids by their last heartbeat (Unix milliseconds).
+func Nodes() string { return prefix + "nodes" }
+
+// NodeReport is a node's last heartbeat, expiring when the node stops reporting.
+func NodeReport(nodeID string) string { return prefix + "nodereport:" + nodeID }
+
+// Counters is the tenant's hash of running totals: delivered, dropped, evicted.
+func Counters(tenantID string) string { return tenantPrefix(tenantID) + "counters" }

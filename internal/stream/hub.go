@@ -32,7 +32,9 @@ var ErrUnavailable = errors.New("redis unavailable")
 //
 // Subscriptions survive a Redis reconnect: the client subscribes again to everything it holds.
 type Hub struct {
+	rdb     redis.UniversalClient
 	ps      *redis.PubSub
+	rpc     rpc
 	deliver Deliverer
 	control func(payload []byte)
 	log     *slog.Logger
@@ -50,9 +52,12 @@ type subscription struct {
 	active bool // Redis confirmed the subscription (a ping sent after it came back)
 }
 
-// NewHub returns a hub that delivers to d and passes control-channel payloads to control.
-func NewHub(rdb redis.UniversalClient, d Deliverer, control func(payload []byte), log *slog.Logger) *Hub {
+// NewHub returns the hub of node nodeID: it delivers to d, passes control-channel payloads to
+// control, and takes calls from other nodes (SetRPCHandler).
+func NewHub(rdb redis.UniversalClient, nodeID string, d Deliverer, control func(payload []byte), log *slog.Logger) *Hub {
 	return &Hub{
+		rdb:            rdb,
+		rpc:            rpc{nodeID: nodeID, pending: make(map[string]chan rpcMessage)},
 		ps:             rdb.Subscribe(context.Background()),
 		deliver:        d,
 		control:        control,
@@ -177,8 +182,8 @@ func (h *Hub) pong(payload string) {
 // Run receives from Redis until ctx ends. Connection errors are retried with backoff; the
 // client reconnects and resubscribes by itself.
 func (h *Hub) Run(ctx context.Context) error {
-	if err := h.ps.Subscribe(ctx, keys.Control()); err != nil {
-		h.log.Warn("subscribe control channel", "err", err)
+	if err := h.ps.Subscribe(ctx, keys.Control(), keys.Node(h.rpc.nodeID)); err != nil {
+		h.log.Warn("subscribe control and node channels", "err", err)
 	}
 	stop := context.AfterFunc(ctx, func() { h.ps.Close() })
 	defer stop()
@@ -215,10 +220,14 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 func (h *Hub) dispatch(name, payload string) {
-	if name == keys.Control() {
+	switch name {
+	case keys.Control():
 		if h.control != nil {
 			h.control([]byte(payload))
 		}
+		return
+	case keys.Node(h.rpc.nodeID):
+		h.onRPC(payload)
 		return
 	}
 	tenantID, channel, ok := keys.ParseChannel(name)

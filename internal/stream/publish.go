@@ -144,3 +144,23 @@ func (p *Publisher) Published(ctx context.Context, tenantID string) (int64, erro
 	}
 	return n, nil
 }
+
+// PublishedMany returns the published counts of several tenants in one round trip.
+func (p *Publisher) PublishedMany(ctx context.Context, tenantIDs ...string) (map[string]int64, error) {
+	cmds := make([]*redis.StringCmd, len(tenantIDs))
+	_, err := p.rdb.Pipelined(ctx, func(pp redis.Pipeliner) error {
+		for i, id := range tenantIDs {
+			cmds[i] = pp.HGet(ctx, keys.Sequence(id), "seq")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read published counts: %w", err)
+	}
+	out := make(map[string]int64, len(tenantIDs))
+	for i, id := range tenantIDs {
+		n, _ := cmds[i].Int64()
+		out[id] = n
+	}
+	return out, nil
+}

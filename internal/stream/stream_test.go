@@ -188,7 +188,7 @@ func (r *recorder) waitFor(t *testing.T, key string, n int) []*streamgate.Frame 
 
 func startHub(t *testing.T, rs *redistest.Server, d Deliverer, control func([]byte)) *Hub {
 	t.Helper()
-	h := NewHub(rs.Client(), d, control, quiet)
+	h := NewHub(rs.Client(), "node-test", d, control, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()

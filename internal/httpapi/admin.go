@@ -1,0 +1,406 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+// requireAdmin lets only the operator's admin token through.
+func (s *Server) requireAdmin() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !s.isAdmin(c.Request) {
+			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Send the admin token as Authorization: Bearer <token>"))
+			return
+		}
+		c.Next()
+	}
+}
+
+// adminStats is the dashboard's whole picture.
+type adminStats struct {
+	GeneratedAt time.Time         `json:"generated_at"`
+	Totals      adminTotals       `json:"totals"`
+	Nodes       []adminNode       `json:"nodes"`
+	Tenants     []adminTenantStat `json:"tenants"`
+}
+
+type adminTotals struct {
+	Tenants        int    `json:"tenants"`
+	Nodes          int    `json:"nodes"`
+	Connections    int    `json:"connections"`
+	Subscriptions  int    `json:"subscriptions"`
+	PublishedTotal int64  `json:"published_total"`
+	DeliveredTotal uint64 `json:"delivered_total"`
+	DroppedTotal   uint64 `json:"dropped_total"`
+	EvictedTotal   uint64 `json:"evicted_total"`
+}
+
+type adminNode struct {
+	ID            string    `json:"id"`
+	Connections   int       `json:"connections"`
+	Subscriptions int       `json:"subscriptions"`
+	StartedAt     time.Time `json:"started_at"`
+	LastSeen      time.Time `json:"last_seen"`
+}
+
+type adminTenantStat struct {
+	ID             string        `json:"id"`
+	Name           string        `json:"name"`
+	Suspended      bool          `json:"suspended"`
+	Connections    int           `json:"connections"`
+	Subscriptions  int           `json:"subscriptions"`
+	Limits         tenant.Limits `json:"limits"`
+	PublishedTotal int64         `json:"published_total"`
+	DeliveredTotal uint64        `json:"delivered_total"`
+	DroppedTotal   uint64        `json:"dropped_total"`
+	EvictedTotal   uint64        `json:"evicted_total"`
+}
+
+// statsCache shares one computation of the cluster's figures between every viewer for a second.
+type statsCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	stats adminStats
+}
+
+func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
+	s.statsCache.mu.Lock()
+	defer s.statsCache.mu.Unlock()
+	if time.Since(s.statsCache.at) < time.Second {
+		return s.statsCache.stats, nil
+	}
+	nodes, err := s.cluster.Nodes(ctx)
+	if err != nil {
+		return adminStats{}, err
+	}
+	tenants, err := s.tenants.List(ctx)
+	if err != nil {
+		return adminStats{}, err
+	}
+	ids := make([]string, len(tenants))
+	for i, t := range tenants {
+		ids[i] = t.ID
+	}
+	counters, err := s.cluster.Counters(ctx, ids...)
+	if err != nil {
+		return adminStats{}, err
+	}
+	published, err := s.publisher.PublishedMany(ctx, ids...)
+	if err != nil {
+		return adminStats{}, err
+	}
+	out := adminStats{GeneratedAt: time.Now().UTC(), Nodes: []adminNode{}, Tenants: make([]adminTenantStat, len(tenants))}
+	usage := map[string]cluster.TenantReport{}
+	for _, n := range nodes {
+		out.Nodes = append(out.Nodes, adminNode{ID: n.ID, Connections: n.Connections, Subscriptions: n.Subscriptions, StartedAt: n.StartedAt, LastSeen: n.LastSeen})
+		out.Totals.Connections += n.Connections
+		out.Totals.Subscriptions += n.Subscriptions
+		for id, u := range n.Tenants {
+			sum := usage[id]
+			sum.Connections += u.Connections
+			sum.Subscriptions += u.Subscriptions
+			usage[id] = sum
+		}
+	}
+	for i, t := range tenants {
+		c := counters[t.ID]
+		out.Tenants[i] = adminTenantStat{
+			ID: t.ID, Name: t.Name, Suspended: t.Suspended, Limits: t.Limits,
+			Connections: usage[t.ID].Connections, Subscriptions: usage[t.ID].Subscriptions,
+			PublishedTotal: published[t.ID], DeliveredTotal: c.Delivered, DroppedTotal: c.Dropped, EvictedTotal: c.Evicted,
+		}
+		out.Totals.PublishedTotal += published[t.ID]
+		out.Totals.DeliveredTotal += c.Delivered
+		out.Totals.DroppedTotal += c.Dropped
+		out.Totals.EvictedTotal += c.Evicted
+	}
+	out.Totals.Tenants, out.Totals.Nodes = len(tenants), len(nodes)
+	s.statsCache.stats, s.statsCache.at = out, time.Now()
+	return out, nil
+}
+
+func (s *Server) handleAdminStats() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		st, err := s.clusterStats(c.Request.Context())
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, st)
+	}
+}
+
+// adminStatsStream sends the stats object as `event: stats` once a second until the client
+// leaves or the node stops.
+func (s *Server) adminStatsStream() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		send := func() error {
+			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			st, err := s.clusterStats(r.Context())
+			if err != nil {
+				_, err = w.Write([]byte(": stats unavailable\n\n"))
+			} else {
+				_, err = w.Write([]byte("event: stats\ndata: " + string(mustJSON(st)) + "\n\n"))
+			}
+			if err != nil {
+				return err
+			}
+			return rc.Flush()
+		}
+		if _, err := w.Write([]byte("retry: 2000\n\n")); err != nil || send() != nil {
+			return
+		}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if send() != nil {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			case <-s.stopping:
+				return
+			}
+		}
+	})
+}
+
+type adminTenant struct {
+	tenantView
+	Suspended bool `json:"suspended"`
+	Usage     struct {
+		Connections   int `json:"connections"`
+		Subscriptions int `json:"subscriptions"`
+	} `json:"usage"`
+	PublishedTotal int64 `json:"published_total"`
+	cluster.Counters
+}
+
+func (s *Server) adminTenantView(ctx context.Context, t tenant.Tenant) (adminTenant, error) {
+	out := adminTenant{tenantView: viewTenant(t), Suspended: t.Suspended}
+	var err error
+	out.Usage.Connections, out.Usage.Subscriptions, err = s.tenantUsage(ctx, t)
+	if err != nil {
+		return out, err
+	}
+	counters, err := s.cluster.Counters(ctx, t.ID)
+	if err != nil {
+		return out, err
+	}
+	out.Counters = counters[t.ID]
+	out.PublishedTotal, err = s.publisher.Published(ctx, t.ID)
+	return out, err
+}
+
+func (s *Server) handleAdminTenant() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t, err := s.tenants.Get(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		v, err := s.adminTenantView(c.Request.Context(), t)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, v)
+	}
+}
+
+func (s *Server) handleAdminPatchTenant() gin.HandlerFunc {
+	type request struct {
+		Limits    *tenant.LimitsPatch `json:"limits"`
+		Suspended *bool               `json:"suspended"`
+	}
+	return func(c *gin.Context) {
+		var req request
+		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if req.Limits == nil && req.Suspended == nil {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Send \"limits\" and/or \"suspended\""))
+			return
+		}
+		var patch tenant.LimitsPatch
+		if req.Limits != nil {
+			patch = *req.Limits
+		}
+		t, err := s.tenants.Update(c.Request.Context(), c.Param("id"), patch, req.Suspended)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if t.Suspended {
+			// This node at once; the others hear it on the control channel.
+			s.HandleControl(tenant.Event{Type: tenant.EventSuspended, TenantID: t.ID})
+		}
+		s.log.Info("tenant changed by operator", "tenant", t.ID, "suspended", t.Suspended)
+		v, err := s.adminTenantView(c.Request.Context(), t)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, v)
+	}
+}
+
+// sessionView is one live session as the operator sees it.
+type sessionView struct {
+	ID          string    `json:"id"`
+	Sub         string    `json:"sub"`
+	NodeID      string    `json:"node_id"`
+	ConnectedAt time.Time `json:"connected_at"`
+	Channels    []string  `json:"channels"`
+	Dropped     uint64    `json:"dropped"`
+}
+
+type sessionsRequest struct {
+	TenantID string `json:"tenant_id"`
+}
+
+func (s *Server) localSessions(tenantID string) []sessionView {
+	infos := s.sessions.Sessions(tenantID)
+	out := make([]sessionView, len(infos))
+	for i, in := range infos {
+		connected := in.ConnectedAt
+		if st := s.live.get(in.ID); st != nil && !st.connectedAt.IsZero() {
+			connected = st.connectedAt
+		}
+		out[i] = sessionView{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connected.UTC(), Channels: nonNil(in.Channels), Dropped: in.Dropped}
+	}
+	return out
+}
+
+// everyNode runs fn for this node and, over node calls, for every other live node, in parallel.
+func (s *Server) everyNode(ctx context.Context, fn func(ctx context.Context, nodeID string) error) error {
+	nodes, err := s.cluster.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	ids := []string{s.cfg.NodeID}
+	for _, n := range nodes {
+		if n.ID != s.cfg.NodeID {
+			ids = append(ids, n.ID)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, id := range ids {
+		g.Go(func() error { return fn(gctx, id) })
+	}
+	return g.Wait()
+}
+
+func (s *Server) handleAdminSessions() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		t, err := s.tenants.Get(ctx, c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		var mu sync.Mutex
+		all := []sessionView{}
+		err = s.everyNode(ctx, func(ctx context.Context, nodeID string) error {
+			var got []sessionView
+			if nodeID == s.cfg.NodeID {
+				got = s.localSessions(t.ID)
+			} else if err := s.hub.Call(ctx, nodeID, rpcSessions, sessionsRequest{TenantID: t.ID}, &got, callTimeout); err != nil {
+				if errors.Is(err, stream.ErrNoReply) {
+					return nil // a node that just died has no sessions worth listing
+				}
+				return err
+			}
+			mu.Lock()
+			all = append(all, got...)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		sort.Slice(all, func(i, j int) bool {
+			if !all[i].ConnectedAt.Equal(all[j].ConnectedAt) {
+				return all[i].ConnectedAt.Before(all[j].ConnectedAt)
+			}
+			return all[i].ID < all[j].ID
+		})
+		writeJSON(c.Writer, http.StatusOK, gin.H{"sessions": all})
+	}
+}
+
+type evictRequest struct {
+	SessionID string `json:"session_id"`
+}
+
+// evictLocal closes a stream held here with disconnect (reconnect: false) and forgets its
+// record, so that the client's automatic reconnect starts afresh instead of resuming.
+func (s *Server) evictLocal(ctx context.Context, ev evictRequest) error {
+	st := s.live.get(ev.SessionID)
+	if st == nil {
+		return &stream.RemoteError{Code: codeNotFound, Message: "not streaming on this node"}
+	}
+	s.sessions.Close(ev.SessionID, session.Disconnect("evicted by the operator", false))
+	s.log.Info("session evicted by operator", "tenant", st.tenantID, "session", ev.SessionID)
+	return s.sessionRecords.Delete(ctx, st.tenantID, ev.SessionID)
+}
+
+func (s *Server) handleAdminEvict() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		req := evictRequest{SessionID: c.Param("id")}
+		var mu sync.Mutex
+		found := false
+		err := s.everyNode(ctx, func(ctx context.Context, nodeID string) error {
+			var err error
+			if nodeID == s.cfg.NodeID {
+				err = s.evictLocal(ctx, req)
+			} else {
+				err = s.hub.Call(ctx, nodeID, rpcEvict, req, nil, callTimeout)
+			}
+			var re *stream.RemoteError
+			switch {
+			case err == nil:
+				mu.Lock()
+				found = true
+				mu.Unlock()
+				return nil
+			case errors.As(err, &re) && re.Code == codeNotFound, errors.Is(err, stream.ErrNoReply):
+				return nil
+			default:
+				return err
+			}
+		})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if !found {
+			s.abort(c, errorf(http.StatusNotFound, codeNotFound, "No live session %s on any node", truncated(req.SessionID)))
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,43 @@
+package httpapi
+
+import (
+	"io/fs"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	admin "github.com/streamgate/streamgate/web/admin"
+)
+
+// The dashboard loads only its own files and talks only to this origin.
+const adminCSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+func (s *Server) handleAdminPage() gin.HandlerFunc {
+	page, err := admin.Files.ReadFile("index.html")
+	if err != nil {
+		panic("web/admin: index.html missing from the embedded files: " + err.Error())
+	}
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", adminCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-cache")
+		c.Data(http.StatusOK, "text/html; charset=utf-8", page)
+	}
+}
+
+func (s *Server) handleAdminAssets() gin.HandlerFunc {
+	sub, err := fs.Sub(admin.Files, "assets")
+	if err != nil {
+		panic("web/admin: assets missing from the embedded files: " + err.Error())
+	}
+	files := http.StripPrefix("/admin/assets/", http.FileServer(http.FS(sub)))
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", adminCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		files.ServeHTTP(c.Writer, c.Request)
+	}
+}
