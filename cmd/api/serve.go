@@ -97,7 +97,7 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error { return heartbeat.Run(gctx) })
-	g.Go(func() error { return watchRedis(gctx, rdb, &ready, log) })
+	g.Go(func() error { return watchReadiness(gctx, hub, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
@@ -141,22 +141,21 @@ func openRedis(cfg apiConfig, log *slog.Logger) (redis.UniversalClient, func(), 
 	return rdb, func() { rdb.Close(); mr.Close() }, nil
 }
 
-// watchRedis keeps the readiness flag in step with whether Redis answers.
-func watchRedis(ctx context.Context, rdb redis.UniversalClient, ready *atomic.Bool, log *slog.Logger) error {
+// watchReadiness keeps the readiness flag in step with a canary that the node publishes to
+// itself: ready means Redis takes writes and this node's subscriber receives them.
+func watchReadiness(ctx context.Context, hub *stream.Hub, ready *atomic.Bool, log *slog.Logger) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := rdb.Ping(pctx).Err()
-		cancel()
+		err := hub.Canary(ctx, 2*time.Second)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if was := ready.Swap(err == nil); was != (err == nil) {
 			if err != nil {
-				log.Warn("redis unreachable: not ready", "err", err)
+				log.Warn("not ready", "err", err)
 			} else {
-				log.Info("redis reachable: ready")
+				log.Info("ready: redis answers and pub/sub delivers")
 			}
 		}
 		select {

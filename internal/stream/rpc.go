@@ -137,3 +137,31 @@ func (h *Hub) onRPC(payload string) {
 		}
 	}()
 }
+
+// Canary sends a message to this node's own channel through Redis and waits for it to come
+// back over the hub's subscription. It succeeds only when publishing works and the receive loop
+// is alive and subscribed: readiness end to end, not merely a PING.
+func (h *Hub) Canary(ctx context.Context, timeout time.Duration) error {
+	id := streamgate.NewID("canary_")
+	ch := make(chan rpcMessage, 1)
+	h.rpc.mu.Lock()
+	h.rpc.pending[id] = ch
+	h.rpc.mu.Unlock()
+	defer func() {
+		h.rpc.mu.Lock()
+		delete(h.rpc.pending, id)
+		h.rpc.mu.Unlock()
+	}()
+	wire, _ := json.Marshal(rpcMessage{ID: id})
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := h.rdb.Publish(ctx, keys.Node(h.rpc.nodeID), wire).Err(); err != nil {
+		return fmt.Errorf("canary: %w: %w", ErrUnavailable, err)
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("canary: %w: it did not come back within %s", ErrUnavailable, timeout)
+	}
+}
