@@ -26,6 +26,7 @@ type apiConfig struct {
 	WriteTimeout    time.Duration
 	Heartbeat       time.Duration
 	SessionBuffer   int
+	JobRetention    time.Duration
 	LogLevel        string
 }
 
@@ -79,6 +80,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
+	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	return c, r.Err()
 }

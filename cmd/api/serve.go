@@ -42,6 +42,8 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		BufferSize:        cfg.SessionBuffer,
 		HeartbeatInterval: cfg.Heartbeat,
 	})
+	updates := stream.NewUpdates(rdb)
+	updates.Retention = cfg.JobRetention
 	var ready atomic.Bool
 	var api *httpapi.Server
 	hub := stream.NewHub(rdb, cfg.NodeID, sessions, func(payload []byte) {
@@ -66,6 +68,8 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		Hub:       hub,
 		Registry:  sessions,
 		Cluster:   cluster.NewView(rdb),
+		States:    stream.NewStates(rdb),
+		Updates:   updates,
 		Ready:     ready.Load,
 	})
 	hub.SetRPCHandler(api.HandleRPC)
@@ -97,6 +101,11 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error { return heartbeat.Run(gctx) })
+	if cfg.Redis.DevMode() {
+		// Dev mode has no separate worker: jobs and workflows are applied in this process.
+		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention}, log)
+		g.Go(func() error { return w.Run(gctx) })
+	}
 	g.Go(func() error { return watchReadiness(gctx, hub, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

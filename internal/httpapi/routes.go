@@ -43,6 +43,11 @@ func (s *Server) Handler() http.Handler {
 	key.POST("/channels/:channel/events", s.handlePublish())
 	key.POST("/events", s.handlePublishBatch())
 	key.GET("/stats", s.handleTenantStats())
+	key.PUT("/jobs/:id", s.handlePutJob())
+	key.GET("/jobs/:id", s.handleGetJob())
+	key.PUT("/workflows/:id", s.handlePutWorkflow())
+	key.GET("/workflows/:id", s.handleGetWorkflow())
+	key.PUT("/workflows/:id/steps/:name", s.handlePutStep())
 
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())

@@ -33,12 +33,6 @@ type Config struct {
 	Retry time.Duration
 }
 
-// States reads the current state of job: and workflow: channels, which a subscriber receives
-// first. ok is false when the channel has no state yet.
-type States interface {
-	Current(ctx context.Context, tenantID, channel string) (e stream.Entry, ok bool, err error)
-}
-
 // Deps are the node's parts the edge drives.
 type Deps struct {
 	Tenants   *tenant.Store
@@ -48,7 +42,8 @@ type Deps struct {
 	Hub       *stream.Hub
 	Registry  *session.Registry
 	Cluster   *cluster.View
-	States    States      // nil: no job or workflow state on subscribe
+	States    *stream.States
+	Updates   *stream.Updates
 	Ready     func() bool // whether the node can serve, for /readyz
 }
 
@@ -62,7 +57,8 @@ type Server struct {
 	sessionRecords *stream.Sessions
 	hub            *stream.Hub
 	sessions       *session.Registry
-	states         States
+	stateReader    *stream.States
+	updates        *stream.Updates
 	cluster        *cluster.View
 	ready          func() bool
 	live           liveSet
@@ -82,7 +78,7 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	}
 	return &Server{
 		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History,
-		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, states: d.States, cluster: d.Cluster, ready: d.Ready,
+		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, stateReader: d.States, updates: d.Updates, cluster: d.Cluster, ready: d.Ready,
 		live: liveSet{m: make(map[string]*liveStream)}, stopping: make(chan struct{}),
 	}
 }

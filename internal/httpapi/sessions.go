@@ -234,14 +234,12 @@ func (st *liveStream) subscribe(ctx context.Context, channel string, maxSubs int
 		return err
 	}
 	_ = s.sessions.Send(st.sess.ID(), channelNotice("subscribed", channel))
-	if s.states != nil {
-		f, err := s.stateFrame(ctx, st, channel)
-		if err != nil {
-			return err
-		}
-		if f != nil {
-			_ = s.sessions.Send(st.sess.ID(), f)
-		}
+	f, err := s.stateFrame(ctx, st, channel)
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		_ = s.sessions.Send(st.sess.ID(), f)
 	}
 	return nil
 }

@@ -350,7 +350,7 @@ func (s *Server) replay(ctx context.Context, sw *sseWriter, st *liveStream) erro
 		}
 		after = entries[len(entries)-1].ID
 	}
-	if !st.wantState || s.states == nil {
+	if !st.wantState {
 		return nil
 	}
 	var frames []*streamgate.Frame
@@ -371,7 +371,7 @@ func (s *Server) stateFrame(ctx context.Context, st *liveStream, channel string)
 	if !streamgate.Reserved(channel) {
 		return nil, nil
 	}
-	e, ok, err := s.states.Current(ctx, st.tenantID, channel)
+	e, ok, err := s.stateReader.Current(ctx, st.tenantID, channel)
 	if err != nil || !ok {
 		return nil, err
 	}

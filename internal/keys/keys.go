@@ -6,7 +6,10 @@
 // key and signing key indexes, the tenant list and the control channel.
 package keys
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 const prefix = "sg:"
 
@@ -79,3 +82,27 @@ func NodeReport(nodeID string) string { return prefix + "nodereport:" + nodeID }
 
 // Counters is the tenant's hash of running totals: delivered, dropped, evicted.
 func Counters(tenantID string) string { return tenantPrefix(tenantID) + "counters" }
+
+// UpdatePartitions is how many partitions the update stream has. Each is its own stream with
+// its own hash tag, so Redis Cluster spreads them over shards and a partition's scripts stay on
+// one. A job's updates always go to the same partition. Changing it strands pending updates.
+const UpdatePartitions = 16
+
+func partitionPrefix(p int) string { return prefix + "{updates:" + strconv.Itoa(p) + "}" }
+
+// Updates is one partition of the update stream.
+func Updates(p int) string { return partitionPrefix(p) }
+
+// UpdateCounter is a job's or workflow's next update number, in its partition's slot.
+func UpdateCounter(p int, tenantID, kind, id string) string {
+	return partitionPrefix(p) + ":seq:" + tenantID + ":" + kind + ":" + id
+}
+
+// DeadLetters is the partition's stream of updates that kept failing.
+func DeadLetters(p int) string { return partitionPrefix(p) + ":dead" }
+
+// JobState is the hash holding a job's current state.
+func JobState(tenantID, id string) string { return tenantPrefix(tenantID) + "job:" + id }
+
+// WorkflowState is the hash holding a workflow's current state.
+func WorkflowState(tenantID, id string) string { return tenantPrefix(tenantID) + "workflow:" + id }

@@ -18,10 +18,16 @@ import (
 	"github.com/streamgate/streamgate/internal/keys"
 )
 
-//go:embed publish.lua
-var publishLua string
+var (
+	//go:embed lib.lua
+	libLua string
+	//go:embed publish.lua
+	publishLua string
 
-var publishScript = redis.NewScript(publishLua)
+	// Each script is the shared library followed by its own body: Redis scripts cannot call
+	// one another.
+	publishScript = redis.NewScript(libLua + publishLua)
+)
 
 // Kinds of published entries; each becomes the SSE event name.
 const (
@@ -67,13 +73,13 @@ func NewPublisher(rdb redis.UniversalClient) *Publisher {
 // call's ids and publishes nothing.
 func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, events []Event, idemKey string) (Result, error) {
 	publishedAt := p.now().UTC().Format(time.RFC3339Nano)
-	entries := make([]entry, len(events))
+	entries := make([]pubEntry, len(events))
 	for i, ev := range events {
 		payload, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: publishedAt})
 		if err != nil {
 			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
 		}
-		entries[i] = entry{channel: ev.Channel, kind: KindMessage, payload: payload}
+		entries[i] = pubEntry{channel: ev.Channel, kind: KindMessage, payload: payload}
 	}
 	return p.publish(ctx, tenantID, w, entries, idemKey)
 }
@@ -81,7 +87,7 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, even
 // PublishState publishes a job's or workflow's new state (kind KindJob or KindWorkflow) on its
 // reserved channel, through the same history and fan-out as any event.
 func (p *Publisher) PublishState(ctx context.Context, tenantID string, w Window, kind, channel string, payload []byte) (string, error) {
-	res, err := p.publish(ctx, tenantID, w, []entry{{channel: channel, kind: kind, payload: payload}}, "")
+	res, err := p.publish(ctx, tenantID, w, []pubEntry{{channel: channel, kind: kind, payload: payload}}, "")
 	if err != nil {
 		return "", err
 	}
@@ -95,12 +101,12 @@ type messageData struct {
 	PublishedAt string          `json:"published_at"`
 }
 
-type entry struct {
+type pubEntry struct {
 	channel, kind string
 	payload       []byte
 }
 
-func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []entry, idemKey string) (Result, error) {
+func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []pubEntry, idemKey string) (Result, error) {
 	if len(entries) == 0 {
 		return Result{}, errors.New("publish: no events")
 	}

@@ -1,0 +1,102 @@
+// Command worker applies job and workflow updates: it consumes the update stream in a consumer
+// group with the other workers, writes each job's and workflow's state, publishes it to
+// job:<id> or workflow:<id>, and reclaims what dead workers left behind.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/config"
+	"github.com/streamgate/streamgate/internal/stream"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "streamgate worker:", err)
+		var cfgErr configError
+		if errors.As(err, &cfgErr) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type configError struct{ err error }
+
+func (e configError) Error() string { return "configuration: " + e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+type workerConfig struct {
+	Redis           config.Redis
+	Name            string
+	ClaimIdle       time.Duration
+	Retention       time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+}
+
+func readConfig(getenv func(string) string) (workerConfig, error) {
+	r := &config.Reader{Env: getenv}
+	var c workerConfig
+	var err error
+	if c.Redis, err = config.ReadRedis(getenv); err != nil {
+		r.Fail(err)
+	} else if c.Redis.DevMode() {
+		r.Fail(errors.New("REDIS_URL or REDIS_CLUSTER_ADDRS is required (in dev mode the api runs its own worker)"))
+	}
+	host, _ := os.Hostname()
+	c.Name = r.String("STREAMGATE_WORKER_NAME", fmt.Sprintf("%s-%d-%s", host, os.Getpid(), streamgate.NewID("")[:6]))
+	c.ClaimIdle = r.Duration("STREAMGATE_WORKER_CLAIM_IDLE", 30*time.Second, 10*time.Millisecond, time.Hour)
+	c.Retention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
+	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	return c, r.Err()
+}
+
+// run consumes until ctx ends or SIGINT/SIGTERM arrives, then stops reading, finishes what it
+// holds and returns within the shutdown timeout.
+func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Writer, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg, err := readConfig(getenv)
+	if err != nil {
+		return configError{err}
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("worker", cfg.Name)
+
+	rdb, err := cfg.Redis.Client()
+	if err != nil {
+		return configError{err}
+	}
+	defer rdb.Close()
+	w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention}, log)
+
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	log.Info("consuming updates", "claim_idle", cfg.ClaimIdle.String())
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("stopping: finishing held updates", "timeout", cfg.ShutdownTimeout.String())
+	select {
+	case err := <-done:
+		st := w.Stats()
+		log.Info("stopped", "applied", st.Applied, "dead_lettered", st.DeadLettered)
+		return err
+	case <-time.After(cfg.ShutdownTimeout):
+		return errors.New("shutdown deadline passed with updates still in hand; they stay pending for another worker")
+	}
+}

@@ -1,0 +1,305 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	"math"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/stream"
+)
+
+// The statuses of the contract.
+var (
+	jobStatuses      = map[string]bool{"queued": true, "running": true, "succeeded": true, "failed": true, "cancelled": true}
+	workflowStatuses = map[string]bool{"pending": true, "running": true, "waiting": true, "succeeded": true, "failed": true, "cancelled": true}
+	stepStatuses     = map[string]bool{"pending": true, "running": true, "succeeded": true, "failed": true, "skipped": true}
+)
+
+// maxText bounds message, error and waiting_for.
+const maxText = 4096
+
+// updateFields collects an update's set fields as JSON texts. JSON null counts as not set:
+// unset fields keep their value.
+type updateFields struct {
+	fields map[string]json.RawMessage
+	err    *Error
+}
+
+func (u *updateFields) fail(format string, args ...any) {
+	if u.err == nil {
+		u.err = errorf(http.StatusBadRequest, codeInvalid, format, args...)
+	}
+}
+
+func present(raw json.RawMessage) bool { return len(raw) > 0 && !bytes.Equal(raw, []byte("null")) }
+
+func (u *updateFields) status(name string, raw json.RawMessage, allowed map[string]bool) {
+	if !present(raw) {
+		return
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || !allowed[s] {
+		u.fail("Field %q must be one of %s", name, keysOf(allowed))
+		return
+	}
+	u.fields[name], _ = json.Marshal(s)
+}
+
+func (u *updateFields) text(name string, raw json.RawMessage) {
+	if !present(raw) {
+		return
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || utf8.RuneCountInString(s) > maxText {
+		u.fail("Field %q must be a string of at most %d characters", name, maxText)
+		return
+	}
+	u.fields[name], _ = json.Marshal(s)
+}
+
+func (u *updateFields) name(field string, raw json.RawMessage) {
+	if !present(raw) {
+		return
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil || !streamgate.ValidID(s) {
+		u.fail("Field %q must be 1 to 128 characters of A-Z a-z 0-9 _ - . :", field)
+		return
+	}
+	u.fields[field], _ = json.Marshal(s)
+}
+
+func (u *updateFields) anyJSON(name string, raw json.RawMessage, limit int) {
+	if !present(raw) {
+		return
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		u.fail("Field %q is not valid JSON", name)
+		return
+	}
+	if b.Len() > limit {
+		u.err = errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "Field %q is %d bytes; this tenant's max_message_bytes is %d", name, b.Len(), limit)
+		return
+	}
+	u.fields[name] = b.Bytes()
+}
+
+func (u *updateFields) progress(raw json.RawMessage) {
+	if !present(raw) {
+		return
+	}
+	var f float64
+	if json.Unmarshal(raw, &f) != nil || math.IsNaN(f) || f < 0 || f > 100 {
+		u.fail("Field \"progress\" must be a number from 0 to 100")
+		return
+	}
+	u.fields["progress"] = []byte(strconv.FormatFloat(f, 'f', -1, 64))
+}
+
+func keysOf(m map[string]bool) string {
+	order := []string{"queued", "pending", "running", "waiting", "succeeded", "failed", "cancelled", "skipped"}
+	var b bytes.Buffer
+	for _, k := range order {
+		if m[k] {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(k)
+		}
+	}
+	return b.String()
+}
+
+type jobRequest struct {
+	Status   json.RawMessage `json:"status"`
+	Progress json.RawMessage `json:"progress"`
+	Message  json.RawMessage `json:"message"`
+	Output   json.RawMessage `json:"output"`
+	Error    json.RawMessage `json:"error"`
+}
+
+type stepRequest struct {
+	Name   json.RawMessage `json:"name"`
+	Status json.RawMessage `json:"status"`
+	Error  json.RawMessage `json:"error"`
+}
+
+type workflowRequest struct {
+	Status     json.RawMessage `json:"status"`
+	Step       json.RawMessage `json:"step"`
+	WaitingFor json.RawMessage `json:"waiting_for"`
+	Steps      []stepRequest   `json:"steps"`
+	Output     json.RawMessage `json:"output"`
+	Error      json.RawMessage `json:"error"`
+}
+
+// maxSteps bounds the steps of one workflow update.
+const maxSteps = 100
+
+func (s *Server) handlePutJob() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		id := c.Param("id")
+		var req jobRequest
+		if e := s.readUpdate(c, id, &req); e != nil {
+			s.abort(c, e)
+			return
+		}
+		u := updateFields{fields: map[string]json.RawMessage{}}
+		u.status("status", req.Status, jobStatuses)
+		u.progress(req.Progress)
+		u.text("message", req.Message)
+		u.anyJSON("output", req.Output, t.Limits.MaxMessageBytes)
+		u.text("error", req.Error)
+		s.acceptUpdate(c, stream.UpdateJob, id, u)
+	}
+}
+
+func (s *Server) handlePutWorkflow() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := tenantOf(c)
+		id := c.Param("id")
+		var req workflowRequest
+		if e := s.readUpdate(c, id, &req); e != nil {
+			s.abort(c, e)
+			return
+		}
+		u := updateFields{fields: map[string]json.RawMessage{}}
+		u.status("status", req.Status, workflowStatuses)
+		u.name("step", req.Step)
+		u.text("waiting_for", req.WaitingFor)
+		u.anyJSON("output", req.Output, t.Limits.MaxMessageBytes)
+		u.text("error", req.Error)
+		if req.Steps != nil {
+			if len(req.Steps) > maxSteps {
+				u.fail("Field \"steps\" holds at most %d steps", maxSteps)
+			}
+			steps := make([]map[string]json.RawMessage, 0, len(req.Steps))
+			for i, st := range req.Steps {
+				su := updateFields{fields: map[string]json.RawMessage{}}
+				su.name("name", st.Name)
+				su.status("status", st.Status, stepStatuses)
+				su.text("error", st.Error)
+				if su.err == nil && su.fields["name"] == nil {
+					su.fail("steps[%d]: field \"name\" is required", i)
+				}
+				if su.err != nil {
+					u.fail("steps[%d]: %s", i, su.err.Message)
+				}
+				steps = append(steps, su.fields)
+			}
+			u.fields["steps"], _ = json.Marshal(steps)
+		}
+		s.acceptUpdate(c, stream.UpdateWorkflow, id, u)
+	}
+}
+
+func (s *Server) handlePutStep() gin.HandlerFunc {
+	type request struct {
+		Status json.RawMessage `json:"status"`
+		Error  json.RawMessage `json:"error"`
+	}
+	return func(c *gin.Context) {
+		id, step := c.Param("id"), c.Param("name")
+		if !streamgate.ValidID(step) {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Step names are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
+			return
+		}
+		var req request
+		if e := s.readUpdate(c, id, &req); e != nil {
+			s.abort(c, e)
+			return
+		}
+		u := updateFields{fields: map[string]json.RawMessage{}}
+		u.status("status", req.Status, stepStatuses)
+		u.text("error", req.Error)
+		if u.err == nil && len(u.fields) == 0 {
+			u.fail("The update is empty: send at least one field")
+		}
+		u.fields["name"], _ = json.Marshal(step)
+		s.acceptUpdate(c, stream.UpdateStep, id, u)
+	}
+}
+
+// readUpdate checks the id and decodes the body strictly.
+func (s *Server) readUpdate(c *gin.Context, id string, v any) *Error {
+	if !streamgate.ValidID(id) {
+		return errorf(http.StatusBadRequest, codeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :")
+	}
+	return decodeJSON(c.Request, publishBodyLimit, v, false)
+}
+
+// acceptUpdate appends a validated update to the update stream: 202 once it is durable there.
+func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
+	if u.err != nil {
+		s.abort(c, u.err)
+		return
+	}
+	if len(u.fields) == 0 {
+		s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "The update is empty: send at least one field"))
+		return
+	}
+	t := tenantOf(c)
+	err := s.updates.Append(c.Request.Context(), stream.Update{
+		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: window(t), Trace: traceParent(c.Request),
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	writeJSON(c.Writer, http.StatusAccepted, gin.H{"accepted": true})
+}
+
+func (s *Server) handleGetJob() gin.HandlerFunc {
+	return s.getState("job", func(c *gin.Context, tenantID, id string) (json.RawMessage, error) {
+		return s.stateReader.Job(c.Request.Context(), tenantID, id)
+	})
+}
+
+func (s *Server) handleGetWorkflow() gin.HandlerFunc {
+	return s.getState("workflow", func(c *gin.Context, tenantID, id string) (json.RawMessage, error) {
+		return s.stateReader.Workflow(c.Request.Context(), tenantID, id)
+	})
+}
+
+func (s *Server) getState(what string, read func(c *gin.Context, tenantID, id string) (json.RawMessage, error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.Param("id")
+		if !streamgate.ValidID(id) {
+			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
+			return
+		}
+		obj, err := read(c, tenantOf(c).ID, id)
+		if errors.Is(err, stream.ErrStateNotFound) {
+			s.abort(c, errorf(http.StatusNotFound, codeNotFound, "No %s %s (state is kept for a while after it finishes)", what, id))
+			return
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Writer.Header().Set("Content-Type", "application/json; charset=utf-8")
+		c.Writer.Header().Set("Cache-Control", "no-store")
+		c.Writer.WriteHeader(http.StatusOK)
+		_, _ = c.Writer.Write(append(obj, '\n'))
+	}
+}
+
+// traceParent is the request's W3C trace context, carried into the update so that one trace
+// runs from the request through the worker.
+func traceParent(r *http.Request) string {
+	tp := r.Header.Get("Traceparent")
+	if len(tp) > 55 || len(tp) < 55 {
+		return ""
+	}
+	return tp
+}

@@ -1,0 +1,47 @@
+-- Shared by publish.lua and apply.lua (prepended to each): the tenant's event clock and the
+-- append of one event to a channel's history and live stream.
+
+-- clock takes n event numbers from the tenant's counter. Ids are "<ms>-<seq>": seq orders all
+-- of a tenant's events across its channels, and ms never goes back, so every channel's stream
+-- only grows. It returns now (ms) and the seq before the first new event.
+local function clock(seqKey, epochCandidate, n)
+  redis.call('HSETNX', seqKey, 'epoch', epochCandidate)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = tonumber(redis.call('HGET', seqKey, 'ms') or '0')
+  if now < last then
+    now = last -- the clock went back: ids must still grow
+  end
+  redis.call('HSET', seqKey, 'ms', now)
+  return now, redis.call('HINCRBY', seqKey, 'seq', n) - n
+end
+
+-- trim removes what falls out of a channel's window and remembers the newest id it removed,
+-- so that a resume from before it knows it cannot be replayed.
+local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
+  local newest = nil
+  local over = redis.call('XLEN', stream) - maxLen
+  if over > 0 then
+    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+    newest = gone[#gone][1]
+  end
+  local old = redis.call('XREVRANGE', stream, '(' .. minID, '-', 'COUNT', 1)
+  if #old > 0 then
+    newest = old[1][1] -- ids only grow: the newest below minID is past anything counted off
+  end
+  if newest then
+    redis.call('XTRIM', stream, 'MAXLEN', maxLen)
+    redis.call('XTRIM', stream, 'MINID', minID)
+    redis.call('HSET', trimKey, channel, newest)
+    redis.call('PEXPIRE', trimKey, 2 * maxAgeMs + 60000)
+  end
+end
+
+-- append writes one event to its channel's history, trims the history to the window, and
+-- publishes it live as "<id>\n<kind>\n<payload>".
+local function append(stream, trimKey, channel, pubsub, id, kind, payload, now, maxLen, maxAgeMs)
+  redis.call('XADD', stream, id, 'k', kind, 'd', payload)
+  trim(stream, trimKey, channel, maxLen, maxAgeMs, (now - maxAgeMs) .. '-0')
+  redis.call('PEXPIRE', stream, maxAgeMs + 60000)
+  redis.call('PUBLISH', pubsub, id .. '\n' .. kind .. '\n' .. payload)
+end

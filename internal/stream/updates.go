@@ -1,0 +1,100 @@
+package stream
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/keys"
+)
+
+var (
+	//go:embed append.lua
+	appendLua    string
+	appendScript = redis.NewScript(appendLua)
+)
+
+// Update kinds: a job, a whole workflow, or one step of a workflow.
+const (
+	UpdateJob      = "job"
+	UpdateWorkflow = "workflow"
+	UpdateStep     = "step"
+)
+
+// Update is one accepted job or workflow update on its way to a worker.
+type Update struct {
+	TenantID string
+	Kind     string // UpdateJob, UpdateWorkflow or UpdateStep
+	ID       string // the job's or workflow's id
+	// Fields are the update's set fields as JSON texts (a step update carries "name").
+	Fields map[string]json.RawMessage
+	// Window is the tenant's history window, for publishing the new state.
+	Window Window
+	// Trace is the W3C traceparent of the request that accepted the update, or empty.
+	Trace string
+}
+
+// target is what the update's sequence is counted on: a step belongs to its workflow.
+func (u Update) target() string {
+	if u.Kind == UpdateJob {
+		return UpdateJob
+	}
+	return UpdateWorkflow
+}
+
+// Channel is the reserved channel the update's state is published on.
+func (u Update) Channel() string {
+	if u.Kind == UpdateJob {
+		return streamgate.JobChannelPrefix + u.ID
+	}
+	return streamgate.WorkflowChannelPrefix + u.ID
+}
+
+// Partition picks the update stream partition of a job or workflow.
+func Partition(tenantID, target, id string) int {
+	return int(crc32.ChecksumIEEE([]byte(tenantID+"\x00"+target+"\x00"+id)) % keys.UpdatePartitions)
+}
+
+// Updates appends updates to the update stream.
+type Updates struct {
+	rdb redis.UniversalClient
+	// Retention is how long a finished job's state is kept; counters outlive it.
+	Retention time.Duration
+	// MaxLen caps each partition (approximately); a backlog beyond it is lost and counted.
+	MaxLen int64
+}
+
+// NewUpdates returns an appender on rdb.
+func NewUpdates(rdb redis.UniversalClient) *Updates {
+	return &Updates{rdb: rdb, Retention: 7 * 24 * time.Hour, MaxLen: 1_000_000}
+}
+
+// Append makes an update durable in the update stream, stamped with its job's next sequence
+// number. Once it returns nil, a worker will apply it.
+func (a *Updates) Append(ctx context.Context, u Update) error {
+	fields, err := json.Marshal(u.Fields)
+	if err != nil {
+		return fmt.Errorf("encode update: %w", err)
+	}
+	p := Partition(u.TenantID, u.target(), u.ID)
+	counterTTL := a.Retention + 30*24*time.Hour
+	args := []any{counterTTL.Milliseconds(), a.MaxLen,
+		"tenant", u.TenantID, "kind", u.Kind, "id", u.ID, "fields", fields,
+		"hist_events", u.Window.Events, "hist_secs", u.Window.Seconds,
+		"accepted_at", strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	if u.Trace != "" {
+		args = append(args, "trace", u.Trace)
+	}
+	err = appendScript.Run(ctx, a.rdb, []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p)}, args...).Err()
+	if err != nil {
+		return fmt.Errorf("append %s update for %s: %w", u.Kind, u.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,476 @@
+package stream
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/keys"
+)
+
+var (
+	//go:embed apply.lua
+	applyLua    string
+	applyScript = redis.NewScript(libLua + applyLua)
+	//go:embed skip.lua
+	skipLua    string
+	skipScript = redis.NewScript(skipLua)
+)
+
+// WorkerConfig tunes a worker; zero fields take the defaults.
+type WorkerConfig struct {
+	Group    string // consumer group, "workers"
+	Consumer string // this worker's name in the group; unique per process
+	// ClaimIdle is how long an entry may sit unacknowledged with another (presumably dead)
+	// worker before this one takes it over. Default 30 s.
+	ClaimIdle time.Duration
+	// Retention is how long a finished job's or workflow's state is kept. Default 7 days.
+	Retention time.Duration
+	// MaxWait is how long an update waits for a predecessor that never arrives (lost to
+	// trimming, say) before it is applied anyway. Default 1 minute.
+	MaxWait time.Duration
+	// MaxDeliveries is how many failed deliveries move an entry to the dead-letter stream.
+	// Default 5.
+	MaxDeliveries int64
+	Batch         int64         // entries per read, 64
+	Block         time.Duration // longest wait in one read, 2 s (never 0: shutdown must not hang)
+}
+
+func (c WorkerConfig) withDefaults() WorkerConfig {
+	if c.Group == "" {
+		c.Group = "workers"
+	}
+	if c.Consumer == "" {
+		c.Consumer = streamgate.NewID("worker-")
+	}
+	if c.ClaimIdle <= 0 {
+		c.ClaimIdle = 30 * time.Second
+	}
+	if c.Retention <= 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = time.Minute
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 5
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.Block <= 0 {
+		c.Block = 2 * time.Second
+	}
+	return c
+}
+
+// WorkerStats are a worker's counters since it started.
+type WorkerStats struct {
+	Applied      uint64 // updates applied and published
+	Ignored      uint64 // updates to a finished job, consumed without a change
+	Duplicates   uint64 // entries delivered again after they were applied
+	Retried      uint64 // times an update waited for its predecessor
+	DeadLettered uint64 // entries moved to the dead-letter stream
+	Lost         uint64 // entries trimmed from the stream before any worker applied them
+}
+
+// Worker consumes the update stream in a consumer group, applies each update to its job's or
+// workflow's state and publishes the new state, then acknowledges it.
+type Worker struct {
+	rdb redis.UniversalClient
+	cfg WorkerConfig
+	log *slog.Logger
+
+	applied, ignored, duplicates, retried, deadLettered, lost atomic.Uint64
+}
+
+// NewWorker returns a worker on rdb.
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, log *slog.Logger) *Worker {
+	cfg = cfg.withDefaults()
+	return &Worker{rdb: rdb, cfg: cfg, log: log.With("consumer", cfg.Consumer)}
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{Applied: w.applied.Load(), Ignored: w.ignored.Load(), Duplicates: w.duplicates.Load(),
+		Retried: w.retried.Load(), DeadLettered: w.deadLettered.Load(), Lost: w.lost.Load()}
+}
+
+// Run consumes every partition until ctx ends. Then it stops reading, finishes the entries it
+// holds, and returns; an entry it could not finish stays pending for another worker.
+func (w *Worker) Run(ctx context.Context) error {
+	g := new(errgroup.Group)
+	for p := range keys.UpdatePartitions {
+		g.Go(func() error { return w.partition(ctx, p) })
+	}
+	return g.Wait()
+}
+
+// held is an entry this worker has read and not yet acknowledged: waiting for its predecessor.
+type held struct {
+	msg        redis.XMessage
+	deliveries int64
+	next       time.Time
+	tries      int
+}
+
+func (w *Worker) partition(ctx context.Context, p int) error {
+	stream := keys.Updates(p)
+	// Work in flight finishes even when ctx ends: acknowledged means applied.
+	work := context.WithoutCancel(ctx)
+	var waiting []held
+	nextClaim := time.Time{}
+	backoff := 100 * time.Millisecond
+	w.ensureGroup(work, stream)
+	for {
+		if ctx.Err() != nil {
+			w.retryDue(work, p, waiting, true)
+			return nil
+		}
+		waiting = w.retryDue(work, p, waiting, false)
+		if time.Now().After(nextClaim) {
+			waiting = append(waiting, w.claim(work, p)...)
+			nextClaim = time.Now().Add(w.claimInterval())
+		}
+		block := w.cfg.Block
+		if len(waiting) > 0 {
+			block = 50 * time.Millisecond
+		}
+		res, err := w.rdb.XReadGroup(work, &redis.XReadGroupArgs{
+			Group: w.cfg.Group, Consumer: w.cfg.Consumer, Streams: []string{stream, ">"},
+			Count: w.cfg.Batch, Block: block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case err != nil && strings.HasPrefix(err.Error(), "NOGROUP"):
+			w.ensureGroup(work, stream)
+			continue
+		case err != nil:
+			w.log.Warn("read updates", "partition", p, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, s := range res {
+			for _, m := range s.Messages {
+				if h, wait := w.process(work, p, m, 1); wait {
+					waiting = append(waiting, h)
+				}
+			}
+		}
+	}
+}
+
+func (w *Worker) claimInterval() time.Duration {
+	return max(w.cfg.ClaimIdle/2, 50*time.Millisecond)
+}
+
+// ensureGroup creates the consumer group from the start of the stream, so that nothing
+// accepted before the first worker started is skipped.
+func (w *Worker) ensureGroup(ctx context.Context, stream string) {
+	err := w.rdb.XGroupCreateMkStream(ctx, stream, w.cfg.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		w.log.Warn("create consumer group", "stream", stream, "err", err)
+	}
+}
+
+// retryDue runs the waiting entries whose time has come (all of them when draining) and
+// returns those still waiting.
+func (w *Worker) retryDue(ctx context.Context, p int, waiting []held, drain bool) []held {
+	now := time.Now()
+	kept := waiting[:0]
+	for _, h := range waiting {
+		if !drain && now.Before(h.next) {
+			kept = append(kept, h)
+			continue
+		}
+		w.retried.Add(1)
+		if again, wait := w.process(ctx, p, h.msg, h.deliveries); wait && !drain {
+			again.tries = h.tries + 1
+			again.next = now.Add(min(time.Duration(again.tries)*20*time.Millisecond, time.Second))
+			kept = append(kept, again)
+		}
+	}
+	clear(waiting[len(kept):])
+	return kept
+}
+
+// claim takes over entries idle longer than ClaimIdle from other (dead) consumers, counts the
+// ones that were trimmed away meanwhile, and processes the rest.
+func (w *Worker) claim(ctx context.Context, p int) []held {
+	stream := keys.Updates(p)
+	var waiting []held
+	start := "0-0"
+	for range 100 { // bounded: at most 100 pages of 100 per round
+		raw, err := w.rdb.Do(ctx, "XAUTOCLAIM", stream, w.cfg.Group, w.cfg.Consumer,
+			w.cfg.ClaimIdle.Milliseconds(), start, "COUNT", 100).Slice()
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "NOGROUP") {
+				w.log.Warn("claim idle updates", "partition", p, "err", err)
+			}
+			return waiting
+		}
+		next, msgs, deleted := parseAutoClaim(raw)
+		if len(deleted) > 0 {
+			w.lost.Add(uint64(len(deleted)))
+			w.log.Error("updates lost: trimmed from the stream before they were applied", "partition", p, "count", len(deleted))
+		}
+		counts := w.deliveries(ctx, stream, msgs)
+		for _, m := range msgs {
+			if h, wait := w.process(ctx, p, m, counts[m.ID]); wait {
+				waiting = append(waiting, h)
+			}
+		}
+		if next == "0-0" || next == "" {
+			break
+		}
+		start = next
+	}
+	return waiting
+}
+
+// deliveries reads how many times each claimed entry has been delivered.
+func (w *Worker) deliveries(ctx context.Context, stream string, msgs []redis.XMessage) map[string]int64 {
+	out := make(map[string]int64, len(msgs))
+	if len(msgs) == 0 {
+		return out
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	sort.Slice(ids, func(i, j int) bool { return idLess(ids[i], ids[j]) })
+	pend, err := w.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: w.cfg.Group, Start: ids[0], End: ids[len(ids)-1],
+		Count: int64(len(ids)) + 100, Consumer: w.cfg.Consumer,
+	}).Result()
+	if err != nil {
+		w.log.Warn("read delivery counts", "err", err)
+	}
+	for _, pe := range pend {
+		out[pe.ID] = pe.RetryCount
+	}
+	for _, id := range ids {
+		if out[id] == 0 {
+			out[id] = 1
+		}
+	}
+	return out
+}
+
+// entry is an update as stored in the stream.
+type entry struct {
+	tenantID, kind, id string
+	seq                int64
+	fields             map[string]json.RawMessage
+	window             Window
+	acceptedAt         time.Time
+}
+
+func decodeEntry(m redis.XMessage) (entry, error) {
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	e := entry{tenantID: str("tenant"), kind: str("kind"), id: str("id")}
+	var err error
+	if e.seq, err = strconv.ParseInt(str("seq"), 10, 64); err != nil || e.seq < 1 {
+		return e, errors.New("no sequence number")
+	}
+	if e.tenantID == "" || !streamgate.ValidID(e.id) {
+		return e, errors.New("no tenant or a bad id")
+	}
+	if e.kind != UpdateJob && e.kind != UpdateWorkflow && e.kind != UpdateStep {
+		return e, fmt.Errorf("unknown kind %q", e.kind)
+	}
+	if err := json.Unmarshal([]byte(str("fields")), &e.fields); err != nil || len(e.fields) == 0 {
+		return e, errors.New("no update fields")
+	}
+	e.window.Events, _ = strconv.Atoi(str("hist_events"))
+	e.window.Seconds, _ = strconv.Atoi(str("hist_secs"))
+	if e.window.Events < 1 || e.window.Seconds < 1 {
+		return e, errors.New("no history window")
+	}
+	ms, _ := strconv.ParseInt(str("accepted_at"), 10, 64)
+	e.acceptedAt = time.UnixMilli(ms)
+	return e, nil
+}
+
+func (e entry) update() Update { return Update{TenantID: e.tenantID, Kind: e.kind, ID: e.id} }
+
+func (e entry) stateKey() string {
+	if e.kind == UpdateJob {
+		return keys.JobState(e.tenantID, e.id)
+	}
+	return keys.WorkflowState(e.tenantID, e.id)
+}
+
+// process applies one entry. It returns wait when the entry must wait for its predecessor;
+// otherwise the entry is acknowledged, or left pending after a failure, or dead-lettered after
+// MaxDeliveries failures.
+func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliveries int64) (held, bool) {
+	e, err := decodeEntry(m)
+	if err != nil {
+		w.fail(ctx, p, m, deliveries, e, fmt.Errorf("malformed entry: %w", err))
+		return held{}, false
+	}
+	force := time.Since(e.acceptedAt) > w.cfg.MaxWait
+	u := e.update()
+	channel := u.Channel()
+	args := []any{e.kind, e.id, e.seq, boolArg(force), time.Now().UTC().Format(time.RFC3339Nano), channel,
+		keys.Channel(e.tenantID, channel), NewEpoch(), e.window.Events, e.window.Seconds, w.cfg.Retention.Milliseconds()}
+	names := make([]string, 0, len(e.fields))
+	for k := range e.fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		args = append(args, k, string(e.fields[k]))
+	}
+	ks := []string{e.stateKey(), keys.Sequence(e.tenantID), keys.Trimmed(e.tenantID), keys.History(e.tenantID, channel)}
+	res, err := applyScript.Run(ctx, w.rdb, ks, args...).StringSlice()
+	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) && strings.Contains(err.Error(), "script") {
+			w.fail(ctx, p, m, deliveries, e, fmt.Errorf("apply: %w", err))
+		} else {
+			w.log.Warn("apply update", "partition", p, "entry", m.ID, "err", err) // Redis trouble: retried by a claim
+		}
+		return held{}, false
+	}
+	switch res[0] {
+	case "wait":
+		return held{msg: m, deliveries: deliveries}, true
+	case "applied":
+		w.applied.Add(1)
+	case "ignored":
+		w.ignored.Add(1)
+	case "dup":
+		w.duplicates.Add(1)
+	}
+	w.ack(ctx, p, m.ID)
+	return held{}, false
+}
+
+func (w *Worker) ack(ctx context.Context, p int, id string) {
+	if err := w.rdb.XAck(ctx, keys.Updates(p), w.cfg.Group, id).Err(); err != nil {
+		// Applying again is harmless: the entry will come back as a duplicate.
+		w.log.Warn("acknowledge update", "partition", p, "entry", id, "err", err)
+	}
+}
+
+// fail leaves an entry that could not be applied pending, to be claimed and tried again, until
+// it has failed MaxDeliveries times: then it goes to the dead-letter stream with the reason and
+// is acknowledged, and its job's later updates no longer wait for it.
+func (w *Worker) fail(ctx context.Context, p int, m redis.XMessage, deliveries int64, e entry, reason error) {
+	if deliveries < w.cfg.MaxDeliveries {
+		w.log.Warn("update failed; it will be retried", "partition", p, "entry", m.ID, "deliveries", deliveries, "err", reason)
+		return
+	}
+	values := make([]any, 0, 2*len(m.Values)+6)
+	for k, v := range m.Values {
+		values = append(values, "entry_"+k, v)
+	}
+	values = append(values, "entry_id", m.ID, "reason", reason.Error(), "deliveries", deliveries)
+	if err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.DeadLetters(p), Values: values}).Err(); err != nil {
+		w.log.Warn("dead-letter update", "partition", p, "entry", m.ID, "err", err)
+		return
+	}
+	if e.seq > 0 && e.tenantID != "" && e.id != "" {
+		if err := skipScript.Run(ctx, w.rdb, []string{e.stateKey()}, e.seq).Err(); err != nil {
+			w.log.Warn("skip dead-lettered update", "entry", m.ID, "err", err)
+		}
+	}
+	w.deadLettered.Add(1)
+	w.log.Error("update dead-lettered", "partition", p, "entry", m.ID, "deliveries", deliveries, "reason", reason.Error())
+	w.ack(ctx, p, m.ID)
+}
+
+// Backlog reports the update stream's pending entries (read, not yet acknowledged) and lag
+// (not yet read) over all partitions, for the metrics.
+func (w *Worker) Backlog(ctx context.Context) (pending, lag int64, err error) {
+	return Backlog(ctx, w.rdb, w.cfg.Group)
+}
+
+// Backlog reports a consumer group's pending entries and lag over all partitions.
+func Backlog(ctx context.Context, rdb redis.UniversalClient, group string) (pending, lag int64, err error) {
+	for p := range keys.UpdatePartitions {
+		groups, gerr := rdb.XInfoGroups(ctx, keys.Updates(p)).Result()
+		if gerr != nil {
+			if strings.Contains(gerr.Error(), "no such key") {
+				continue
+			}
+			return 0, 0, fmt.Errorf("inspect update stream: %w", gerr)
+		}
+		for _, g := range groups {
+			if g.Name == group {
+				pending += g.Pending
+				lag += max(g.Lag, 0)
+			}
+		}
+	}
+	return pending, lag, nil
+}
+
+func parseAutoClaim(raw []any) (next string, msgs []redis.XMessage, deleted []string) {
+	if len(raw) < 2 {
+		return "", nil, nil
+	}
+	next, _ = raw[0].(string)
+	list, _ := raw[1].([]any)
+	for _, item := range list {
+		pair, ok := item.([]any)
+		if !ok || len(pair) != 2 {
+			continue
+		}
+		id, _ := pair[0].(string)
+		kv, _ := pair[1].([]any)
+		if kv == nil {
+			deleted = append(deleted, id) // Redis 6.2 reports trimmed entries in place
+			continue
+		}
+		vals := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			k, _ := kv[i].(string)
+			vals[k] = kv[i+1]
+		}
+		msgs = append(msgs, redis.XMessage{ID: id, Values: vals})
+	}
+	if len(raw) > 2 {
+		if del, ok := raw[2].([]any); ok {
+			for _, d := range del {
+				if id, ok := d.(string); ok {
+					deleted = append(deleted, id)
+				}
+			}
+		}
+	}
+	return next, msgs, deleted
+}
+
+func idLess(a, b string) bool {
+	am, as, _ := ParseID(a)
+	bm, bs, _ := ParseID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
