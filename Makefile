@@ -13,7 +13,7 @@ test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	GO="$(GO)" ./scripts/bench.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // payload is what sgbench carries in each event's data: the event's index in the run and the
@@ -18,11 +18,11 @@ type payload struct {
 // The data is {"sgb":1,"i":<index>,"t":<sent>,"pad":"xx…"}. The server compacts data without
 // reordering keys, so receivers find the fields by their fixed prefix; parseMessage falls back
 // to full JSON decoding should the layout ever change.
-var (
-	dataPrefix = []byte(`{"sgb":1,"i":`)
-	sentKey    = []byte(`,"t":`)
-	padKey     = []byte(`,"pad":"`)
-	msgPrefix  = []byte(`"data":{"sgb":1,"i":`)
+const (
+	dataPrefix = `{"sgb":1,"i":`
+	sentKey    = `,"t":`
+	padKey     = `,"pad":"`
+	msgPrefix  = `"data":{"sgb":1,"i":`
 )
 
 // errNotBench means an event's data is not an sgbench payload.
@@ -38,7 +38,7 @@ func appendData(dst []byte, p payload, size int) []byte {
 	dst = strconv.AppendInt(dst, p.Sent, 10)
 	if pad := size - (len(dst) - start) - len(padKey) - 2; pad >= 0 {
 		dst = append(dst, padKey...)
-		dst = append(dst, bytes.Repeat([]byte{'x'}, pad)...)
+		dst = append(dst, strings.Repeat("x", pad)...)
 		dst = append(dst, '"')
 	}
 	return append(dst, '}')
@@ -54,11 +54,11 @@ func appendPublishBody(dst []byte, p payload, size int) []byte {
 // parseMessage reads the payload out of the data of an SSE message event,
 // {"channel":…,"event":…,"data":{…},"published_at":…}. It returns errNotBench for events that
 // some other publisher sent.
-func parseMessage(msg []byte) (payload, error) {
-	if i := bytes.Index(msg, msgPrefix); i >= 0 {
+func parseMessage(msg string) (payload, error) {
+	if i := strings.Index(msg, msgPrefix); i >= 0 {
 		rest := msg[i+len(msgPrefix):]
 		idx, rest, ok := leadingInt(rest)
-		if ok && bytes.HasPrefix(rest, sentKey) {
+		if ok && strings.HasPrefix(rest, sentKey) {
 			if sent, _, ok := leadingInt(rest[len(sentKey):]); ok {
 				return payload{Index: idx, Sent: sent}, nil
 			}
@@ -71,7 +71,7 @@ func parseMessage(msg []byte) (payload, error) {
 			Sent  *int64 `json:"t"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(msg, &m); err != nil {
+	if err := json.Unmarshal([]byte(msg), &m); err != nil {
 		return payload{}, errNotBench
 	}
 	if m.Data.Sgb != 1 || m.Data.Index == nil || m.Data.Sent == nil || *m.Data.Index < 0 {
@@ -81,11 +81,11 @@ func parseMessage(msg []byte) (payload, error) {
 }
 
 // leadingInt parses the non-negative decimal integer at the start of b.
-func leadingInt(b []byte) (n int64, rest []byte, ok bool) {
+func leadingInt(b string) (n int64, rest string, ok bool) {
 	i := 0
 	for i < len(b) && i < 19 && b[i] >= '0' && b[i] <= '9' {
 		n = n*10 + int64(b[i]-'0')
 		i++
 	}
-	return n, b[i:], i > 0
+	return n, b[i:], i > 0 && n >= 0 // n < 0: 19 digits past MaxInt64
 }

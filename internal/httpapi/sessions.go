@@ -234,12 +234,14 @@ func (st *liveStream) subscribe(ctx context.Context, channel string, maxSubs int
 		return err
 	}
 	_ = s.sessions.Send(st.sess.ID(), channelNotice("subscribed", channel))
-	f, err := s.stateFrame(ctx, st, channel)
+	// Live changes of the channel already flow; its state read now is at least as new as any
+	// of them queued so far, and the writer skips those older than what it wrote.
+	e, ok, err := s.stateReader.Current(ctx, st.tenantID, channel)
 	if err != nil {
 		return err
 	}
-	if f != nil {
-		_ = s.sessions.Send(st.sess.ID(), f)
+	if ok {
+		_ = s.sessions.Send(st.sess.ID(), st.stateFrame(e))
 	}
 	return nil
 }

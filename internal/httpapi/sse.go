@@ -113,7 +113,9 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 
 	// The position is read after subscribing: whatever is published from here on is either
 	// live or at most the floor, and the replay covers everything up to the floor.
-	snap, err := s.history.Snapshot(ctx, t.ID, channels, plan.after, st.window)
+	// A resume replays state changes from history; a fresh start gets the current states.
+	fresh := plan.after == "" || plan.reset != ""
+	snap, err := s.history.Snapshot(ctx, t.ID, channels, plan.after, st.window, fresh)
 	if err != nil {
 		st.close()
 		return nil, toError(s.log, err)
@@ -129,7 +131,7 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 	st.cursor = stream.Cursor{SessionID: info.ID, Epoch: snap.Epoch}
 	st.prefix = []byte(st.cursor.Prefix())
 	st.reset = plan.reset
-	st.wantState = plan.after == "" // a resume replays state changes from history instead
+	st.states = snap.States
 
 	st.connectedAt = time.Now()
 	if plan.record != nil {
@@ -180,7 +182,7 @@ func (s *Server) planSession(ctx context.Context, r *http.Request, claims tenant
 		return sessionPlan{}, errorf(http.StatusForbidden, codeForbidden, "Last-Event-ID belongs to another user's session")
 	}
 	plan := sessionPlan{id: rec.ID, channels: rec.Channels, after: cur.LastID, record: &rec}
-	snap, err := s.history.Snapshot(ctx, t.ID, rec.Channels, cur.LastID, window(t))
+	snap, err := s.history.Snapshot(ctx, t.ID, rec.Channels, cur.LastID, window(t), false)
 	if err != nil {
 		return sessionPlan{}, toError(s.log, err)
 	}
@@ -251,7 +253,7 @@ type liveStream struct {
 	floorID    string
 	replayFrom string // replay (replayFrom, floorID] before going live; "" for none
 	reset      string
-	wantState  bool
+	states     []stream.Entry // current job and workflow states to send first, as of the floor
 
 	mu       sync.Mutex // guards acquired against the sessions API
 	acquired []string
@@ -350,34 +352,20 @@ func (s *Server) replay(ctx context.Context, sw *sseWriter, st *liveStream) erro
 		}
 		after = entries[len(entries)-1].ID
 	}
-	if !st.wantState {
-		return nil
-	}
-	var frames []*streamgate.Frame
-	for _, ch := range st.sess.Channels() {
-		if f, err := s.stateFrame(ctx, st, ch); err != nil {
-			return err
-		} else if f != nil {
-			frames = append(frames, f)
-		}
+	frames := make([]*streamgate.Frame, len(st.states))
+	for i, e := range st.states {
+		frames[i] = st.stateFrame(e)
 	}
 	return sw.write(frames)
 }
 
-// stateFrame is the current state of a job or workflow channel as an event, or nil when the
-// channel is not one or has no state yet. Its id is the stream's floor, so that a resume from
-// it misses nothing; its Seq is the state's own, so that older live changes are skipped.
-func (s *Server) stateFrame(ctx context.Context, st *liveStream, channel string) (*streamgate.Frame, error) {
-	if !streamgate.Reserved(channel) {
-		return nil, nil
-	}
-	e, ok, err := s.stateReader.Current(ctx, st.tenantID, channel)
-	if err != nil || !ok {
-		return nil, err
-	}
-	f := stream.NewFrame(channel, st.floorID, e.Kind, e.Data)
+// stateFrame is a job's or workflow's current state as an event. Its id is the stream's floor,
+// so that a resume from it misses nothing; its Seq is the state's own, so that older live
+// changes are skipped.
+func (st *liveStream) stateFrame(e stream.Entry) *streamgate.Frame {
+	f := stream.NewFrame(e.Channel, st.floorID, e.Kind, e.Data)
 	f.Seq, f.Snapshot = e.Seq, true
-	return f, nil
+	return f
 }
 
 // sseWriter writes frames to one stream: each frame with an id gets the session's cursor, live

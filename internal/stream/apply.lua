@@ -22,7 +22,7 @@ if seq <= applied then
   return {'dup'}
 end
 if seq ~= applied + 1 and not force then
-  return {'wait', applied}
+  return {'wait', tostring(applied)}
 end
 
 local upd = {}

@@ -46,21 +46,35 @@ type Snapshot struct {
 	// Gap is set when an event after the cursor may be gone from some channel's history
 	// (trimmed, or the channel's log expired): the client must refetch state.
 	Gap bool
+	// States holds the current state of the job: and workflow: channels, as of LastID, when
+	// asked for.
+	States []Entry
 }
 
 // Snapshot reads the tenant's epoch and newest id and, when after is not empty, checks every
-// channel's history for a gap after it — all in one transaction, so that replaying
-// (after, LastID] and then delivering live events above LastID misses nothing and repeats
-// nothing.
-func (h *History) Snapshot(ctx context.Context, tenantID string, channels []string, after string, w Window) (Snapshot, error) {
+// channel's history for a gap after it; with states, it also reads the current state of the
+// job: and workflow: channels. All in one transaction, so that replaying (after, LastID] (or
+// sending those states) and then delivering live events above LastID misses nothing and
+// repeats nothing.
+func (h *History) Snapshot(ctx context.Context, tenantID string, channels []string, after string, w Window, states bool) (Snapshot, error) {
 	var (
-		pos     *redis.SliceCmd
-		trimmed *redis.SliceCmd
-		exists  []*redis.IntCmd
+		pos       *redis.SliceCmd
+		trimmed   *redis.SliceCmd
+		exists    []*redis.IntCmd
+		stateCmds []*redis.SliceCmd
+		stateChs  []string
 	)
 	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, keys.Sequence(tenantID), "epoch", NewEpoch())
 		pos = p.HMGet(ctx, keys.Sequence(tenantID), "epoch", "ms", "seq")
+		if states {
+			for _, ch := range channels {
+				if key, _ := stateKey(tenantID, ch); key != "" {
+					stateChs = append(stateChs, ch)
+					stateCmds = append(stateCmds, p.HMGet(ctx, key, "event", "eid"))
+				}
+			}
+		}
 		if after == "" || len(channels) == 0 {
 			return nil
 		}
@@ -78,6 +92,11 @@ func (h *History) Snapshot(ctx context.Context, tenantID string, channels []stri
 	if ms, seq := str(vals[1]), str(vals[2]); ms != "" && seq != "" {
 		snap.LastID = ms + "-" + seq
 		_, snap.Seq, _ = ParseID(snap.LastID)
+	}
+	for i, cmd := range stateCmds {
+		if e, ok := stateEntry(stateChs[i], cmd.Val()); ok {
+			snap.States = append(snap.States, e)
+		}
 	}
 	if trimmed == nil {
 		return snap, nil

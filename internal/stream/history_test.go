@@ -85,7 +85,7 @@ func TestSnapshotReportsGapsExactly(t *testing.T) {
 		{"never published channel", []string{"none"}, c1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			snap, err := h.Snapshot(t.Context(), "tn_a", tc.channels, tc.after, w)
+			snap, err := h.Snapshot(t.Context(), "tn_a", tc.channels, tc.after, w, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestSnapshotReportsGapsExactly(t *testing.T) {
 	if err != nil || len(entries) != 3 {
 		t.Fatalf("busy holds %d entries (%v), want its window of 3", len(entries), err)
 	}
-	snap, _ := h.Snapshot(t.Context(), "tn_a", []string{"busy"}, entries[0].ID, w)
+	snap, _ := h.Snapshot(t.Context(), "tn_a", []string{"busy"}, entries[0].ID, w, false)
 	if snap.Gap {
 		t.Errorf("a cursor at the oldest kept entry reported a gap")
 	}

@@ -27,7 +27,7 @@ func NewStates(rdb redis.UniversalClient) *States { return &States{rdb: rdb} }
 // Current returns the last published state of a job: or workflow: channel, as the event a
 // subscriber receives first. ok is false for other channels and for ones without state yet.
 func (s *States) Current(ctx context.Context, tenantID, channel string) (Entry, bool, error) {
-	key, kind := stateKey(tenantID, channel)
+	key, _ := stateKey(tenantID, channel)
 	if key == "" {
 		return Entry{}, false, nil
 	}
@@ -35,13 +35,20 @@ func (s *States) Current(ctx context.Context, tenantID, channel string) (Entry, 
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("read state of %s: %w", channel, err)
 	}
+	e, ok := stateEntry(channel, vals)
+	return e, ok, nil
+}
+
+// stateEntry turns the state hash's event and eid fields into the entry subscribers receive.
+func stateEntry(channel string, vals []any) (Entry, bool) {
 	event, _ := vals[0].(string)
 	eid, _ := vals[1].(string)
 	_, seq, ok := ParseID(eid)
 	if event == "" || !ok {
-		return Entry{}, false, nil
+		return Entry{}, false
 	}
-	return Entry{ID: eid, Seq: seq, Channel: channel, Kind: kind, Data: event}, true, nil
+	_, kind := stateKey("", channel)
+	return Entry{ID: eid, Seq: seq, Channel: channel, Kind: kind, Data: event}, true
 }
 
 // Job returns a job's state object ({"job_id", "status", …}); ErrStateNotFound if none.

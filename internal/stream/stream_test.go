@@ -129,18 +129,18 @@ func TestPositionAndEpoch(t *testing.T) {
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)
 	w := Window{Events: 10, Seconds: 60}
-	snap, err := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	snap, err := h.Snapshot(t.Context(), "tn_a", nil, "", w, false)
 	if err != nil || snap.LastID != "0-0" || len(snap.Epoch) != 8 {
 		t.Fatalf("fresh position %+v %v", snap, err)
 	}
 	ids := publishN(t, p, "tn_a", w, "c", 3)
-	snap2, err := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	snap2, err := h.Snapshot(t.Context(), "tn_a", nil, "", w, false)
 	if err != nil || snap2.Epoch != snap.Epoch || snap2.LastID != ids[2] || snap2.Seq != 3 {
 		t.Fatalf("position %+v, want epoch %q and last %q", snap2, snap.Epoch, ids[2])
 	}
 	// Losing the counter (Redis lost data) gives a new epoch, so old cursors can be told apart.
 	rdb.Del(t.Context(), keys.Sequence("tn_a"))
-	snap3, _ := h.Snapshot(t.Context(), "tn_a", nil, "", w)
+	snap3, _ := h.Snapshot(t.Context(), "tn_a", nil, "", w, false)
 	if snap3.Epoch == snap.Epoch {
 		t.Errorf("epoch unchanged after the counter was lost")
 	}

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# scripts/bench.sh is `make bench`: the Go benchmarks, then Streamgate's standard load scenarios
+# measured with cmd/sgbench against freshly started api nodes on a private Redis, all on this
+# machine's loopback interface. It prints a table per scenario and a summary at the end, and
+# stops everything it started, however it exits.
+#
+# Scenarios (BENCH_SCENARIOS, default "A B B' C D"):
+#   A   10,000 idle SSE sessions: api RSS per connection, time to establish them all (unpaced:
+#       as fast as sgbench's 256 concurrent connects per worker allow)
+#   B   10,000 subscribers of one channel, 100 events at 10/s: api CPU per delivery, nothing lost
+#   B'  2,500 subscribers of one channel, 200 events at 10/s: latency p99
+#   C   10,000 subscribers each on its own channel, 2,000 publishes/s for 10 s: p99, api CPU per
+#       publish, Redis CPU
+#   D   B and C again with 3 api nodes on the one Redis, sessions spread evenly
+#
+# Environment:
+#   BENCH_SCALE=0.1      scale the session counts (and C's rate, B's and B''s event counts) for a quick try
+#   BENCH_CONNS=10000    the 10,000 of A, B, C and D (B' takes a quarter), before scaling
+#   BENCH_RAMP=2000      connections per second (all but A)
+#   BENCH_PROCS=0        sgbench worker processes (0: sgbench decides)
+#   BENCH_GO=1           0 skips the Go benchmarks
+#   BENCH_OUT=dir        keep the JSON results and server logs there (default: a temporary dir)
+#   GO=go                the go command
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+BENCH_GO=${BENCH_GO:-1}
+BENCH_SCALE=${BENCH_SCALE:-1}
+BENCH_CONNS=${BENCH_CONNS:-10000}
+BENCH_RAMP=${BENCH_RAMP:-2000}
+BENCH_PROCS=${BENCH_PROCS:-0}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-"A B B' C D"}
+
+die() { echo "bench: $*" >&2; exit 1; }
+# scale N MIN: N × BENCH_SCALE, rounded, at least MIN.
+scale() { awk -v n="$1" -v s="$BENCH_SCALE" -v m="$2" 'BEGIN { v = int(n * s + 0.5); print (v < m ? m : v) }'; }
+
+awk -v s="$BENCH_SCALE" 'BEGIN { exit !(s > 0 && s <= 10) }' || die "BENCH_SCALE must be above 0 and at most 10"
+[[ $BENCH_CONNS =~ ^[0-9]+$ ]] || die "BENCH_CONNS must be a number"
+for s in $BENCH_SCENARIOS; do
+	case $s in A | B | "B'" | Bp | C | D) ;; *) die "unknown scenario $s (A, B, B', C, D)" ;; esac
+done
+
+if [[ $BENCH_GO != 0 ]]; then
+	echo "== Go benchmarks"
+	"$GO" test -run '^$' -bench . -benchmem ./...
+fi
+
+[[ -z ${BENCH_SCENARIOS// /} ]] && exit 0
+command -v redis-server >/dev/null || die "the scenarios need redis-server on the PATH (apt-get install redis-server); BENCH_SCENARIOS= skips them"
+
+echo "== building bin/api and bin/sgbench"
+CGO_ENABLED=0 "$GO" build -trimpath -o bin/api ./cmd/api
+CGO_ENABLED=0 "$GO" build -trimpath -o bin/sgbench ./cmd/sgbench
+
+# One socket per session, on both ends: lift the descriptor limit as far as this shell may.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+CONNS=$(scale "$BENCH_CONNS" 10)
+if (($(ulimit -n) < CONNS + 1000)); then
+	echo "bench: warning: ulimit -n is $(ulimit -n), below the $CONNS sessions one api node must hold" >&2
+fi
+
+if [[ -n ${BENCH_OUT:-} ]]; then
+	WORK=$BENCH_OUT
+	mkdir -p "$WORK"
+else
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgbench.XXXXXX")
+fi
+API_PIDS=()
+API_URLS=()
+REDIS_PID=
+
+stop_apis() {
+	local p
+	for p in "${API_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${API_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	API_PIDS=()
+	API_URLS=()
+}
+cleanup() {
+	stop_apis
+	if [[ -n $REDIS_PID ]]; then
+		kill -TERM "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
+	[[ -n ${BENCH_OUT:-} ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port prints a loopback port nothing listens on, below the ephemeral range so that the
+# benchmark's own outgoing connections never take it.
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 12000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "bench: no free loopback port found" >&2
+	exit 1
+}
+
+REDIS_PORT=$(free_port) || die "no free loopback port for redis"
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" --save "" --appendonly no \
+	--maxclients 20000 --logfile "$WORK/redis/redis.log" --daemonize no &
+REDIS_PID=$!
+for _ in $(seq 50); do
+	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+	sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis-server did not start (see $WORK/redis/redis.log)"
+
+SECRET_KEY=$(head -c 32 /dev/urandom | base64)
+ADMIN_TOKEN=sga_$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+
+# start_apis N starts N api nodes on the Redis, with tenant limits raised for the benchmark.
+start_apis() {
+	local i port
+	redis-cli -p "$REDIS_PORT" flushall >/dev/null
+	for i in $(seq "$1"); do
+		port=$(free_port) || die "no free loopback port for an api node"
+		REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+			STREAMGATE_ADDR="127.0.0.1:$port" \
+			STREAMGATE_SECRET_KEY="$SECRET_KEY" \
+			STREAMGATE_ADMIN_TOKEN="$ADMIN_TOKEN" \
+			STREAMGATE_NODE_ID="bench-$i" \
+			STREAMGATE_DEFAULT_MAX_CONNECTIONS=100000 \
+			STREAMGATE_DEFAULT_PUBLISH_PER_SECOND=1000000 \
+			STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION=100 \
+			STREAMGATE_SHUTDOWN_TIMEOUT=3s \
+			STREAMGATE_LOG_LEVEL=warn \
+			bin/api >>"$WORK/api-$i.log" 2>&1 &
+		API_PIDS+=($!)
+		API_URLS+=("http://127.0.0.1:$port")
+	done
+}
+
+# bench NAME NODES ARGS… runs sgbench against NODES fresh api nodes.
+RESULTS=()
+FAILED=()
+RUNS=0
+bench() {
+	local name=$1 nodes=$2 file
+	shift 2
+	RUNS=$((RUNS + 1))
+	file="$WORK/$(printf '%02d' "$RUNS")-${name//[^A-Za-z0-9]/_}.json"
+	echo
+	echo "== scenario $name"
+	start_apis "$nodes"
+	local urls pids
+	urls=$(IFS=,; echo "${API_URLS[*]}")
+	pids=$(IFS=,; echo "${API_PIDS[*]}")
+	local rc=0
+	bin/sgbench -url "$urls" -pids "$pids" -redis-pid "$REDIS_PID" -wait-ready 20s -signup \
+		-ramp "$BENCH_RAMP" -procs "$BENCH_PROCS" -duration 5m -scenario "$name" -out "$file" "$@" || rc=$?
+	if ((rc == 130)); then
+		exit 130 # interrupted: sgbench printed what it had; the trap stops the servers
+	elif ((rc == 0)); then
+		RESULTS+=("$file")
+	else
+		FAILED+=("$name")
+		echo "bench: scenario $name failed; the api logs are in $WORK (BENCH_OUT keeps them)" >&2
+		tail -n 5 "$WORK"/api-*.log >&2 || true
+	fi
+	stop_apis
+}
+
+B_EVENTS=$(scale 100 20)
+BP_EVENTS=$(scale 200 20)
+BP_CONNS=$(scale $((BENCH_CONNS / 4)) 10)
+C_RATE=$(scale 2000 20)
+C_EVENTS=$((C_RATE * 10))
+
+echo "== scenarios on $(nproc) cores, ulimit -n $(ulimit -n), $(redis-server --version | awk '{print $3}'), results in $WORK"
+for s in $BENCH_SCENARIOS; do
+	case $s in
+	A) bench A 1 -conns "$CONNS" -ramp 0 -settle 3s ;;
+	B) bench B 1 -conns "$CONNS" -events "$B_EVENTS" -rate 10 ;;
+	"B'" | Bp) bench "B'" 1 -conns "$BP_CONNS" -events "$BP_EVENTS" -rate 10 ;;
+	C) bench C 1 -conns "$CONNS" -channels per-conn -events "$C_EVENTS" -rate "$C_RATE" ;;
+	D)
+		bench "D/B" 3 -conns "$CONNS" -events "$B_EVENTS" -rate 10
+		bench "D/C" 3 -conns "$CONNS" -channels per-conn -events "$C_EVENTS" -rate "$C_RATE"
+		;;
+	esac
+done
+
+if ((${#RESULTS[@]} > 0)); then
+	echo
+	echo "== summary"
+	bin/sgbench summary "${RESULTS[@]}"
+fi
+if ((${#FAILED[@]} > 0)); then
+	die "failed: ${FAILED[*]}"
+fi
