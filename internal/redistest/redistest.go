@@ -136,3 +136,59 @@ func freePort(tb testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// Cluster is a Redis Cluster of private redis-server processes on loopback.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs is the comma-separated seed list for REDIS_CLUSTER_ADDRS.
+func (c *Cluster) Addrs() string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return strings.Join(addrs, ",")
+}
+
+// StartCluster starts masters redis-server processes in cluster mode and joins them with
+// redis-cli --cluster create (no replicas), waiting until the cluster reports ok. It needs the
+// redis-cli binary and is stopped when the test ends.
+func StartCluster(tb testing.TB, masters int) *Cluster {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		tb.Fatalf("a Redis Cluster needs redis-cli (apt-get install redis-tools)")
+	}
+	c := &Cluster{}
+	for range masters {
+		c.Nodes = append(c.Nodes, Start(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"))
+	}
+	if c.Nodes[0].args == nil {
+		tb.Fatalf("StartCluster cannot use TEST_REDIS_URL")
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range c.Nodes {
+		args = append(args, n.Addr)
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.Nodes {
+		for {
+			cl := redis.NewClient(&redis.Options{Addr: n.Addr})
+			info, err := cl.ClusterInfo(context.Background()).Result()
+			cl.Close()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("cluster not ok on %s: %v %s", n.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}

@@ -27,13 +27,17 @@ type Deliverer interface {
 var ErrUnavailable = errors.New("redis unavailable")
 
 // Hub holds this node's Redis pub/sub subscriptions: one per tenant channel that has at least
-// one local session (reference-counted), plus the control channel. It turns every message into
-// an SSE frame once and hands it to the Deliverer.
+// one local session (reference-counted), plus the control channel and the node's own channel.
+// It turns every message into an SSE frame once and hands it to the Deliverer.
 //
-// Subscriptions survive a Redis reconnect: the client subscribes again to everything it holds.
+// On a single Redis one connection carries everything. On a Redis Cluster tenant channels use
+// sharded pub/sub (SSUBSCRIBE), one connection per hash slot in use (a tenant's channels share
+// its slot), so that a publish travels only to its shard; the control and node channels use
+// ordinary pub/sub. Subscriptions survive a reconnect: the client subscribes again to
+// everything a connection holds.
 type Hub struct {
 	rdb     redis.UniversalClient
-	ps      *redis.PubSub
+	cluster bool
 	rpc     rpc
 	deliver Deliverer
 	control func(payload []byte)
@@ -41,31 +45,58 @@ type Hub struct {
 	// ConfirmTimeout bounds how long Acquire waits for Redis to confirm a subscription.
 	ConfirmTimeout time.Duration
 
-	mu      sync.Mutex
-	subs    map[string]*subscription // pub/sub name → state
-	pingSeq uint64
-	waiters map[uint64]chan struct{}
+	ctx    context.Context // lives until Run returns; receive loops run under it
+	cancel context.CancelFunc
+	main   *psConn // control, node and (on a single Redis) tenant channels
+
+	mu     sync.Mutex
+	subs   map[string]*subscription // pub/sub name → state
+	shards map[int]*psConn          // hash slot → sharded connection (cluster only)
 }
 
 type subscription struct {
 	refs   int
+	conn   *psConn
 	active bool // Redis confirmed the subscription (a ping sent after it came back)
+}
+
+// psConn is one pub/sub connection with its own receive loop.
+type psConn struct {
+	ps      *redis.PubSub
+	sharded bool
+	names   int // tenant channels subscribed on it
+
+	mu      sync.Mutex
+	pingSeq uint64
+	waiters map[uint64]chan struct{}
 }
 
 // NewHub returns the hub of node nodeID: it delivers to d, passes control-channel payloads to
 // control, and takes calls from other nodes (SetRPCHandler).
 func NewHub(rdb redis.UniversalClient, nodeID string, d Deliverer, control func(payload []byte), log *slog.Logger) *Hub {
-	return &Hub{
+	_, cluster := rdb.(*redis.ClusterClient)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
 		rdb:            rdb,
+		cluster:        cluster,
 		rpc:            rpc{nodeID: nodeID, pending: make(map[string]chan rpcMessage)},
-		ps:             rdb.Subscribe(context.Background()),
 		deliver:        d,
 		control:        control,
 		log:            log,
 		ConfirmTimeout: 5 * time.Second,
+		ctx:            ctx,
+		cancel:         cancel,
 		subs:           make(map[string]*subscription),
-		waiters:        make(map[uint64]chan struct{}),
+		shards:         make(map[int]*psConn),
 	}
+	h.main = h.newConn(rdb.Subscribe(ctx), false)
+	return h
+}
+
+func (h *Hub) newConn(ps *redis.PubSub, sharded bool) *psConn {
+	c := &psConn{ps: ps, sharded: sharded, waiters: make(map[uint64]chan struct{})}
+	go h.receive(c)
+	return c
 }
 
 // Acquire makes sure this node receives the tenant channel's events, and returns once Redis has
@@ -81,18 +112,20 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	s.refs++
 	if s.refs == 1 {
-		if err := h.ps.Subscribe(ctx, name); err != nil {
+		s.conn = h.connFor(name)
+		s.conn.names++
+		if err := s.conn.subscribe(ctx, name); err != nil {
 			h.releaseLocked(name, s)
 			h.mu.Unlock()
 			return fmt.Errorf("subscribe %s: %w: %w", channel, ErrUnavailable, err)
 		}
 	}
-	active := s.active
+	c, active := s.conn, s.active
 	h.mu.Unlock()
 	if active {
 		return nil
 	}
-	if err := h.sync(ctx); err != nil {
+	if err := c.sync(ctx, h.ConfirmTimeout); err != nil {
 		h.Release(tenantID, channel)
 		return fmt.Errorf("subscribe %s: %w", channel, err)
 	}
@@ -102,6 +135,20 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// connFor returns the connection a tenant channel belongs on; h.mu must be held.
+func (h *Hub) connFor(name string) *psConn {
+	if !h.cluster {
+		return h.main
+	}
+	slot := hashSlot(name)
+	c := h.shards[slot]
+	if c == nil {
+		c = h.newConn(h.rdb.(*redis.ClusterClient).SSubscribe(h.ctx), true)
+		h.shards[slot] = c
+	}
+	return c
 }
 
 // Release drops one reference taken by Acquire; the last one unsubscribes.
@@ -120,9 +167,17 @@ func (h *Hub) releaseLocked(name string, s *subscription) {
 		return
 	}
 	delete(h.subs, name)
+	c := s.conn
+	c.names--
+	if c.sharded && c.names == 0 {
+		// The slot has no channel left here: its connection goes.
+		delete(h.shards, hashSlot(name))
+		c.ps.Close()
+		return
+	}
 	// An error here means the connection is gone; the reconnect will not resubscribe to a
 	// channel the client no longer lists.
-	if err := h.ps.Unsubscribe(context.Background(), name); err != nil {
+	if err := c.unsubscribe(name); err != nil {
 		h.log.Debug("unsubscribe", "channel", name, "err", err)
 	}
 }
@@ -134,77 +189,106 @@ func (h *Hub) Channels() int {
 	return len(h.subs)
 }
 
-// sync returns once Redis has processed every command sent on the pub/sub connection so far:
-// it sends a PING with a fresh payload and waits for its reply, which Redis sends in order.
-func (h *Hub) sync(ctx context.Context) error {
-	h.mu.Lock()
-	h.pingSeq++
-	seq := h.pingSeq
+func (c *psConn) subscribe(ctx context.Context, name string) error {
+	if c.sharded {
+		return c.ps.SSubscribe(ctx, name)
+	}
+	return c.ps.Subscribe(ctx, name)
+}
+
+func (c *psConn) unsubscribe(name string) error {
+	if c.sharded {
+		return c.ps.SUnsubscribe(context.Background(), name)
+	}
+	return c.ps.Unsubscribe(context.Background(), name)
+}
+
+// sync returns once Redis has processed every command sent on the connection so far: it sends
+// a PING with a fresh payload and waits for its reply, which Redis sends in order.
+func (c *psConn) sync(ctx context.Context, timeout time.Duration) error {
+	c.mu.Lock()
+	c.pingSeq++
+	seq := c.pingSeq
 	done := make(chan struct{})
-	h.waiters[seq] = done
-	h.mu.Unlock()
+	c.waiters[seq] = done
+	c.mu.Unlock()
 	defer func() {
-		h.mu.Lock()
-		delete(h.waiters, seq)
-		h.mu.Unlock()
+		c.mu.Lock()
+		delete(c.waiters, seq)
+		c.mu.Unlock()
 	}()
-	if err := h.ps.Ping(ctx, "sg:"+strconv.FormatUint(seq, 10)); err != nil {
+	if err := c.ps.Ping(ctx, "sg:"+strconv.FormatUint(seq, 10)); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	t := time.NewTimer(h.ConfirmTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-done:
 		return nil
 	case <-t.C:
-		return fmt.Errorf("%w: no confirmation within %s", ErrUnavailable, h.ConfirmTimeout)
+		return fmt.Errorf("%w: no confirmation within %s", ErrUnavailable, timeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
 // pong wakes every sync waiting for a ping up to seq: replies come in order.
-func (h *Hub) pong(payload string) {
+func (c *psConn) pong(payload string) {
 	seq, err := strconv.ParseUint(payload[min(3, len(payload)):], 10, 64)
 	if err != nil {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for s, ch := range h.waiters {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s, ch := range c.waiters {
 		if s <= seq {
 			close(ch)
-			delete(h.waiters, s)
+			delete(c.waiters, s)
 		}
 	}
 }
 
-// Run receives from Redis until ctx ends. Connection errors are retried with backoff; the
-// client reconnects and resubscribes by itself.
+// Run subscribes to the control and node channels and keeps the hub receiving until ctx ends;
+// then it closes every connection.
 func (h *Hub) Run(ctx context.Context) error {
-	if err := h.ps.Subscribe(ctx, keys.Control(), keys.Node(h.rpc.nodeID)); err != nil {
+	if err := h.main.ps.Subscribe(ctx, keys.Control(), keys.Node(h.rpc.nodeID)); err != nil {
 		h.log.Warn("subscribe control and node channels", "err", err)
 	}
-	stop := context.AfterFunc(ctx, func() { h.ps.Close() })
-	defer stop()
+	select {
+	case <-ctx.Done():
+	case <-h.ctx.Done():
+	}
+	h.cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.main.ps.Close()
+	for _, c := range h.shards {
+		c.ps.Close()
+	}
+	return nil
+}
+
+// receive reads one connection until the hub stops or the connection is closed for good.
+// Errors are retried with backoff; the client reconnects and resubscribes by itself.
+func (h *Hub) receive(c *psConn) {
 	backoff := 50 * time.Millisecond
 	for {
-		msg, err := h.ps.ReceiveTimeout(ctx, 30*time.Second)
-		if ctx.Err() != nil {
-			return nil
+		msg, err := c.ps.ReceiveTimeout(h.ctx, 30*time.Second)
+		if h.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+			return
 		}
 		if err != nil {
 			var nerr interface{ Timeout() bool }
 			if errors.As(err, &nerr) && nerr.Timeout() {
 				// Quiet for a while: make sure the connection is still alive.
-				_ = h.ps.Ping(ctx, "sg:keepalive")
+				_ = c.ps.Ping(h.ctx, "sg:keepalive")
 				continue
 			}
 			h.log.Warn("redis pub/sub receive", "err", err, "retry_in", backoff.String())
 			select {
 			case <-time.After(backoff):
-			case <-ctx.Done():
-				return nil
+			case <-h.ctx.Done():
+				return
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
@@ -214,7 +298,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		case *redis.Message:
 			h.dispatch(m.Channel, m.Payload)
 		case *redis.Pong:
-			h.pong(m.Payload)
+			c.pong(m.Payload)
 		}
 	}
 }

@@ -1,5 +1,6 @@
--- Shared by publish.lua and apply.lua (prepended to each): the tenant's event clock and the
--- append of one event to a channel's history and live stream.
+-- Shared by publish.lua and apply.lua (prepended to each, after a first line that sets PUB to
+-- PUBLISH, or to SPUBLISH on a Redis Cluster): the tenant's event clock and the append of one
+-- event to a channel's history and live stream.
 
 -- clock takes n event numbers from the tenant's counter. Ids are "<ms>-<seq>": seq orders all
 -- of a tenant's events across its channels, and ms never goes back, so every channel's stream
@@ -43,5 +44,5 @@ local function append(stream, trimKey, channel, pubsub, id, kind, payload, now, 
   redis.call('XADD', stream, id, 'k', kind, 'd', payload)
   trim(stream, trimKey, channel, maxLen, maxAgeMs, (now - maxAgeMs) .. '-0')
   redis.call('PEXPIRE', stream, maxAgeMs + 60000)
-  redis.call('PUBLISH', pubsub, id .. '\n' .. kind .. '\n' .. payload)
+  redis.call(PUB, pubsub, id .. '\n' .. kind .. '\n' .. payload)
 end

@@ -23,11 +23,35 @@ var (
 	libLua string
 	//go:embed publish.lua
 	publishLua string
-
-	// Each script is the shared library followed by its own body: Redis scripts cannot call
-	// one another.
-	publishScript = redis.NewScript(libLua + publishLua)
+	//go:embed apply.lua
+	applyLua string
 )
+
+// scriptSet holds the scripts that publish, in the variant for one kind of Redis.
+type scriptSet struct {
+	publish, apply *redis.Script
+}
+
+var (
+	// Each script is the shared library followed by its own body: Redis scripts cannot call
+	// one another. On a cluster, live events use sharded pub/sub: the channel's hash tag is the
+	// tenant's, so SPUBLISH stays on the shard of the script's keys.
+	standaloneScripts = newScriptSet("PUBLISH")
+	clusterScripts    = newScriptSet("SPUBLISH")
+)
+
+func newScriptSet(pub string) *scriptSet {
+	head := "local PUB = '" + pub + "'\n" + libLua
+	return &scriptSet{publish: redis.NewScript(head + publishLua), apply: redis.NewScript(head + applyLua)}
+}
+
+// scriptsFor picks the script variant for rdb.
+func scriptsFor(rdb redis.UniversalClient) *scriptSet {
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return clusterScripts
+	}
+	return standaloneScripts
+}
 
 // Kinds of published entries; each becomes the SSE event name.
 const (
@@ -59,13 +83,14 @@ type Result struct {
 
 // Publisher appends events to their channels' history and publishes them live, in one script.
 type Publisher struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb     redis.UniversalClient
+	scripts *scriptSet
+	now     func() time.Time
 }
 
 // NewPublisher returns a publisher on rdb.
 func NewPublisher(rdb redis.UniversalClient) *Publisher {
-	return &Publisher{rdb: rdb, now: time.Now}
+	return &Publisher{rdb: rdb, scripts: scriptsFor(rdb), now: time.Now}
 }
 
 // Publish makes events durable in their channels' history and sends them to live subscribers,
@@ -122,7 +147,7 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 		ks = append(ks, keys.History(tenantID, e.channel))
 		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
 	}
-	reply, err := publishScript.Run(ctx, p.rdb, ks, args...).StringSlice()
+	reply, err := p.scripts.publish.Run(ctx, p.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
 	}

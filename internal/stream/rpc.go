@@ -74,7 +74,9 @@ func (h *Hub) Call(ctx context.Context, nodeID, method string, body, out any, ti
 	if err != nil {
 		return fmt.Errorf("call %s on %s: %w: %w", method, nodeID, ErrUnavailable, err)
 	}
-	if n == 0 {
+	if n == 0 && !h.cluster {
+		// A single Redis counts every listener; a cluster counts only those on the shard
+		// that took the PUBLISH, so there the reply's timeout decides.
 		return fmt.Errorf("call %s on %s: %w (nobody listens)", method, nodeID, ErrNoReply)
 	}
 	t := time.NewTimer(timeout)

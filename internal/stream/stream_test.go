@@ -308,3 +308,22 @@ func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
 		t.Errorf("EncodeFrame = %q %v", f.Body, ok)
 	}
 }
+
+func TestHashSlotMatchesRedis(t *testing.T) {
+	// Values from CLUSTER KEYSLOT on Redis 7.
+	for key, want := range map[string]int{"foo": 12182, "{user1000}.following": 3443, "sg:{tn_a}:ch:x": hashSlot("tn_a"), "a{}b": hashSlot("a{}b")} {
+		if got := hashSlot(key); got != want {
+			t.Errorf("hashSlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	rdb := redistest.Start(t).Client()
+	for _, key := range []string{"foo", "sg:{tn_abc}:ch:chat", "{x}y", "sg:{updates:3}", "no-tag"} {
+		want, err := rdb.Do(t.Context(), "CLUSTER", "KEYSLOT", key).Int()
+		if err != nil {
+			t.Skip("this Redis has no CLUSTER KEYSLOT outside cluster mode")
+		}
+		if got := hashSlot(key); got != want {
+			t.Errorf("hashSlot(%q) = %d, Redis says %d", key, got, want)
+		}
+	}
+}

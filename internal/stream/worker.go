@@ -21,9 +21,6 @@ import (
 )
 
 var (
-	//go:embed apply.lua
-	applyLua    string
-	applyScript = redis.NewScript(libLua + applyLua)
 	//go:embed skip.lua
 	skipLua    string
 	skipScript = redis.NewScript(skipLua)
@@ -89,9 +86,10 @@ type WorkerStats struct {
 // Worker consumes the update stream in a consumer group, applies each update to its job's or
 // workflow's state and publishes the new state, then acknowledges it.
 type Worker struct {
-	rdb redis.UniversalClient
-	cfg WorkerConfig
-	log *slog.Logger
+	rdb     redis.UniversalClient
+	scripts *scriptSet
+	cfg     WorkerConfig
+	log     *slog.Logger
 
 	applied, ignored, duplicates, retried, deadLettered, lost atomic.Uint64
 }
@@ -99,7 +97,7 @@ type Worker struct {
 // NewWorker returns a worker on rdb.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, log *slog.Logger) *Worker {
 	cfg = cfg.withDefaults()
-	return &Worker{rdb: rdb, cfg: cfg, log: log.With("consumer", cfg.Consumer)}
+	return &Worker{rdb: rdb, scripts: scriptsFor(rdb), cfg: cfg, log: log.With("consumer", cfg.Consumer)}
 }
 
 // Stats returns the worker's counters.
@@ -342,7 +340,7 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 		args = append(args, k, string(e.fields[k]))
 	}
 	ks := []string{e.stateKey(), keys.Sequence(e.tenantID), keys.Trimmed(e.tenantID), keys.History(e.tenantID, channel)}
-	res, err := applyScript.Run(ctx, w.rdb, ks, args...).StringSlice()
+	res, err := w.scripts.apply.Run(ctx, w.rdb, ks, args...).StringSlice()
 	if err != nil {
 		var rerr redis.Error
 		if errors.As(err, &rerr) && strings.Contains(err.Error(), "script") {
