@@ -27,6 +27,7 @@ type apiConfig struct {
 	Heartbeat       time.Duration
 	SessionBuffer   int
 	JobRetention    time.Duration
+	Demo            bool
 	LogLevel        string
 }
 
@@ -81,6 +82,11 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
 	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+	demoDefault := "off"
+	if c.Redis.DevMode() {
+		demoDefault = "on"
+	}
+	c.Demo = r.OneOf("STREAMGATE_DEMO", demoDefault, "on", "off") == "on"
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	return c, r.Err()
 }

@@ -106,6 +106,14 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention}, log)
 		g.Go(func() error { return w.Run(gctx) })
 	}
+	if cfg.Demo {
+		g.Go(func() error {
+			if err := runDemo(gctx, "http://"+ln.Addr().String(), log); err != nil {
+				log.Warn("demo stopped", "err", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return watchReadiness(gctx, hub, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
