@@ -1,0 +1,107 @@
+// Package ratelimit counts requests against rates in Redis, so that every node shares one count
+// per key: fixed windows kept by github.com/ulule/limiter's Redis store.
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
+	sredis "github.com/ulule/limiter/v3/drivers/store/redis"
+
+	"github.com/streamgate/streamgate/internal/keys"
+)
+
+// Rate is a number of requests (or events) per period.
+type Rate struct {
+	Limit  int64
+	Period time.Duration
+}
+
+// PerSecond is n per second.
+func PerSecond(n int) Rate { return Rate{Limit: int64(n), Period: time.Second} }
+
+// ParseRate reads "<limit>-<period>" with period S, M, H or D ("10-M" is ten a minute), the
+// format of github.com/ulule/limiter. The limit must be at least 1.
+func ParseRate(s string) (Rate, error) {
+	r, err := limiter.NewRateFromFormatted(s)
+	if err != nil || r.Limit < 1 {
+		return Rate{}, fmt.Errorf("rate %q is not <limit>-<S|M|H|D> with a limit of at least 1 (10-M is ten a minute)", s)
+	}
+	return Rate{Limit: r.Limit, Period: r.Period}, nil
+}
+
+// String formats r as ParseRate reads it where it can.
+func (r Rate) String() string {
+	for _, u := range []struct {
+		d time.Duration
+		s string
+	}{{24 * time.Hour, "D"}, {time.Hour, "H"}, {time.Minute, "M"}, {time.Second, "S"}} {
+		if r.Period == u.d {
+			return fmt.Sprintf("%d-%s", r.Limit, u.s)
+		}
+	}
+	return fmt.Sprintf("%d per %s", r.Limit, r.Period)
+}
+
+// Result is a key's standing after a Take.
+type Result struct {
+	Limit     int64
+	Remaining int64
+	// Reset is when the current window ends and the count starts again.
+	Reset time.Time
+	// Reached means this Take went over the rate: refuse it.
+	Reached bool
+}
+
+// RetryAfter is how long to wait before the window has room again, in whole seconds rounded
+// up, at least one.
+func (r Result) RetryAfter(now time.Time) int64 {
+	return max(int64(r.Reset.Sub(now)/time.Second)+1, 1)
+}
+
+// Limiter counts takes per key in Redis.
+type Limiter struct {
+	rdb redis.UniversalClient
+
+	mu    sync.Mutex
+	store limiter.Store
+}
+
+// New returns a limiter on rdb. It does not talk to Redis until the first Take.
+func New(rdb redis.UniversalClient) *Limiter { return &Limiter{rdb: rdb} }
+
+// Take counts n against key at rate and reports whether that went over. Every take counts,
+// refused ones too: a client that keeps hammering keeps its window full. key is one of the
+// keys.RateLimit* keys. An error means Redis could not count: the caller must not let the
+// request through as if it had been counted.
+func (l *Limiter) Take(ctx context.Context, key string, n int64, rate Rate) (Result, error) {
+	store, err := l.storeFor()
+	if err != nil {
+		return Result{}, err
+	}
+	c, err := store.Increment(ctx, key, n, limiter.Rate{Limit: rate.Limit, Period: rate.Period})
+	if err != nil {
+		return Result{}, fmt.Errorf("count %s: %w", key, err)
+	}
+	return Result{Limit: c.Limit, Remaining: c.Remaining, Reset: time.Unix(c.Reset, 0), Reached: c.Reached}, nil
+}
+
+// storeFor builds the ulule store on first use: it loads its scripts into Redis when built,
+// which must not keep a node from starting while Redis is away.
+func (l *Limiter) storeFor() (limiter.Store, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.store != nil {
+		return l.store, nil
+	}
+	s, err := sredis.NewStoreWithOptions(l.rdb, limiter.StoreOptions{Prefix: keys.RateLimitStorePrefix})
+	if err != nil {
+		return nil, fmt.Errorf("rate limiter store: %w", err)
+	}
+	l.store = s
+	return s, nil
+}

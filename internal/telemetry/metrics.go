@@ -1,0 +1,173 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+)
+
+// The instruments' names. The Prometheus exporter writes dots as underscores, adds _total to
+// counters and the unit to the rest: streamgate.delivered is streamgate_delivered_total,
+// streamgate.publish_to_delivery is streamgate_publish_to_delivery_seconds.
+const (
+	MetricConnections       = "streamgate.connections"
+	MetricSubscriptions     = "streamgate.subscriptions"
+	MetricPublished         = "streamgate.published"
+	MetricDelivered         = "streamgate.delivered"
+	MetricDropped           = "streamgate.dropped"
+	MetricEvicted           = "streamgate.evicted"
+	MetricPublishToDelivery = "streamgate.publish_to_delivery"
+	MetricRequestDuration   = "http.server.request.duration"
+	MetricWorkerApplied     = "streamgate.worker.applied"
+	MetricWorkerIgnored     = "streamgate.worker.ignored"
+	MetricWorkerDuplicates  = "streamgate.worker.duplicates"
+	MetricWorkerRetried     = "streamgate.worker.retried"
+	MetricWorkerDead        = "streamgate.worker.dead_lettered"
+	MetricWorkerLost        = "streamgate.worker.lost"
+	MetricUpdatesPending    = "streamgate.updates.pending"
+	MetricUpdatesLag        = "streamgate.updates.lag"
+)
+
+// LatencyBuckets are the histogram boundaries, in seconds, of latencies from a millisecond to
+// half a minute.
+var LatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Meter returns Streamgate's meter of mp.
+func Meter(mp metric.MeterProvider) metric.Meter { return mp.Meter(ScopeName) }
+
+// ObserveSessions reports, on every collection, the node's open connections and subscriptions
+// and its delivered, dropped and evicted counts since start, per tenant, as stats tells them.
+func ObserveSessions(m metric.Meter, stats func() session.NodeStats) error {
+	conns, err := m.Int64ObservableGauge(MetricConnections, metric.WithUnit("{connection}"),
+		metric.WithDescription("Open end-user streams on this node."))
+	if err != nil {
+		return err
+	}
+	subs, err := m.Int64ObservableGauge(MetricSubscriptions, metric.WithUnit("{subscription}"),
+		metric.WithDescription("Channel subscriptions of the open streams on this node."))
+	if err != nil {
+		return err
+	}
+	delivered, err := m.Int64ObservableCounter(MetricDelivered, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages written to end-user streams by this node."))
+	if err != nil {
+		return err
+	}
+	dropped, err := m.Int64ObservableCounter(MetricDropped, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages dropped because a session's buffer was full."))
+	if err != nil {
+		return err
+	}
+	evicted, err := m.Int64ObservableCounter(MetricEvicted, metric.WithUnit("{session}"),
+		metric.WithDescription("Sessions closed for reading too slowly (lagging)."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for id, t := range stats().Tenants {
+			attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", id)))
+			o.ObserveInt64(conns, int64(t.Connections), attrs)
+			o.ObserveInt64(subs, int64(t.Subscriptions), attrs)
+			o.ObserveInt64(delivered, int64(t.Delivered), attrs)
+			o.ObserveInt64(dropped, int64(t.Dropped), attrs)
+			o.ObserveInt64(evicted, int64(t.Evicted), attrs)
+		}
+		return nil
+	}, conns, subs, delivered, dropped, evicted)
+	return err
+}
+
+// ObserveWorker reports a worker's counters on every collection.
+func ObserveWorker(m metric.Meter, stats func() stream.WorkerStats) error {
+	type counter struct {
+		name, desc string
+		value      func(stream.WorkerStats) uint64
+		inst       metric.Int64ObservableCounter
+	}
+	counters := []*counter{
+		{name: MetricWorkerApplied, desc: "Job and workflow updates applied and published.", value: func(s stream.WorkerStats) uint64 { return s.Applied }},
+		{name: MetricWorkerIgnored, desc: "Updates to finished jobs, consumed without a change.", value: func(s stream.WorkerStats) uint64 { return s.Ignored }},
+		{name: MetricWorkerDuplicates, desc: "Entries delivered again after they were applied.", value: func(s stream.WorkerStats) uint64 { return s.Duplicates }},
+		{name: MetricWorkerRetried, desc: "Times an update waited for its predecessor and was tried again.", value: func(s stream.WorkerStats) uint64 { return s.Retried }},
+		{name: MetricWorkerDead, desc: "Entries moved to the dead-letter stream.", value: func(s stream.WorkerStats) uint64 { return s.DeadLettered }},
+		{name: MetricWorkerLost, desc: "Entries trimmed from the update stream before any worker applied them.", value: func(s stream.WorkerStats) uint64 { return s.Lost }},
+	}
+	insts := make([]metric.Observable, len(counters))
+	for i, c := range counters {
+		var err error
+		if c.inst, err = m.Int64ObservableCounter(c.name, metric.WithUnit("{update}"), metric.WithDescription(c.desc)); err != nil {
+			return err
+		}
+		insts[i] = c.inst
+	}
+	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := stats()
+		for _, c := range counters {
+			o.ObserveInt64(c.inst, int64(c.value(st)))
+		}
+		return nil
+	}, insts...)
+	return err
+}
+
+// ObserveBacklog reports the update stream's pending entries (read by a worker, not yet
+// acknowledged) and lag (not yet read by any worker) on every collection, as backlog tells them.
+// A backlog that cannot be read within two seconds is left out of that collection.
+func ObserveBacklog(m metric.Meter, backlog func(context.Context) (pending, lag int64, err error)) error {
+	pending, err := m.Int64ObservableGauge(MetricUpdatesPending, metric.WithUnit("{update}"),
+		metric.WithDescription("Update stream entries read by a worker and not yet acknowledged."))
+	if err != nil {
+		return err
+	}
+	lag, err := m.Int64ObservableGauge(MetricUpdatesLag, metric.WithUnit("{update}"),
+		metric.WithDescription("Update stream entries no worker has read yet."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		p, l, err := backlog(ctx)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(pending, p)
+		o.ObserveInt64(lag, l)
+		return nil
+	}, pending, lag)
+	return err
+}
+
+// MeasureDelivery returns d, recording for every message it hands on how long ago it was
+// published: an event id is "<ms>-<seq>" with ms the Redis clock at publish, so the latency is
+// measured once per node when the message arrives from Redis, before it is queued to the
+// node's sessions. The clocks of Redis and the node must agree for it to mean anything.
+func MeasureDelivery(m metric.Meter, d stream.Deliverer) (stream.Deliverer, error) {
+	h, err := m.Float64Histogram(MetricPublishToDelivery, metric.WithUnit("s"),
+		metric.WithDescription("Time from a publish (its event id) to its arrival at this node for delivery."),
+		metric.WithExplicitBucketBoundaries(LatencyBuckets...))
+	if err != nil {
+		return nil, err
+	}
+	return measured{d: d, h: h}, nil
+}
+
+type measured struct {
+	d stream.Deliverer
+	h metric.Float64Histogram
+}
+
+func (m measured) Broadcast(tenantID, channel string, f *streamgate.Frame) int {
+	if f.Message {
+		if ms, _, ok := stream.ParseID(f.ID); ok {
+			m.h.Record(context.Background(), max(time.Since(time.UnixMilli(int64(ms))).Seconds(), 0))
+		}
+	}
+	return m.d.Broadcast(tenantID, channel, f)
+}
