@@ -145,13 +145,13 @@ func (h *Heartbeat) report(ctx context.Context) error {
 
 // View reads the cluster's figures, cached for a second: at most Interval+1 s old.
 type View struct {
-	rdb redis.UniversalClient
+	rdb    redis.UniversalClient
+	maxAge time.Duration
 
-	mu      sync.Mutex
-	at      time.Time
-	nodes   []NodeReport
-	maxAge  time.Duration
-	fetchMu sync.Mutex
+	// mu is held across a fetch, so that a burst of requests shares one.
+	mu    sync.Mutex
+	at    time.Time
+	nodes []NodeReport
 }
 
 // NewView returns a reader of the cluster's figures.
@@ -162,29 +162,15 @@ func NewView(rdb redis.UniversalClient) *View {
 // Nodes returns the reports of the live nodes, ordered by id.
 func (v *View) Nodes(ctx context.Context) ([]NodeReport, error) {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	if time.Since(v.at) < v.maxAge {
-		n := v.nodes
-		v.mu.Unlock()
-		return n, nil
+		return v.nodes, nil
 	}
-	v.mu.Unlock()
-	// One fetch at a time: a burst of requests shares it.
-	v.fetchMu.Lock()
-	defer v.fetchMu.Unlock()
-	v.mu.Lock()
-	if time.Since(v.at) < v.maxAge {
-		n := v.nodes
-		v.mu.Unlock()
-		return n, nil
-	}
-	v.mu.Unlock()
 	nodes, err := v.fetch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	v.mu.Lock()
 	v.nodes, v.at = nodes, time.Now()
-	v.mu.Unlock()
 	return nodes, nil
 }
 
