@@ -1,0 +1,54 @@
+package stream
+
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"github.com/streamgate/streamgate/internal/redistest"
+)
+
+// BenchmarkEncodeFrame is the per-node cost of turning one pub/sub message into the SSE frame
+// every local subscriber shares.
+func BenchmarkEncodeFrame(b *testing.B) {
+	payload := `1795800370770-42` + "\n" + `message` + "\n" + `{"channel":"chat.room","event":"chat.message","data":{"text":"hello, world","user":"u-42"},"published_at":"2026-11-27T17:26:10.769878496Z"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := EncodeFrame("chat.room", payload); !ok {
+			b.Fatal("not encoded")
+		}
+	}
+}
+
+// BenchmarkPublish is one publish round trip: the script on a real Redis (history append,
+// trim, PUBLISH).
+func BenchmarkPublish(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 1000, Seconds: 300}
+	ev := []Event{{Channel: "bench", Event: "message", Data: json.RawMessage(`{"n":1,"text":"hello, world"}`)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Publish(b.Context(), "tn_bench", w, ev, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishParallel is the publish path under concurrency (many API requests at once).
+func BenchmarkPublishParallel(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 1000, Seconds: 300}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			ev := []Event{{Channel: "bench-" + strconv.Itoa(i%64), Event: "message", Data: json.RawMessage(`{"n":1}`)}}
+			if _, err := p.Publish(b.Context(), "tn_bench", w, ev, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
