@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: run test bench lint build clean docker
+.PHONY: run test bench lint build clean docker fuzz
 
 run:
 	$(GO) run ./cmd/api
@@ -11,6 +11,17 @@ run:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# A short run of every fuzzer (their seed corpora also run in `make test`). FUZZTIME=1m for longer.
+FUZZTIME ?= 5s
+FUZZERS  := .:FuzzMatchPattern .:FuzzValidChannel ./internal/tenant:FuzzVerifyToken ./internal/stream:FuzzParseCursor
+
+fuzz:
+	@for f in $(FUZZERS); do \
+		pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 bench:
 	GO="$(GO)" ./scripts/bench.sh
