@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
+	"github.com/streamgate/streamgate/internal/httpapi"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
 
@@ -29,6 +32,8 @@ type apiConfig struct {
 	JobRetention    time.Duration
 	Demo            bool
 	LogLevel        string
+	Rates           httpapi.Rates
+	TrustedProxies  []string
 }
 
 // readConfig reads the environment table of the README. Every problem is reported at once.
@@ -88,6 +93,26 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	}
 	c.Demo = r.OneOf("STREAMGATE_DEMO", demoDefault, "on", "off") == "on"
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	c.Rates = httpapi.Rates{
+		Signup:       readRate(r, "STREAMGATE_RATE_SIGNUP", "10-M"),
+		StreamClient: readRate(r, "STREAMGATE_RATE_STREAM_IP", "120-M"),
+		StreamTenant: readRate(r, "STREAMGATE_RATE_STREAM_TENANT", "6000-M"),
+		Tokens:       readRate(r, "STREAMGATE_RATE_TOKENS", "6000-M"),
+	}
+	if proxies := r.String("STREAMGATE_TRUSTED_PROXIES", ""); proxies != "" {
+		for _, p := range strings.Split(proxies, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if _, err := netip.ParsePrefix(p); err != nil {
+				if _, err := netip.ParseAddr(p); err != nil {
+					r.Fail(fmt.Errorf("STREAMGATE_TRUSTED_PROXIES must be comma-separated IP addresses or CIDRs, got %q", p))
+					continue
+				}
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
+	}
 	return c, r.Err()
 }
 
@@ -95,4 +120,13 @@ func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// readRate reads a rate limit in the format "<limit>-<S|M|H|D>" ("10-M" is ten a minute).
+func readRate(r *config.Reader, name, def string) ratelimit.Rate {
+	rate, err := ratelimit.ParseRate(r.String(name, def))
+	if err != nil {
+		r.Fail(fmt.Errorf("%s: %w", name, err))
+	}
+	return rate
 }

@@ -39,6 +39,13 @@ type node struct {
 // defaults, and waits until /readyz answers 200.
 func startNode(t testing.TB, rs *redistest.Server, env map[string]string) *node {
 	t.Helper()
+	return startNodeContext(context.Background(), t, rs, env)
+}
+
+// startNodeContext is startNode with run's context made from parent, which may carry test hooks
+// (telemetry.WithTracerProvider).
+func startNodeContext(parent context.Context, t testing.TB, rs *redistest.Server, env map[string]string) *node {
+	t.Helper()
 	if rs == nil {
 		rs = redistest.Start(t)
 	}
@@ -52,12 +59,17 @@ func startNode(t testing.TB, rs *redistest.Server, env map[string]string) *node 
 	for k, v := range env {
 		vars[k] = v
 	}
-	return bootNode(t, rs, vars)
+	return bootNodeContext(parent, t, rs, vars)
 }
 
 func bootNode(t testing.TB, rs *redistest.Server, vars map[string]string) *node {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return bootNodeContext(context.Background(), t, rs, vars)
+}
+
+func bootNodeContext(parent context.Context, t testing.TB, rs *redistest.Server, vars map[string]string) *node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
 	n := &node{t: t, Redis: rs, cancel: cancel, done: make(chan error, 1), logs: newLogSink(), stdout: &bytes.Buffer{}}
 	go func() {
 		n.done <- run(ctx, []string{"api"}, func(k string) string { return vars[k] }, n.stdout, n.logs)

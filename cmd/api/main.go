@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return configError{err}
 	}
-	return serve(ctx, cfg, stdout, stderr)
+	return serve(ctx, cfg, getenv, stdout, stderr)
 }
 
 // configError marks a configuration problem: nothing was opened.

@@ -18,20 +18,38 @@ import (
 
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/httpapi"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
 
 // serve wires the node from top to bottom and runs it until ctx ends.
-func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
-	log := newLogger(stderr, cfg.LogLevel).With("node", cfg.NodeID)
+func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdout, stderr io.Writer) error {
+	log := telemetry.NewLogger(stderr, cfg.LogLevel).With("node", cfg.NodeID)
+
+	tel, err := telemetry.Setup(ctx, "streamgate-api", getenv)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flush telemetry", "err", err)
+		}
+	}()
+	meter := telemetry.Meter(tel.Meter)
 
 	rdb, closeRedis, err := openRedis(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
+	if err := tel.InstrumentRedis(rdb); err != nil {
+		return err
+	}
 
 	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits)
 	if err != nil {
@@ -46,7 +64,19 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	updates.Retention = cfg.JobRetention
 	var ready atomic.Bool
 	var api *httpapi.Server
-	hub := stream.NewHub(rdb, cfg.NodeID, sessions, func(payload []byte) {
+	if err := telemetry.ObserveSessions(meter, sessions.Stats); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if err := telemetry.ObserveBacklog(meter, func(ctx context.Context) (int64, int64, error) {
+		return stream.Backlog(ctx, rdb, stream.DefaultGroup)
+	}); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	deliverer, err := telemetry.MeasureDelivery(meter, sessions)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	hub := stream.NewHub(rdb, cfg.NodeID, deliverer, func(payload []byte) {
 		var ev tenant.Event
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			log.Warn("malformed control event", "err", err)
@@ -55,11 +85,13 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		api.HandleControl(ev)
 	}, log)
 	api = httpapi.New(httpapi.Config{
-		NodeID:       cfg.NodeID,
-		AdminToken:   cfg.AdminToken,
-		SignupOpen:   cfg.SignupOpen,
-		CORSOrigins:  cfg.CORSOrigins,
-		WriteTimeout: cfg.WriteTimeout,
+		NodeID:         cfg.NodeID,
+		AdminToken:     cfg.AdminToken,
+		SignupOpen:     cfg.SignupOpen,
+		CORSOrigins:    cfg.CORSOrigins,
+		WriteTimeout:   cfg.WriteTimeout,
+		Rates:          cfg.Rates,
+		TrustedProxies: cfg.TrustedProxies,
 	}, log, httpapi.Deps{
 		Tenants:   tenants,
 		Publisher: publisher,
@@ -71,6 +103,10 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 		States:    stream.NewStates(rdb),
 		Updates:   updates,
 		Ready:     ready.Load,
+		Limiter:   ratelimit.New(rdb),
+		Tracer:    tel.Tracer,
+		Meter:     tel.Meter,
+		Metrics:   tel.Metrics,
 	})
 	hub.SetRPCHandler(api.HandleRPC)
 	heartbeat := cluster.NewHeartbeat(rdb, cfg.NodeID, sessions.Stats, log)
@@ -103,7 +139,10 @@ func serve(ctx context.Context, cfg apiConfig, stdout, stderr io.Writer) error {
 	g.Go(func() error { return heartbeat.Run(gctx) })
 	if cfg.Redis.DevMode() {
 		// Dev mode has no separate worker: jobs and workflows are applied in this process.
-		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention}, log)
+		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
+		if err := telemetry.ObserveWorker(meter, w.Stats); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 		g.Go(func() error { return w.Run(gctx) })
 	}
 	if cfg.Demo {
@@ -181,12 +220,6 @@ func watchReadiness(ctx context.Context, hub *stream.Hub, ready *atomic.Bool, lo
 		case <-t.C:
 		}
 	}
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 func displayAddr(a net.Addr) string {

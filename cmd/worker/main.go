@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/telemetry"
 )
 
 func main() {
@@ -42,6 +45,7 @@ type workerConfig struct {
 	Retention       time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	MetricsAddr     string
 }
 
 func readConfig(getenv func(string) string) (workerConfig, error) {
@@ -59,6 +63,7 @@ func readConfig(getenv func(string) string) (workerConfig, error) {
 	c.Retention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	c.MetricsAddr = r.String("STREAMGATE_WORKER_METRICS_ADDR", "")
 	return c, r.Err()
 }
 
@@ -71,16 +76,38 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	if err != nil {
 		return configError{err}
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("worker", cfg.Name)
+	log := telemetry.NewLogger(stderr, cfg.LogLevel).With("worker", cfg.Name)
+
+	tel, err := telemetry.Setup(ctx, "streamgate-worker", getenv)
+	if err != nil {
+		return configError{err}
+	}
+	defer func() {
+		// Spans still buffered go out before the process ends.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flush telemetry", "err", err)
+		}
+	}()
 
 	rdb, err := cfg.Redis.Client()
 	if err != nil {
 		return configError{err}
 	}
 	defer rdb.Close()
-	w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention}, log)
+	if err := tel.InstrumentRedis(rdb); err != nil {
+		return err
+	}
+	w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention, Tracer: tel.Tracer}, log)
+
+	if cfg.MetricsAddr != "" {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, tel, w, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -99,4 +126,35 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	case <-time.After(cfg.ShutdownTimeout):
 		return errors.New("shutdown deadline passed with updates still in hand; they stay pending for another worker")
 	}
+}
+
+// serveMetrics serves the worker's counters and the update stream's backlog as Prometheus text
+// on GET /metrics at addr, until the returned stop is called.
+func serveMetrics(addr string, tel *telemetry.Telemetry, w *stream.Worker, log *slog.Logger) (stop func(), err error) {
+	meter := telemetry.Meter(tel.Meter)
+	if err := telemetry.ObserveWorker(meter, w.Stats); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := telemetry.ObserveBacklog(meter, w.Backlog); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("STREAMGATE_WORKER_METRICS_ADDR: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", tel.Metrics)
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusOK) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve metrics", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/propagation"
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -249,8 +250,13 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 		return
 	}
 	t := tenantOf(c)
+	// The update carries this request's span context, so the worker's handling of it continues
+	// the request's trace.
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(c.Request.Context(), carrier)
 	err := s.updates.Append(c.Request.Context(), stream.Update{
-		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: window(t), Trace: traceParent(c.Request),
+		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: window(t),
+		Trace: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
 	})
 	if err != nil {
 		s.fail(c, err)
@@ -292,14 +298,4 @@ func (s *Server) getState(what string, read func(c *gin.Context, tenantID, id st
 		c.Writer.WriteHeader(http.StatusOK)
 		_, _ = c.Writer.Write(append(obj, '\n'))
 	}
-}
-
-// traceParent is the request's W3C trace context, carried into the update so that one trace
-// runs from the request through the worker.
-func traceParent(r *http.Request) string {
-	tp := r.Header.Get("Traceparent")
-	if len(tp) > 55 || len(tp) < 55 {
-		return ""
-	}
-	return tp
 }

@@ -44,11 +44,16 @@ func (s *Server) handlePublish() gin.HandlerFunc {
 			s.abort(c, e)
 			return
 		}
+		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
+			s.abort(c, e)
+			return
+		}
 		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), []stream.Event{ev}, idem)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
+		s.countPublished(c.Request.Context(), t.ID, 1)
 		writeJSON(c.Writer, http.StatusAccepted, gin.H{"id": res.IDs[0]})
 	}
 }
@@ -87,11 +92,17 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 			}
 			events[i] = ev
 		}
+		// A batch counts each of its events against publish_per_second.
+		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, len(events)); e != nil {
+			s.abort(c, e)
+			return
+		}
 		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), events, idem)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
+		s.countPublished(c.Request.Context(), t.ID, len(events))
 		writeJSON(c.Writer, http.StatusAccepted, gin.H{"ids": res.IDs})
 	}
 }

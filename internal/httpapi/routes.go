@@ -10,10 +10,16 @@ import (
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// X-Forwarded-For names the client only when a trusted proxy sent it; gin trusts every
+	// proxy unless told otherwise.
+	if err := r.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		s.log.Error("trusted proxies ignored: trusting none", "err", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.recoverer(), s.cors())
+	r.Use(s.observe(), s.recoverer(), s.cors())
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c.Writer, errorf(http.StatusNotFound, codeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -23,10 +29,13 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", s.handleHealth())
 	r.GET("/readyz", s.handleReady())
+	if s.metricsHandler != nil {
+		r.GET("/metrics", gin.WrapH(s.metricsHandler))
+	}
 
 	v1 := r.Group("/v1")
 	v1.POST("/tenants", s.handleSignup())
-	v1.GET("/stream", gin.WrapH(s.streamHandler()))
+	v1.GET("/stream", withClientIP(), gin.WrapH(s.streamHandler()))
 
 	v1.POST("/sessions/:id/subscriptions", s.handleSubscribe())
 	v1.DELETE("/sessions/:id/subscriptions/:channel", s.handleUnsubscribe())

@@ -12,9 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
 
@@ -31,6 +37,20 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Retry is the reconnection delay streams advise to EventSource.
 	Retry time.Duration
+	// Rates are the request rate limits other than publishing (which is each tenant's
+	// publish_per_second). A zero Rate leaves that limit off.
+	Rates Rates
+	// TrustedProxies are the addresses or CIDRs of proxies whose X-Forwarded-For (or X-Real-IP)
+	// names the client; from anyone else the header is ignored. Empty trusts none.
+	TrustedProxies []string
+}
+
+// Rates are the request rate limits, counted in Redis across all nodes.
+type Rates struct {
+	Signup       ratelimit.Rate // POST /v1/tenants, per client address
+	StreamClient ratelimit.Rate // GET /v1/stream, per client address
+	StreamTenant ratelimit.Rate // GET /v1/stream, per tenant
+	Tokens       ratelimit.Rate // POST /v1/tokens, per tenant
 }
 
 // Deps are the node's parts the edge drives.
@@ -45,6 +65,15 @@ type Deps struct {
 	States    *stream.States
 	Updates   *stream.Updates
 	Ready     func() bool // whether the node can serve, for /readyz
+	// Limiter counts the rate limits; nil leaves them all off.
+	Limiter *ratelimit.Limiter
+	// Tracer traces every request, continuing a trace whose context the request carries; nil
+	// traces nothing (a no-op).
+	Tracer trace.TracerProvider
+	// Meter makes the request duration and publish instruments; nil measures nothing.
+	Meter metric.MeterProvider
+	// Metrics serves GET /metrics; nil leaves the route out.
+	Metrics http.Handler
 }
 
 // Server holds the edge's dependencies. Build it with New.
@@ -61,6 +90,10 @@ type Server struct {
 	updates        *stream.Updates
 	cluster        *cluster.View
 	ready          func() bool
+	limiter        *ratelimit.Limiter
+	tracer         trace.Tracer
+	metricsHandler http.Handler
+	instruments    instruments
 	live           liveSet
 	statsCache     statsCache
 
@@ -76,11 +109,17 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
-	return &Server{
+	if d.Meter == nil {
+		d.Meter = noopmetric.NewMeterProvider()
+	}
+	s := &Server{
 		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History,
 		sessionRecords: d.Records, hub: d.Hub, sessions: d.Registry, stateReader: d.States, updates: d.Updates, cluster: d.Cluster, ready: d.Ready,
+		limiter: d.Limiter, tracer: telemetry.Tracer(d.Tracer), metricsHandler: d.Metrics,
 		live: liveSet{m: make(map[string]*liveStream)}, stopping: make(chan struct{}),
 	}
+	s.instruments = newInstruments(telemetry.Meter(d.Meter), log)
+	return s
 }
 
 // HandleRPC runs a call from another node; install it with the hub's SetRPCHandler.

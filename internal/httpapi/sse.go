@@ -34,7 +34,11 @@ func (s *Server) streamHandler() http.Handler {
 			writeError(w, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "This server cannot stream responses"})
 			return
 		}
-		st, e := s.openStream(r)
+		if e := s.limitStreamClient(r, w.Header()); e != nil {
+			writeError(w, e)
+			return
+		}
+		st, e := s.openStream(r, w.Header())
 		if e != nil {
 			writeError(w, e)
 			return
@@ -44,10 +48,10 @@ func (s *Server) streamHandler() http.Handler {
 	})
 }
 
-// openStream authenticates the request, works out the session (new, resumed, or reset), checks
-// its channels and caps, registers it and subscribes this node to its channels. On success the
-// caller must call close.
-func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
+// openStream authenticates the request, counts it against the tenant's connect rate (reported
+// in h), works out the session (new, resumed, or reset), checks its channels and caps, registers
+// it and subscribes this node to its channels. On success the caller must call close.
+func (s *Server) openStream(r *http.Request, h http.Header) (*liveStream, *Error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	raw := bearer(r)
@@ -64,6 +68,9 @@ func (s *Server) openStream(r *http.Request) (*liveStream, *Error) {
 	t, err := s.tenants.Cached(ctx, claims.TenantID)
 	if err != nil {
 		return nil, toError(s.log, err)
+	}
+	if e := s.limitStreamTenant(ctx, h, t.ID); e != nil {
+		return nil, e
 	}
 	requested, e := queryChannels(q["channel"])
 	if e != nil {

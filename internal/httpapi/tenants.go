@@ -31,9 +31,17 @@ func (s *Server) handleSignup() gin.HandlerFunc {
 		Name *string `json:"name"`
 	}
 	return func(c *gin.Context) {
-		if !s.cfg.SignupOpen && !s.isAdmin(c.Request) {
+		admin := s.isAdmin(c.Request)
+		if !s.cfg.SignupOpen && !admin {
 			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Signup is closed: only the operator's admin token may create tenants"))
 			return
+		}
+		// The operator's own signups are not limited.
+		if !admin {
+			if e := s.limitSignup(c); e != nil {
+				s.abort(c, e)
+				return
+			}
 		}
 		var req request
 		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
@@ -156,6 +164,10 @@ func (s *Server) handleMintToken() gin.HandlerFunc {
 		TTLSeconds *int     `json:"ttl_seconds"`
 	}
 	return func(c *gin.Context) {
+		if e := s.limitTokens(c, tenantOf(c).ID); e != nil {
+			s.abort(c, e)
+			return
+		}
 		var req request
 		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
 			s.abort(c, e)

@@ -106,3 +106,32 @@ func JobState(tenantID, id string) string { return tenantPrefix(tenantID) + "job
 
 // WorkflowState is the hash holding a workflow's current state.
 func WorkflowState(tenantID, id string) string { return tenantPrefix(tenantID) + "workflow:" + id }
+
+// RateLimitStorePrefix is what the rate limiter's store writes, with a colon, before every key
+// it is given: the RateLimit* keys below are relative to it, so that in Redis they read
+// sg:{<tenant>}:rl:<what> (on the tenant's shard) or sg:rl:<what>:<client>.
+const RateLimitStorePrefix = "sg"
+
+// rateLimitKey makes a full key relative to RateLimitStorePrefix.
+func rateLimitKey(full string) string { return strings.TrimPrefix(full, RateLimitStorePrefix+":") }
+
+// RateLimitPublish counts a tenant's published events in the current second.
+func RateLimitPublish(tenantID string) string {
+	return rateLimitKey(tenantPrefix(tenantID) + "rl:publish")
+}
+
+// RateLimitStreamTenant counts a tenant's stream connects in the current window.
+func RateLimitStreamTenant(tenantID string) string {
+	return rateLimitKey(tenantPrefix(tenantID) + "rl:stream")
+}
+
+// RateLimitTokens counts a tenant's minted tokens in the current window.
+func RateLimitTokens(tenantID string) string {
+	return rateLimitKey(tenantPrefix(tenantID) + "rl:tokens")
+}
+
+// RateLimitSignup counts signups from one client address (an IPv6 client by its /64).
+func RateLimitSignup(client string) string { return rateLimitKey(prefix + "rl:signup:" + client) }
+
+// RateLimitStreamClient counts stream connects from one client address.
+func RateLimitStreamClient(client string) string { return rateLimitKey(prefix + "rl:stream:" + client) }

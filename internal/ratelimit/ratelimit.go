@@ -5,7 +5,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,14 +34,14 @@ func ParseRate(s string) (Rate, error) {
 	return Rate{Limit: r.Limit, Period: r.Period}, nil
 }
 
-// String formats r as ParseRate reads it where it can.
+// String says r for people: "10 per minute".
 func (r Rate) String() string {
 	for _, u := range []struct {
 		d time.Duration
 		s string
-	}{{24 * time.Hour, "D"}, {time.Hour, "H"}, {time.Minute, "M"}, {time.Second, "S"}} {
+	}{{24 * time.Hour, "day"}, {time.Hour, "hour"}, {time.Minute, "minute"}, {time.Second, "second"}} {
 		if r.Period == u.d {
-			return fmt.Sprintf("%d-%s", r.Limit, u.s)
+			return fmt.Sprintf("%d per %s", r.Limit, u.s)
 		}
 	}
 	return fmt.Sprintf("%d per %s", r.Limit, r.Period)
@@ -58,18 +58,19 @@ type Result struct {
 }
 
 // RetryAfter is how long to wait before the window has room again, in whole seconds rounded
-// up, at least one.
+// up, at least one. Reset is known to the second, so this errs a second on the late side.
 func (r Result) RetryAfter(now time.Time) int64 {
-	return max(int64(r.Reset.Sub(now)/time.Second)+1, 1)
+	d := r.Reset.Add(time.Second).Sub(now)
+	return max(int64((d+time.Second-1)/time.Second), 1)
 }
 
 // Limiter counts takes per key in Redis.
 type Limiter struct {
-	rdb redis.UniversalClient
-
-	mu    sync.Mutex
-	store limiter.Store
+	rdb   redis.UniversalClient
+	store atomic.Pointer[storeRef]
 }
+
+type storeRef struct{ limiter.Store }
 
 // New returns a limiter on rdb. It does not talk to Redis until the first Take.
 func New(rdb redis.UniversalClient) *Limiter { return &Limiter{rdb: rdb} }
@@ -92,16 +93,15 @@ func (l *Limiter) Take(ctx context.Context, key string, n int64, rate Rate) (Res
 
 // storeFor builds the ulule store on first use: it loads its scripts into Redis when built,
 // which must not keep a node from starting while Redis is away.
+// Requests racing to build it each try; one wins, and none waits behind another's attempt.
 func (l *Limiter) storeFor() (limiter.Store, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.store != nil {
-		return l.store, nil
+	if ref := l.store.Load(); ref != nil {
+		return ref.Store, nil
 	}
 	s, err := sredis.NewStoreWithOptions(l.rdb, limiter.StoreOptions{Prefix: keys.RateLimitStorePrefix})
 	if err != nil {
 		return nil, fmt.Errorf("rate limiter store: %w", err)
 	}
-	l.store = s
-	return s, nil
+	l.store.CompareAndSwap(nil, &storeRef{s})
+	return l.store.Load().Store, nil
 }

@@ -112,9 +112,9 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	s.refs++
 	if s.refs == 1 {
-		s.conn = h.connFor(name)
-		s.conn.names++
-		if err := s.conn.subscribe(ctx, name); err != nil {
+		var err error
+		s.conn, err = h.subscribeLocked(ctx, name)
+		if err != nil {
 			h.releaseLocked(name, s)
 			h.mu.Unlock()
 			return fmt.Errorf("subscribe %s: %w: %w", channel, ErrUnavailable, err)
@@ -137,18 +137,22 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	return nil
 }
 
-// connFor returns the connection a tenant channel belongs on; h.mu must be held.
-func (h *Hub) connFor(name string) *psConn {
-	if !h.cluster {
-		return h.main
+// subscribeLocked subscribes to a tenant channel on the connection it belongs on and returns
+// that connection; h.mu must be held. On a cluster, a slot's connection is opened with its first
+// channel, so that it goes to the master of that slot.
+func (h *Hub) subscribeLocked(ctx context.Context, name string) (*psConn, error) {
+	c := h.main
+	if h.cluster {
+		slot := hashSlot(name)
+		if c = h.shards[slot]; c == nil {
+			c = h.newConn(h.rdb.(*redis.ClusterClient).SSubscribe(ctx, name), true)
+			h.shards[slot] = c
+			c.names++
+			return c, nil
+		}
 	}
-	slot := hashSlot(name)
-	c := h.shards[slot]
-	if c == nil {
-		c = h.newConn(h.rdb.(*redis.ClusterClient).SSubscribe(h.ctx), true)
-		h.shards[slot] = c
-	}
-	return c
+	c.names++
+	return c, c.subscribe(ctx, name)
 }
 
 // Release drops one reference taken by Acquire; the last one unsubscribes.

@@ -37,8 +37,10 @@ type Update struct {
 	Fields map[string]json.RawMessage
 	// Window is the tenant's history window, for publishing the new state.
 	Window Window
-	// Trace is the W3C traceparent of the request that accepted the update, or empty.
-	Trace string
+	// Trace is the W3C traceparent of the span that accepted the update, or empty; TraceState
+	// is its tracestate. The worker continues that trace.
+	Trace      string
+	TraceState string
 }
 
 // target is what the update's sequence is counted on: a step belongs to its workflow.
@@ -91,6 +93,9 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 		"accepted_at", strconv.FormatInt(time.Now().UnixMilli(), 10)}
 	if u.Trace != "" {
 		args = append(args, "trace", u.Trace)
+		if u.TraceState != "" {
+			args = append(args, "tracestate", u.TraceState)
+		}
 	}
 	err = appendScript.Run(ctx, a.rdb, []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p)}, args...).Err()
 	if err != nil {

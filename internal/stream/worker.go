@@ -14,6 +14,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	streamgate "github.com/streamgate/streamgate"
@@ -26,9 +31,12 @@ var (
 	skipScript = redis.NewScript(skipLua)
 )
 
+// DefaultGroup is the consumer group workers join unless told otherwise.
+const DefaultGroup = "workers"
+
 // WorkerConfig tunes a worker; zero fields take the defaults.
 type WorkerConfig struct {
-	Group    string // consumer group, "workers"
+	Group    string // consumer group, DefaultGroup
 	Consumer string // this worker's name in the group; unique per process
 	// ClaimIdle is how long an entry may sit unacknowledged with another (presumably dead)
 	// worker before this one takes it over. Default 30 s.
@@ -43,11 +51,17 @@ type WorkerConfig struct {
 	MaxDeliveries int64
 	Batch         int64         // entries per read, 64
 	Block         time.Duration // longest wait in one read, 2 s (never 0: shutdown must not hang)
+	// Tracer traces the handling of each update as a span "apply update" that continues the
+	// trace of the request that accepted it. Nil traces nothing.
+	Tracer trace.TracerProvider
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
 	if c.Group == "" {
-		c.Group = "workers"
+		c.Group = DefaultGroup
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider()
 	}
 	if c.Consumer == "" {
 		c.Consumer = streamgate.NewID("worker-")
@@ -90,6 +104,7 @@ type Worker struct {
 	scripts *scriptSet
 	cfg     WorkerConfig
 	log     *slog.Logger
+	tracer  trace.Tracer
 
 	applied, ignored, duplicates, retried, deadLettered, lost atomic.Uint64
 }
@@ -97,7 +112,8 @@ type Worker struct {
 // NewWorker returns a worker on rdb.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, log *slog.Logger) *Worker {
 	cfg = cfg.withDefaults()
-	return &Worker{rdb: rdb, scripts: scriptsFor(rdb), cfg: cfg, log: log.With("consumer", cfg.Consumer)}
+	return &Worker{rdb: rdb, scripts: scriptsFor(rdb), cfg: cfg, log: log.With("consumer", cfg.Consumer),
+		tracer: cfg.Tracer.Tracer("github.com/streamgate/streamgate/internal/stream")}
 }
 
 // Stats returns the worker's counters.
@@ -320,11 +336,24 @@ func (e entry) stateKey() string {
 // process applies one entry. It returns wait when the entry must wait for its predecessor;
 // otherwise the entry is acknowledged, or left pending after a failure, or dead-lettered after
 // MaxDeliveries failures.
-func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliveries int64) (held, bool) {
+//
+// It is traced as "apply update", a child of the span that accepted the update (its context is
+// in the entry), so that one trace runs from the request through here to the publish, which is
+// the apply script's Redis call.
+func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliveries int64) (_ held, wait bool) {
+	ctx, span := w.startSpan(ctx, p, m, deliveries)
+	defer func() {
+		span.SetAttributes(attribute.Bool("streamgate.update.wait", wait))
+		span.End()
+	}()
 	e, err := decodeEntry(m)
 	if err != nil {
 		w.fail(ctx, p, m, deliveries, e, fmt.Errorf("malformed entry: %w", err))
 		return held{}, false
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("streamgate.tenant", e.tenantID), attribute.String("streamgate.update.kind", e.kind),
+			attribute.String("streamgate.update.target", e.id), attribute.Int64("streamgate.update.seq", e.seq))
 	}
 	force := time.Since(e.acceptedAt) > w.cfg.MaxWait
 	u := e.update()
@@ -342,14 +371,17 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	ks := []string{e.stateKey(), keys.Sequence(e.tenantID), keys.Trimmed(e.tenantID), keys.History(e.tenantID, channel)}
 	res, err := w.scripts.apply.Run(ctx, w.rdb, ks, args...).StringSlice()
 	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "apply failed")
 		var rerr redis.Error
 		if errors.As(err, &rerr) && strings.Contains(err.Error(), "script") {
 			w.fail(ctx, p, m, deliveries, e, fmt.Errorf("apply: %w", err))
 		} else {
-			w.log.Warn("apply update", "partition", p, "entry", m.ID, "err", err) // Redis trouble: retried by a claim
+			w.log.WarnContext(ctx, "apply update", "partition", p, "entry", m.ID, "err", err) // Redis trouble: retried by a claim
 		}
 		return held{}, false
 	}
+	span.SetAttributes(attribute.String("streamgate.update.result", res[0]))
 	switch res[0] {
 	case "wait":
 		return held{msg: m, deliveries: deliveries}, true
@@ -364,10 +396,35 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	return held{}, false
 }
 
+// startSpan starts the span of handling entry m, continuing the trace whose context the entry
+// carries (fields "trace" and "tracestate", W3C format), or a new trace.
+func (w *Worker) startSpan(ctx context.Context, p int, m redis.XMessage, deliveries int64) (context.Context, trace.Span) {
+	carrier := propagation.MapCarrier{}
+	if tp, _ := m.Values["trace"].(string); tp != "" {
+		carrier.Set("traceparent", tp)
+		if ts, _ := m.Values["tracestate"].(string); ts != "" {
+			carrier.Set("tracestate", ts)
+		}
+		ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+	}
+	ctx, span := w.tracer.Start(ctx, "apply update", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() { // spare the attributes when nothing records them
+		span.SetAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", keys.Updates(p)),
+			attribute.String("messaging.consumer.group.name", w.cfg.Group),
+			attribute.String("messaging.message.id", m.ID),
+			attribute.Int64("messaging.message.delivery_count", deliveries),
+		)
+	}
+	return ctx, span
+}
+
 func (w *Worker) ack(ctx context.Context, p int, id string) {
 	if err := w.rdb.XAck(ctx, keys.Updates(p), w.cfg.Group, id).Err(); err != nil {
 		// Applying again is harmless: the entry will come back as a duplicate.
-		w.log.Warn("acknowledge update", "partition", p, "entry", id, "err", err)
+		w.log.WarnContext(ctx, "acknowledge update", "partition", p, "entry", id, "err", err)
 	}
 }
 
@@ -376,7 +433,7 @@ func (w *Worker) ack(ctx context.Context, p int, id string) {
 // is acknowledged, and its job's later updates no longer wait for it.
 func (w *Worker) fail(ctx context.Context, p int, m redis.XMessage, deliveries int64, e entry, reason error) {
 	if deliveries < w.cfg.MaxDeliveries {
-		w.log.Warn("update failed; it will be retried", "partition", p, "entry", m.ID, "deliveries", deliveries, "err", reason)
+		w.log.WarnContext(ctx, "update failed; it will be retried", "partition", p, "entry", m.ID, "deliveries", deliveries, "err", reason)
 		return
 	}
 	values := make([]any, 0, 2*len(m.Values)+6)
@@ -385,16 +442,16 @@ func (w *Worker) fail(ctx context.Context, p int, m redis.XMessage, deliveries i
 	}
 	values = append(values, "entry_id", m.ID, "reason", reason.Error(), "deliveries", deliveries)
 	if err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.DeadLetters(p), Values: values}).Err(); err != nil {
-		w.log.Warn("dead-letter update", "partition", p, "entry", m.ID, "err", err)
+		w.log.WarnContext(ctx, "dead-letter update", "partition", p, "entry", m.ID, "err", err)
 		return
 	}
 	if e.seq > 0 && e.tenantID != "" && e.id != "" {
 		if err := skipScript.Run(ctx, w.rdb, []string{e.stateKey()}, e.seq).Err(); err != nil {
-			w.log.Warn("skip dead-lettered update", "entry", m.ID, "err", err)
+			w.log.WarnContext(ctx, "skip dead-lettered update", "entry", m.ID, "err", err)
 		}
 	}
 	w.deadLettered.Add(1)
-	w.log.Error("update dead-lettered", "partition", p, "entry", m.ID, "deliveries", deliveries, "reason", reason.Error())
+	w.log.ErrorContext(ctx, "update dead-lettered", "partition", p, "entry", m.ID, "deliveries", deliveries, "reason", reason.Error())
 	w.ack(ctx, p, m.ID)
 }
 
@@ -404,21 +461,42 @@ func (w *Worker) Backlog(ctx context.Context) (pending, lag int64, err error) {
 	return Backlog(ctx, w.rdb, w.cfg.Group)
 }
 
-// Backlog reports a consumer group's pending entries and lag over all partitions.
+// Backlog reports a consumer group's pending entries and lag over all partitions, in one
+// pipeline (on a cluster, one per shard). Before the group exists, every entry is lag: the
+// first worker reads the stream from its start.
 func Backlog(ctx context.Context, rdb redis.UniversalClient, group string) (pending, lag int64, err error) {
+	infos := make([]*redis.XInfoGroupsCmd, keys.UpdatePartitions)
+	lens := make([]*redis.IntCmd, keys.UpdatePartitions)
+	// Each command's own error is looked at below: a partition without a stream yet is no error.
+	_, _ = rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for p := range keys.UpdatePartitions {
+			infos[p] = pipe.XInfoGroups(ctx, keys.Updates(p))
+			lens[p] = pipe.XLen(ctx, keys.Updates(p))
+		}
+		return nil
+	})
 	for p := range keys.UpdatePartitions {
-		groups, gerr := rdb.XInfoGroups(ctx, keys.Updates(p)).Result()
+		groups, gerr := infos[p].Result()
 		if gerr != nil {
 			if strings.Contains(gerr.Error(), "no such key") {
-				continue
+				continue // no update yet in that partition
 			}
 			return 0, 0, fmt.Errorf("inspect update stream: %w", gerr)
 		}
+		found := false
 		for _, g := range groups {
 			if g.Name == group {
+				found = true
 				pending += g.Pending
 				lag += max(g.Lag, 0)
 			}
+		}
+		if !found {
+			n, lerr := lens[p].Result()
+			if lerr != nil {
+				return 0, 0, fmt.Errorf("inspect update stream: %w", lerr)
+			}
+			lag += n
 		}
 	}
 	return pending, lag, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -24,8 +25,8 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -123,18 +124,30 @@ func (t *Telemetry) setupTracing(ctx context.Context, res *resource.Resource, ge
 	default:
 		return fmt.Errorf("OTEL_TRACES_EXPORTER must be otlp or none, got %q", exporters)
 	}
-	if first(getenv, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT") == "" {
+	endpoint, generic := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")), false
+	if endpoint == "" {
+		endpoint, generic = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT")), true
+	}
+	if endpoint == "" {
 		return nil // no destination: the contract says no export
+	}
+	if _, err := url.Parse(endpoint); err != nil || !strings.Contains(endpoint, "://") {
+		return fmt.Errorf("OTLP endpoint must be a URL such as http://collector:4318, got %q", endpoint)
 	}
 	var (
 		exp sdktrace.SpanExporter
 		err error
 	)
+	// The endpoint is passed on as read here; the exporters read the rest of their variables
+	// themselves.
 	switch proto := first(getenv, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"); proto {
 	case "", "http/protobuf":
-		exp, err = otlptracehttp.New(ctx)
+		if generic { // the signal's path goes after the generic endpoint
+			endpoint = strings.TrimRight(endpoint, "/") + "/v1/traces"
+		}
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
 	case "grpc":
-		exp, err = otlptracegrpc.New(ctx)
+		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
 	default:
 		return fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or grpc, got %q", proto)
 	}
@@ -264,4 +277,6 @@ func (f orphanClientFilter) Description() string {
 
 // Sampler is the sampler Setup uses when OTEL_TRACES_SAMPLER is unset, for providers built
 // elsewhere (tests) that should behave like a node's.
-func Sampler() sdktrace.Sampler { return orphanClientFilter{sdktrace.ParentBased(sdktrace.AlwaysSample())} }
+func Sampler() sdktrace.Sampler {
+	return orphanClientFilter{sdktrace.ParentBased(sdktrace.AlwaysSample())}
+}

@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
+)
+
+// limit counts n against key at rate and writes the X-RateLimit-* headers into h. It returns nil
+// when the request may go on, a 429 rate_limited (with Retry-After in h) when it is over, and a
+// 503 unavailable when Redis cannot count: a limit that cannot be checked lets nothing through.
+// what names the limit in the refusal's message.
+func (s *Server) limit(ctx context.Context, h http.Header, key string, n int64, rate ratelimit.Rate, what string) *Error {
+	if s.limiter == nil || rate.Limit < 1 {
+		return nil
+	}
+	res, err := s.limiter.Take(ctx, key, n, rate)
+	if err != nil {
+		s.log.WarnContext(ctx, "rate limiter unavailable", "limit", what, "err", err)
+		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: messageUnavailable}
+	}
+	setRateHeaders(h, res)
+	if !res.Reached {
+		return nil
+	}
+	retry := res.RetryAfter(time.Now())
+	h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	if n > rate.Limit {
+		return errorf(http.StatusTooManyRequests, codeRateLimited,
+			"This request counts %d against %s (%s): more than it allows at once; send fewer at a time", n, what, rate)
+	}
+	return errorf(http.StatusTooManyRequests, codeRateLimited, "Over %s (%s); retry in %d s", what, rate, retry)
+}
+
+// setRateHeaders reports res in h. Where a request passes several limits, the headers describe
+// the one with the least room left.
+func setRateHeaders(h http.Header, res ratelimit.Result) {
+	if prev := h.Get("X-RateLimit-Remaining"); prev != "" {
+		if n, err := strconv.ParseInt(prev, 10, 64); err == nil && n <= res.Remaining && !res.Reached {
+			return
+		}
+	}
+	h.Set("X-RateLimit-Limit", strconv.FormatInt(res.Limit, 10))
+	h.Set("X-RateLimit-Remaining", strconv.FormatInt(res.Remaining, 10))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(res.Reset.Unix(), 10))
+}
+
+// rateClient is the key part of a client address: the address itself, or an IPv6 client's /64,
+// since one host commonly holds a whole /64.
+func rateClient(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+type clientIPKey struct{}
+
+// withClientIP makes the client address that gin worked out (honouring X-Forwarded-For only from
+// trusted proxies) available to plain http.Handlers in the request's context.
+func withClientIP() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), clientIPKey{}, c.ClientIP()))
+		c.Next()
+	}
+}
+
+// clientIP is the request's client address: as withClientIP stored it, or the peer's address.
+func clientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// The limits of the routes, as handlers call them.
+
+func (s *Server) limitSignup(c *gin.Context) *Error {
+	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitSignup(rateClient(c.ClientIP())), 1,
+		s.cfg.Rates.Signup, "the signup rate per client address")
+}
+
+func (s *Server) limitTokens(c *gin.Context, tenantID string) *Error {
+	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitTokens(tenantID), 1,
+		s.cfg.Rates.Tokens, "the tenant's token minting rate")
+}
+
+func (s *Server) limitPublish(c *gin.Context, tenantID string, perSecond, events int) *Error {
+	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitPublish(tenantID), int64(events),
+		ratelimit.PerSecond(perSecond), "the tenant's publish_per_second")
+}
+
+func (s *Server) limitStreamClient(r *http.Request, h http.Header) *Error {
+	return s.limit(r.Context(), h, keys.RateLimitStreamClient(rateClient(clientIP(r))), 1,
+		s.cfg.Rates.StreamClient, "the stream connect rate per client address")
+}
+
+func (s *Server) limitStreamTenant(ctx context.Context, h http.Header, tenantID string) *Error {
+	return s.limit(ctx, h, keys.RateLimitStreamTenant(tenantID), 1,
+		s.cfg.Rates.StreamTenant, "the tenant's stream connect rate")
+}

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// sink is where a stream's bytes go: pieces of one batch of frames, written and flushed
+// together.
+type sink interface {
+	writeBatch(pieces [][]byte) error
+}
+
+// httpSink writes through net/http (HTTP/2, or where the connection cannot be taken over).
+type httpSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (o *httpSink) writeBatch(pieces [][]byte) error {
+	if err := o.rc.SetWriteDeadline(time.Now().Add(o.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	for _, p := range pieces {
+		if _, err := o.w.Write(p); err != nil {
+			return err
+		}
+	}
+	return o.rc.Flush()
+}
+
+// connSink writes an HTTP/1.1 chunked body straight to a connection taken over from
+// net/http: one writev per batch, straight from the shared frames, with no copy and no
+// per-connection buffer. A connection held this way costs two small goroutines and the
+// stream's own state, instead of net/http's buffers and background reader.
+type connSink struct {
+	conn    net.Conn
+	timeout time.Duration
+	bufs    net.Buffers // reused between batches
+	head    []byte
+}
+
+var crlf = []byte("\r\n")
+
+func (o *connSink) writeBatch(pieces [][]byte) error {
+	n := 0
+	for _, p := range pieces {
+		n += len(p)
+	}
+	if n == 0 {
+		return nil
+	}
+	o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
+	o.head = append(o.head, '\r', '\n')
+	bufs := append(o.bufs[:0], o.head)
+	bufs = append(bufs, pieces...)
+	bufs = append(bufs, crlf)
+	o.bufs = bufs[:0]
+	if err := o.conn.SetWriteDeadline(time.Now().Add(o.timeout)); err != nil {
+		return err
+	}
+	_, err := bufs.WriteTo(o.conn)
+	clear(o.bufs[:cap(o.bufs)])
+	return err
+}
+
+// takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
+// (status, the headers set so far, chunked encoding) and returns the connection, whatever the
+// client already sent beyond the request, and a channel closed when the client goes away. ok is
+// false when the connection cannot be taken over (HTTP/2): stream through net/http then.
+func takeOver(w http.ResponseWriter, r *http.Request) (conn net.Conn, gone <-chan struct{}, ok bool) {
+	if r.ProtoMajor != 1 {
+		return nil, nil, false
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	head := make([]byte, 0, 512)
+	head = append(head, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range w.Header() {
+		for _, v := range vs {
+			head = append(head, k...)
+			head = append(head, ": "...)
+			head = append(head, v...)
+			head = append(head, "\r\n"...)
+		}
+	}
+	head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
+	if _, err := c.Write(head); err != nil {
+		c.Close()
+		return nil, nil, true
+	}
+	// The client sends nothing more on a stream; a read returns only when it goes away.
+	done := make(chan struct{})
+	go watchClose(c, brw.Reader, done)
+	return c, done, true
+}
+
+func watchClose(c net.Conn, br *bufio.Reader, done chan struct{}) {
+	defer close(done)
+	var b [1]byte
+	for br.Buffered() > 0 {
+		if _, err := br.Read(b[:]); err != nil {
+			return
+		}
+	}
+	for {
+		if _, err := c.Read(b[:]); err != nil {
+			return
+		}
+	}
+}
