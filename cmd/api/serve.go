@@ -171,6 +171,9 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 			log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
 			httpSrv.Close()
 		}
+		if err := api.Drain(sctx); err != nil {
+			log.Warn("shutdown deadline passed with streams still writing their last notice")
+		}
 		return nil
 	})
 	err = g.Wait()

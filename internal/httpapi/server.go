@@ -99,6 +99,7 @@ type Server struct {
 
 	stopOnce sync.Once
 	stopping chan struct{}
+	streams  sync.WaitGroup // open streams, including those taken over from net/http
 }
 
 // New returns the edge.
@@ -193,6 +194,22 @@ func (s *Server) Stop() {
 		close(s.stopping)
 		s.sessions.CloseAll(session.Disconnect("node shutting down", true))
 	})
+}
+
+// Drain waits until every stream has ended after Stop, or ctx ends. http.Server.Shutdown does
+// not know the streams taken over from it.
+func (s *Server) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *Server) stopped() bool {

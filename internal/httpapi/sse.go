@@ -43,8 +43,31 @@ func (s *Server) streamHandler() http.Handler {
 			writeError(w, e)
 			return
 		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		s.streams.Add(1)
+		if conn, gone, ok := takeOver(w, r); ok {
+			// HTTP/1.1: the stream continues on two small goroutines of its own, and the
+			// request's goroutine, with net/http's buffers, goes away.
+			go func() {
+				defer s.streams.Done()
+				defer st.close()
+				if conn == nil {
+					return
+				}
+				defer conn.Close()
+				ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+				defer cancel()
+				s.serveStream(ctx, &connSink{conn: conn, timeout: s.cfg.WriteTimeout}, st, gone)
+			}()
+			return
+		}
+		defer s.streams.Done()
 		defer st.close()
-		s.serveStream(w, r, st)
+		w.WriteHeader(http.StatusOK)
+		s.serveStream(r.Context(), &httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}, st, r.Context().Done())
 	})
 }
 
@@ -282,15 +305,8 @@ func (st *liveStream) close() {
 // serveStream writes the stream until the session closes, the client goes away or the node
 // stops: first the replay of what a resumed session missed (or current job and workflow
 // state), then live frames above the floor. Frames that are ready together go out in one flush.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStream) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w), st: st, timeout: s.cfg.WriteTimeout}
-	ctx := r.Context()
+func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream, gone <-chan struct{}) {
+	sw := &sseWriter{out: out, st: st}
 	head := []*streamgate.Frame{
 		{Body: []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n\n")},
 		st.connectedFrame(),
@@ -331,7 +347,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *liveStr
 		case <-s.stopping:
 			_ = sw.write([]*streamgate.Frame{session.Disconnect("node shutting down", true)})
 			return
-		case <-ctx.Done():
+		case <-gone:
 			return
 		}
 	}
@@ -379,42 +395,36 @@ func (st *liveStream) stateFrame(e stream.Entry) *streamgate.Frame {
 // frames already covered by the replay are skipped, and a job's or workflow's state never goes
 // back to an older one.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	st      *liveStream
-	timeout time.Duration
-	floor   uint64            // zero while replaying
-	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
+	out    sink
+	st     *liveStream
+	floor  uint64            // zero while replaying
+	state  map[string]uint64 // channel → Seq of the newest job/workflow state written
+	pieces [][]byte          // reused between batches
 }
 
+// write sends the frames that are not skipped as one batch: the shared bytes of each frame,
+// with the session's cursor before those that have an id.
 func (sw *sseWriter) write(frames []*streamgate.Frame) error {
-	if len(frames) == 0 {
-		return nil
-	}
-	if err := sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	messages := 0
+	pieces, messages := sw.pieces[:0], 0
 	for _, f := range frames {
 		if sw.skip(f) {
 			continue
 		}
 		if f.ID != "" {
-			if _, err := sw.w.Write(idPrefix); err != nil {
-				return err
-			}
-			if _, err := sw.w.Write(sw.st.prefix); err != nil {
-				return err
-			}
+			pieces = append(pieces, idPrefix, sw.st.prefix)
 		}
-		if _, err := sw.w.Write(f.Body); err != nil {
-			return err
-		}
+		pieces = append(pieces, f.Body)
 		if f.Message {
 			messages++
 		}
 	}
-	if err := sw.rc.Flush(); err != nil {
+	sw.pieces = pieces[:0]
+	if len(pieces) == 0 {
+		return nil
+	}
+	err := sw.out.writeBatch(pieces)
+	clear(pieces)
+	if err != nil {
 		return err
 	}
 	sw.st.sess.Wrote(messages)

@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTakeOverWritesAValidChunkedStream checks the HTTP/1.1 path end to end with a real client:
+// the head carries the headers set before, batches arrive as chunks, and the client going away
+// is noticed.
+func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
+	gone := make(chan (<-chan struct{}), 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		conn, g, ok := takeOver(w, r)
+		if !ok || conn == nil {
+			t.Error("takeOver refused an HTTP/1.1 connection")
+			return
+		}
+		gone <- g
+		go func() {
+			defer conn.Close()
+			out := &connSink{conn: conn, timeout: time.Second}
+			for i := range 3 {
+				if err := out.writeBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {
+					return
+				}
+			}
+			<-g
+		}()
+	}))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("headers %v", resp.Header)
+	}
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Errorf("transfer encoding %v, want chunked", resp.TransferEncoding)
+	}
+	br := bufio.NewReader(resp.Body)
+	var got strings.Builder
+	for range 12 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString(line)
+	}
+	want := strings.Repeat("id: c:X\nevent: message\ndata: {}\n\n", 3)
+	want = strings.Replace(strings.Replace(strings.Replace(want, "X", "0", 1), "X", "1", 1), "X", "2", 1)
+	if got.String() != want {
+		t.Errorf("body %q, want %q", got.String(), want)
+	}
+	resp.Body.Close()
+	select {
+	case <-<-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not notice the client going away")
+	}
+}
+
+func TestHTTPSinkFlushesEachBatch(t *testing.T) {
+	rec := httptest.NewRecorder()
+	out := &httpSink{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
+	if err := out.writeBatch([][]byte{[]byte("a"), []byte("b")}); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Flushed || rec.Body.String() != "ab" {
+		t.Errorf("flushed %v body %q", rec.Flushed, rec.Body.String())
+	}
+}
