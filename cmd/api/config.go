@@ -31,6 +31,7 @@ type apiConfig struct {
 	SessionBuffer   int
 	JobRetention    time.Duration
 	Demo            bool
+	PprofAddr       string
 	LogLevel        string
 	Rates           httpapi.Rates
 	TrustedProxies  []string
@@ -82,6 +83,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 		HistoryEvents:              r.Int("STREAMGATE_DEFAULT_HISTORY_EVENTS", d.HistoryEvents, 1, 1_000_000),
 		HistorySeconds:             r.Int("STREAMGATE_DEFAULT_HISTORY_SECONDS", d.HistorySeconds, 1, 7*24*3600),
 	}
+	c.PprofAddr = r.String("STREAMGATE_PPROF_ADDR", "")
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)

@@ -137,6 +137,9 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error { return heartbeat.Run(gctx) })
+	if cfg.PprofAddr != "" {
+		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
+	}
 	if cfg.Redis.DevMode() {
 		// Dev mode has no separate worker: jobs and workflows are applied in this process.
 		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
