@@ -13,6 +13,8 @@ func TestThreeNodesShareStreamsAndSubscriptions(t *testing.T) {
 	a := startNode(t, nil, nil)
 	b := startNode(t, a.Redis, nil)
 	c := startNode(t, a.Redis, nil)
+	startWorker(t, a.Redis, "w1")
+	startWorker(t, a.Redis, "w2")
 	acct := a.signup(t, "Acme")
 	tok := a.token(t, acct, "u", []string{"*"}, 0)
 	s := a.openStream(t, tok, "news")
@@ -20,6 +22,17 @@ func TestThreeNodesShareStreamsAndSubscriptions(t *testing.T) {
 	b.publish(t, acct, "news", 1)
 	if got := dataInt(t, decodeMessage(t, s.next(5*time.Second)).Data); got != 1 {
 		t.Fatalf("stream on A got %d from a publish on B", got)
+	}
+
+	// Job updates accepted by B and C, applied by either worker, reach the stream on A.
+	jobs := a.openStream(t, tok, "job:export-7")
+	b.putJob(t, acct, "export-7", map[string]any{"status": "running", "progress": 30})
+	c.putJob(t, acct, "export-7", map[string]any{"progress": 60})
+	b.putJob(t, acct, "export-7", map[string]any{"status": "succeeded", "progress": 100})
+	for _, want := range []float64{30, 60, 100} {
+		if st := jobEvent(t, jobs.next(10*time.Second)); *st.Progress != want {
+			t.Fatalf("job progress %v, want %v", *st.Progress, want)
+		}
 	}
 
 	// A subscription added through C reaches the stream on A.

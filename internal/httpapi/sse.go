@@ -48,26 +48,35 @@ func (s *Server) streamHandler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
 		s.streams.Add(1)
-		if conn, gone, ok := takeOver(w, r); ok {
+		// The client going away closes the session, which ends the writer's wait: it waits on
+		// the session alone.
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		gone := func() {
+			cancel()
+			s.sessions.Leave(st.sess)
+		}
+		if conn, ok := takeOver(w, r, gone); ok {
 			// HTTP/1.1: the stream continues on two small goroutines of its own, and the
 			// request's goroutine, with net/http's buffers, goes away.
 			go func() {
 				defer s.streams.Done()
 				defer st.close()
+				defer cancel()
 				if conn == nil {
 					return
 				}
 				defer conn.Close()
-				ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-				defer cancel()
-				s.serveStream(ctx, &connSink{conn: conn, timeout: s.cfg.WriteTimeout}, st, gone)
+				s.serveStream(ctx, &connSink{conn: conn, timeout: s.cfg.WriteTimeout}, st)
 			}()
 			return
 		}
 		defer s.streams.Done()
 		defer st.close()
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), gone)
+		defer stop()
 		w.WriteHeader(http.StatusOK)
-		s.serveStream(r.Context(), &httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}, st, r.Context().Done())
+		s.serveStream(ctx, &httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}, st)
 	})
 }
 
@@ -133,6 +142,11 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*liveStream, *Error
 	}
 	st.sess = sess
 	s.live.add(st)
+	if s.stopped() {
+		// Registered after Stop closed every session: this one would never be told.
+		st.close()
+		return nil, errShuttingDown
+	}
 	for _, ch := range channels {
 		if err := s.hub.Acquire(ctx, t.ID, ch); err != nil {
 			st.close()
@@ -305,7 +319,7 @@ func (st *liveStream) close() {
 // serveStream writes the stream until the session closes, the client goes away or the node
 // stops: first the replay of what a resumed session missed (or current job and workflow
 // state), then live frames above the floor. Frames that are ready together go out in one flush.
-func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream, gone <-chan struct{}) {
+func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream) {
 	sw := &sseWriter{out: out, st: st}
 	head := []*streamgate.Frame{
 		{Body: []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n\n")},
@@ -338,16 +352,11 @@ func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream, gone
 			}
 			clear(batch)
 		case <-sess.Done():
-			// Closed by the registry: evicted, expired, suspended, or the node stopping. The
-			// final notice goes out alone; what was still queued is left for a resume.
+			// Closed: evicted, expired, suspended, the node stopping (a final notice goes out
+			// alone; what was still queued is left for a resume), or the client gone (none).
 			if f := sess.Final(); f != nil {
 				_ = sw.write([]*streamgate.Frame{f})
 			}
-			return
-		case <-s.stopping:
-			_ = sw.write([]*streamgate.Frame{session.Disconnect("node shutting down", true)})
-			return
-		case <-gone:
 			return
 		}
 	}

@@ -76,16 +76,16 @@ func (o *connSink) writeBatch(pieces [][]byte) error {
 }
 
 // takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
-// (status, the headers set so far, chunked encoding) and returns the connection, whatever the
-// client already sent beyond the request, and a channel closed when the client goes away. ok is
-// false when the connection cannot be taken over (HTTP/2): stream through net/http then.
-func takeOver(w http.ResponseWriter, r *http.Request) (conn net.Conn, gone <-chan struct{}, ok bool) {
+// (status, the headers set so far, chunked encoding), returns the connection, and calls gone
+// once the client goes away. ok is false when the connection cannot be taken over (HTTP/2):
+// stream through net/http then. A nil conn with ok means the head could not be written.
+func takeOver(w http.ResponseWriter, r *http.Request, gone func()) (conn net.Conn, ok bool) {
 	if r.ProtoMajor != 1 {
-		return nil, nil, false
+		return nil, false
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, nil, false
+		return nil, false
 	}
 	head := make([]byte, 0, 512)
 	head = append(head, "HTTP/1.1 200 OK\r\n"...)
@@ -100,16 +100,15 @@ func takeOver(w http.ResponseWriter, r *http.Request) (conn net.Conn, gone <-cha
 	head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
 	if _, err := c.Write(head); err != nil {
 		c.Close()
-		return nil, nil, true
+		return nil, true
 	}
 	// The client sends nothing more on a stream; a read returns only when it goes away.
-	done := make(chan struct{})
-	go watchClose(c, brw.Reader, done)
-	return c, done, true
+	go watchClose(c, brw.Reader, gone)
+	return c, true
 }
 
-func watchClose(c net.Conn, br *bufio.Reader, done chan struct{}) {
-	defer close(done)
+func watchClose(c net.Conn, br *bufio.Reader, gone func()) {
+	defer gone()
 	var b [1]byte
 	for br.Buffered() > 0 {
 		if _, err := br.Read(b[:]); err != nil {

@@ -13,16 +13,15 @@ import (
 // the head carries the headers set before, batches arrive as chunks, and the client going away
 // is noticed.
 func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
-	gone := make(chan (<-chan struct{}), 1)
+	gone := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		conn, g, ok := takeOver(w, r)
+		conn, ok := takeOver(w, r, func() { close(gone) })
 		if !ok || conn == nil {
 			t.Error("takeOver refused an HTTP/1.1 connection")
 			return
 		}
-		gone <- g
 		go func() {
 			defer conn.Close()
 			out := &connSink{conn: conn, timeout: time.Second}
@@ -31,7 +30,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 					return
 				}
 			}
-			<-g
+			<-gone
 		}()
 	}))
 	defer srv.Close()
@@ -62,7 +61,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 	}
 	resp.Body.Close()
 	select {
-	case <-<-gone:
+	case <-gone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server did not notice the client going away")
 	}
