@@ -141,7 +141,6 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*liveStream, *Error
 		return nil, toError(s.log, err)
 	}
 	st.sess = sess
-	s.live.add(st)
 	if s.stopped() {
 		// Registered after Stop closed every session: this one would never be told.
 		st.close()
@@ -186,6 +185,8 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*liveStream, *Error
 		st.close()
 		return nil, toError(s.log, err)
 	}
+	// Only a stream set up in full is visible to the sessions API.
+	s.live.add(st)
 	return st, nil
 }
 
@@ -404,11 +405,13 @@ func (st *liveStream) stateFrame(e stream.Entry) *streamgate.Frame {
 // frames already covered by the replay are skipped, and a job's or workflow's state never goes
 // back to an older one.
 type sseWriter struct {
-	out    sink
-	st     *liveStream
-	floor  uint64            // zero while replaying
-	state  map[string]uint64 // channel → Seq of the newest job/workflow state written
-	pieces [][]byte          // reused between batches
+	out     sink
+	st      *liveStream
+	floor   uint64            // zero while replaying
+	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
+	pieces  [][]byte          // reused between batches
+	lastID  string            // the id of the newest event written, the client's cursor
+	lastSeq uint64
 }
 
 // write sends the frames that are not skipped as one batch: the shared bytes of each frame,
@@ -419,10 +422,19 @@ func (sw *sseWriter) write(frames []*streamgate.Frame) error {
 		if sw.skip(f) {
 			continue
 		}
-		if f.ID != "" {
-			pieces = append(pieces, idPrefix, sw.st.prefix)
+		switch {
+		case f.ID == "":
+			pieces = append(pieces, f.Body)
+		case f.Snapshot && sw.lastSeq > sw.st.floor:
+			// A state sent mid-stream (a sessions-API subscription) carries the cursor the
+			// stream has reached, not the floor it started from: a resume must not go back.
+			pieces = append(pieces, idPrefix, sw.st.prefix, []byte(sw.lastID), f.Body[len(f.ID):])
+		default:
+			pieces = append(pieces, idPrefix, sw.st.prefix, f.Body)
+			if !f.Snapshot {
+				sw.lastID, sw.lastSeq = f.ID, f.Seq
+			}
 		}
-		pieces = append(pieces, f.Body)
 		if f.Message {
 			messages++
 		}

@@ -17,6 +17,11 @@ local function clock(seqKey, epochCandidate, n)
   return now, redis.call('HINCRBY', seqKey, 'seq', n) - n
 end
 
+-- seqOf is the tenant sequence part of an id "<ms>-<seq>": the order of a tenant's events.
+local function seqOf(id)
+  return tonumber(string.match(id, '-(%d+)$'))
+end
+
 -- trim removes what falls out of a channel's window and remembers the newest id it removed,
 -- so that a resume from before it knows it cannot be replayed.
 local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
@@ -27,8 +32,8 @@ local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
     newest = gone[#gone][1]
   end
   local old = redis.call('XREVRANGE', stream, '(' .. minID, '-', 'COUNT', 1)
-  if #old > 0 then
-    newest = old[1][1] -- ids only grow: the newest below minID is past anything counted off
+  if #old > 0 and (not newest or seqOf(old[1][1]) > seqOf(newest)) then
+    newest = old[1][1] -- the newest of what either rule removes
   end
   if newest then
     redis.call('XTRIM', stream, 'MAXLEN', maxLen)

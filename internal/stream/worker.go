@@ -136,6 +136,7 @@ func (w *Worker) Run(ctx context.Context) error {
 type held struct {
 	msg        redis.XMessage
 	deliveries int64
+	since      time.Time // when it first had to wait here
 	next       time.Time
 	tries      int
 }
@@ -184,7 +185,7 @@ func (w *Worker) partition(ctx context.Context, p int) error {
 		backoff = 100 * time.Millisecond
 		for _, s := range res {
 			for _, m := range s.Messages {
-				if h, wait := w.process(work, p, m, 1); wait {
+				if h, wait := w.process(work, p, m, 1, false); wait {
 					waiting = append(waiting, h)
 				}
 			}
@@ -216,8 +217,11 @@ func (w *Worker) retryDue(ctx context.Context, p int, waiting []held, drain bool
 			continue
 		}
 		w.retried.Add(1)
-		if again, wait := w.process(ctx, p, h.msg, h.deliveries); wait && !drain {
-			again.tries = h.tries + 1
+		// Only an update that has itself waited MaxWait for its predecessor goes ahead without
+		// it; an old backlog alone never reorders a job.
+		force := now.Sub(h.since) > w.cfg.MaxWait
+		if again, wait := w.process(ctx, p, h.msg, h.deliveries, force); wait && !drain {
+			again.since, again.tries = h.since, h.tries+1
 			again.next = now.Add(min(time.Duration(again.tries)*20*time.Millisecond, time.Second))
 			kept = append(kept, again)
 		}
@@ -248,7 +252,7 @@ func (w *Worker) claim(ctx context.Context, p int) []held {
 		}
 		counts := w.deliveries(ctx, stream, msgs)
 		for _, m := range msgs {
-			if h, wait := w.process(ctx, p, m, counts[m.ID]); wait {
+			if h, wait := w.process(ctx, p, m, counts[m.ID], false); wait {
 				waiting = append(waiting, h)
 			}
 		}
@@ -295,7 +299,6 @@ type entry struct {
 	seq                int64
 	fields             map[string]json.RawMessage
 	window             Window
-	acceptedAt         time.Time
 }
 
 func decodeEntry(m redis.XMessage) (entry, error) {
@@ -319,8 +322,6 @@ func decodeEntry(m redis.XMessage) (entry, error) {
 	if e.window.Events < 1 || e.window.Seconds < 1 {
 		return e, errors.New("no history window")
 	}
-	ms, _ := strconv.ParseInt(str("accepted_at"), 10, 64)
-	e.acceptedAt = time.UnixMilli(ms)
 	return e, nil
 }
 
@@ -340,7 +341,7 @@ func (e entry) stateKey() string {
 // It is traced as "apply update", a child of the span that accepted the update (its context is
 // in the entry), so that one trace runs from the request through here to the publish, which is
 // the apply script's Redis call.
-func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliveries int64) (_ held, wait bool) {
+func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliveries int64, force bool) (_ held, wait bool) {
 	ctx, span := w.startSpan(ctx, p, m, deliveries)
 	defer func() {
 		span.SetAttributes(attribute.Bool("streamgate.update.wait", wait))
@@ -355,7 +356,6 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 		span.SetAttributes(attribute.String("streamgate.tenant", e.tenantID), attribute.String("streamgate.update.kind", e.kind),
 			attribute.String("streamgate.update.target", e.id), attribute.Int64("streamgate.update.seq", e.seq))
 	}
-	force := time.Since(e.acceptedAt) > w.cfg.MaxWait
 	u := e.update()
 	channel := u.Channel()
 	args := []any{e.kind, e.id, e.seq, boolArg(force), time.Now().UTC().Format(time.RFC3339Nano), channel,
@@ -384,7 +384,7 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	span.SetAttributes(attribute.String("streamgate.update.result", res[0]))
 	switch res[0] {
 	case "wait":
-		return held{msg: m, deliveries: deliveries}, true
+		return held{msg: m, deliveries: deliveries, since: time.Now()}, true
 	case "applied":
 		w.applied.Add(1)
 	case "ignored":
