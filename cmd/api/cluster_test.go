@@ -186,3 +186,28 @@ func TestRedisRestartStreamsSurviveAndDeliveryResumes(t *testing.T) {
 		t.Fatalf("after the restart the open stream got %s %s, want the new event", ev.Event, ev.Data)
 	}
 }
+
+// TestSubscriberConnectionLossLosesNothing kills the node's pub/sub connections while events
+// are being published: what was published before the node had subscribed again reaches the
+// open stream all the same (from history), once and in order.
+func TestSubscriberConnectionLossLosesNothing(t *testing.T) {
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
+	acct := n.signup(t, "Acme")
+	s := n.openStream(t, n.token(t, acct, "u", []string{"*"}, 0), "feed")
+	rdb := n.Redis.Client()
+	for round := range 3 {
+		if err := rdb.Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			n.publish(t, acct, "feed", round*5+i)
+		}
+		for i := range 5 {
+			want := round*5 + i
+			if got := dataInt(t, decodeMessage(t, s.next(10*time.Second)).Data); got != want {
+				t.Fatalf("round %d: got %d, want %d", round, got, want)
+			}
+		}
+	}
+	s.expectNone(300 * time.Millisecond)
+}

@@ -28,7 +28,9 @@ func TestHeartbeatsMakeTheClusterFigures(t *testing.T) {
 	ctxB, stopB := context.WithCancel(t.Context())
 	doneA, doneB := make(chan error), make(chan error)
 	go func() { doneA <- NewHeartbeat(rdb, "node-a", stats(2), quiet).Run(ctxA) }()
-	go func() { doneB <- NewHeartbeat(rdb, "node-b", func() session.NodeStats { return session.NodeStats{} }, quiet).Run(ctxB) }()
+	go func() {
+		doneB <- NewHeartbeat(rdb, "node-b", func() session.NodeStats { return session.NodeStats{} }, quiet).Run(ctxB)
+	}()
 	defer func() { stopB(); <-doneB }()
 
 	v := NewView(rdb)

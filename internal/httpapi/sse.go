@@ -348,7 +348,7 @@ func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream) {
 		select {
 		case <-sess.Ready():
 			batch = sess.Take(batch[:0])
-			if err := sw.write(batch); err != nil {
+			if err := s.writeLive(ctx, sw, st, batch); err != nil {
 				return
 			}
 			clear(batch)
@@ -361,6 +361,59 @@ func (s *Server) serveStream(ctx context.Context, out sink, st *liveStream) {
 			return
 		}
 	}
+}
+
+// writeLive writes a batch of live frames. A resync marker among them (this node's
+// subscription broke and came back) first fetches from history what the stream may have missed.
+func (s *Server) writeLive(ctx context.Context, sw *sseWriter, st *liveStream, batch []*streamgate.Frame) error {
+	for i, f := range batch {
+		if !f.Resync {
+			continue
+		}
+		if err := sw.write(batch[:i]); err != nil {
+			return err
+		}
+		if err := s.catchUp(ctx, sw, st); err != nil {
+			return err
+		}
+		return s.writeLive(ctx, sw, st, batch[i+1:])
+	}
+	return sw.write(batch)
+}
+
+// catchUp replays what was published after the last event the stream wrote, up to now, and
+// raises the floor so that live frames already replayed are skipped. When that cannot be done
+// (trimmed meanwhile, or the event log restarted), the stream is ended with a reconnectable
+// disconnect: the client resumes from its cursor and gets reset if it must.
+func (s *Server) catchUp(ctx context.Context, sw *sseWriter, st *liveStream) error {
+	channels := st.sess.Channels()
+	snap, err := s.history.Snapshot(ctx, st.tenantID, channels, sw.lastID, st.window, false)
+	if err != nil {
+		return err
+	}
+	if snap.Gap || snap.Epoch != st.cursor.Epoch {
+		_ = sw.write([]*streamgate.Frame{session.Disconnect("missed events: resume", true)})
+		return errors.New("stream cannot catch up")
+	}
+	for after := sw.lastID; after != "" && after != snap.LastID; {
+		entries, more, err := s.history.Read(ctx, st.tenantID, channels, after, snap.LastID, replayPage)
+		if err != nil {
+			return err
+		}
+		frames := make([]*streamgate.Frame, len(entries))
+		for i, e := range entries {
+			frames[i] = e.Frame()
+		}
+		if err := sw.write(frames); err != nil {
+			return err
+		}
+		if !more || len(entries) == 0 {
+			break
+		}
+		after = entries[len(entries)-1].ID
+	}
+	sw.floor = max(sw.floor, snap.Seq)
+	return nil
 }
 
 // replay sends what a resumed session missed, page by page, then the current state of its job
@@ -419,7 +472,7 @@ type sseWriter struct {
 func (sw *sseWriter) write(frames []*streamgate.Frame) error {
 	pieces, messages := sw.pieces[:0], 0
 	for _, f := range frames {
-		if sw.skip(f) {
+		if f.Resync || sw.skip(f) {
 			continue
 		}
 		switch {

@@ -102,7 +102,9 @@ func (h *History) Snapshot(ctx context.Context, tenantID string, channels []stri
 		return snap, nil
 	}
 	afterMs, afterSeq, _ := ParseID(after)
-	stale := afterMs+uint64(w.Seconds)*1000 < uint64(h.now().UnixMilli())
+	// A cursor older than the window, of a tenant that published since, may have missed
+	// events in a log that expired whole after a quiet spell.
+	stale := afterMs+uint64(w.Seconds)*1000 < uint64(h.now().UnixMilli()) && snap.Seq > afterSeq
 	for i, v := range trimmed.Val() {
 		if _, seq, ok := ParseID(str(v)); ok && seq > afterSeq {
 			snap.Gap = true // an event after the cursor was trimmed

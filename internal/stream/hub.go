@@ -64,7 +64,8 @@ type subscription struct {
 type psConn struct {
 	ps      *redis.PubSub
 	sharded bool
-	names   int // tenant channels subscribed on it
+	names   int  // tenant channels subscribed on it
+	broken  bool // a receive failed: what was published until it came back may be missing
 
 	mu      sync.Mutex
 	pingSeq uint64
@@ -289,6 +290,7 @@ func (h *Hub) receive(c *psConn) {
 				continue
 			}
 			h.log.Warn("redis pub/sub receive", "err", err, "retry_in", backoff.String())
+			h.broke(c)
 			select {
 			case <-time.After(backoff):
 			case <-h.ctx.Done():
@@ -298,12 +300,51 @@ func (h *Hub) receive(c *psConn) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		if c.broken {
+			h.recovered(c)
+		}
 		switch m := msg.(type) {
 		case *redis.Message:
 			h.dispatch(m.Channel, m.Payload)
 		case *redis.Pong:
 			c.pong(m.Payload)
 		}
+	}
+}
+
+// broke marks a connection whose receive failed: its subscriptions are no longer known to be
+// live, so new Acquires wait for a confirmation again.
+func (h *Hub) broke(c *psConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c.broken = true
+	for _, s := range h.subs {
+		if s.conn == c {
+			s.active = false
+		}
+	}
+}
+
+// recovered runs once a broken connection delivers again (the client has reconnected and
+// subscribed anew): every stream on its channels is told to fetch from history what was
+// published in between, so that nothing is lost across the gap.
+func (h *Hub) recovered(c *psConn) {
+	h.mu.Lock()
+	c.broken = false
+	var names []string
+	for name, s := range h.subs {
+		if s.conn == c {
+			names = append(names, name)
+		}
+	}
+	h.mu.Unlock()
+	for _, name := range names {
+		if tenantID, channel, ok := keys.ParseChannel(name); ok {
+			h.deliver.Broadcast(tenantID, channel, &streamgate.Frame{Channel: channel, Resync: true})
+		}
+	}
+	if len(names) > 0 {
+		h.log.Info("pub/sub reconnected: streams catch up from history", "channels", len(names))
 	}
 }
 
