@@ -359,10 +359,10 @@ type evictRequest struct {
 // record, so that the client's automatic reconnect starts afresh instead of resuming.
 func (s *Server) evictLocal(ctx context.Context, ev evictRequest) error {
 	st := s.live.get(ev.SessionID)
-	if st == nil {
+	// Close reports false for a session already closed whose stream is still winding down.
+	if st == nil || !s.sessions.Close(ev.SessionID, session.Disconnect("evicted by the operator", false)) {
 		return &stream.RemoteError{Code: codeNotFound, Message: "not streaming on this node"}
 	}
-	s.sessions.Close(ev.SessionID, session.Disconnect("evicted by the operator", false))
 	s.log.Info("session evicted by operator", "tenant", st.tenantID, "session", ev.SessionID)
 	return s.sessionRecords.Delete(ctx, st.tenantID, ev.SessionID)
 }
