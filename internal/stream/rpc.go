@@ -30,6 +30,9 @@ func (e *RemoteError) Error() string { return e.Code + ": " + e.Message }
 // ErrNoReply means the node did not answer in time: it may be gone, or Redis may be.
 var ErrNoReply = errors.New("node did not answer")
 
+// HandlerTimeout bounds the work a node does for another node's call; callers wait longer.
+const HandlerTimeout = 2 * time.Second
+
 // RPCHandler runs a call on this node. Returning a *RemoteError sends that refusal back; any
 // other error is sent as an internal error.
 type RPCHandler func(ctx context.Context, method string, body json.RawMessage) (any, error)
@@ -118,7 +121,9 @@ func (h *Hub) onRPC(payload string) {
 	}
 	fn := h.rpc.handler.Load()
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Shorter than any caller waits (3 s): a change that finishes after the caller gave
+		// up and answered 503 would contradict "a 5xx was not accepted".
+		ctx, cancel := context.WithTimeout(context.Background(), HandlerTimeout)
 		defer cancel()
 		reply := rpcMessage{ID: m.ID}
 		if fn == nil {
