@@ -210,7 +210,7 @@ func (st *liveStream) subscribe(ctx context.Context, channel string, maxSubs int
 	s := st.srv
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.closed {
+	if st.ended() {
 		return &stream.RemoteError{Code: codeNotFound, Message: "the session's stream just ended; retry"}
 	}
 	added, err := s.sessions.Subscribe(st.sess.ID(), channel, maxSubs)
@@ -250,7 +250,7 @@ func (st *liveStream) unsubscribe(ctx context.Context, channel string) error {
 	s := st.srv
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.closed {
+	if st.ended() {
 		return &stream.RemoteError{Code: codeNotFound, Message: "the session's stream just ended; retry"}
 	}
 	removed, err := s.sessions.Unsubscribe(st.sess.ID(), channel)
@@ -299,4 +299,19 @@ func (s *Server) tenantUsage(ctx context.Context, t tenant.Tenant) (connections,
 	}
 	local := s.sessions.TenantStats(t.ID)
 	return local.Connections + others.Connections, local.Subscriptions + others.Subscriptions, nil
+}
+
+// ended reports whether the stream is over or its session closed — for instance taken over by a
+// resume on this node, whose new session has the same id and must not get this stream's changes.
+// st.mu must be held.
+func (st *liveStream) ended() bool {
+	if st.closed {
+		return true
+	}
+	select {
+	case <-st.sess.Done():
+		return true
+	default:
+		return false
+	}
 }
