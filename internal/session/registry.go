@@ -103,9 +103,8 @@ func (c Config) withDefaults() Config {
 // Locking: mu guards the maps, the reverse index and every Session.subs; each Session's own
 // mutex guards its queue and drop counts. Whoever needs both takes mu first.
 type Registry struct {
-	nodeID  string
-	cfg     Config
-	changed chan struct{}
+	nodeID string
+	cfg    Config
 
 	mu       sync.RWMutex
 	sessions map[string]*Session
@@ -132,7 +131,6 @@ func NewRegistry(nodeID string, cfg Config) *Registry {
 	return &Registry{
 		nodeID:   nodeID,
 		cfg:      cfg.withDefaults(),
-		changed:  make(chan struct{}, 1),
 		sessions: make(map[string]*Session),
 		tenants:  make(map[string]*tenant),
 	}
@@ -514,9 +512,6 @@ func (r *Registry) detachLocked(s *Session) bool {
 func (r *Registry) index(t *tenant, channel string, s *Session) int {
 	list := t.channels[channel]
 	t.channels[channel] = append(list, s)
-	if len(list) == 0 {
-		r.signalChanged()
-	}
 	return len(list)
 }
 
@@ -535,7 +530,6 @@ func (r *Registry) unindex(t *tenant, channel string, pos int) {
 	switch {
 	case len(list) == 0:
 		delete(t.channels, channel)
-		r.signalChanged()
 		return
 	case cap(list) > 64 && len(list) < cap(list)/4:
 		// A channel that once had a crowd keeps no crowd-sized array.
@@ -547,18 +541,6 @@ func (r *Registry) unindex(t *tenant, channel string, pos int) {
 	}
 	t.channels[channel] = list
 }
-
-func (r *Registry) signalChanged() {
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
-}
-
-// ChannelsChanged receives after one of a tenant's channels gained its first session on this
-// node or lost its last, including through evictions inside Broadcast. The Redis side waits on
-// it and reconciles its subscriptions with Channels, rather than counting references itself.
-func (r *Registry) ChannelsChanged() <-chan struct{} { return r.changed }
 
 // Channels returns the channels of tenantID that have at least one session on this node,
 // sorted.
