@@ -395,22 +395,8 @@ func (s *Server) catchUp(ctx context.Context, sw *sseWriter, st *liveStream) err
 		_ = sw.write([]*streamgate.Frame{session.Disconnect("missed events: resume", true)})
 		return errors.New("stream cannot catch up")
 	}
-	for after := sw.lastID; after != "" && after != snap.LastID; {
-		entries, more, err := s.history.Read(ctx, st.tenantID, channels, after, snap.LastID, replayPage)
-		if err != nil {
-			return err
-		}
-		frames := make([]*streamgate.Frame, len(entries))
-		for i, e := range entries {
-			frames[i] = e.Frame()
-		}
-		if err := sw.write(frames); err != nil {
-			return err
-		}
-		if !more || len(entries) == 0 {
-			break
-		}
-		after = entries[len(entries)-1].ID
+	if err := s.replayRange(ctx, sw, st.tenantID, channels, sw.lastID, snap.LastID); err != nil {
+		return err
 	}
 	sw.floor = max(sw.floor, snap.Seq)
 	return nil
@@ -420,9 +406,21 @@ func (s *Server) catchUp(ctx context.Context, sw *sseWriter, st *liveStream) err
 // and workflow channels when it starts afresh. Live frames queue meanwhile and are written
 // after, above the floor.
 func (s *Server) replay(ctx context.Context, sw *sseWriter, st *liveStream) error {
-	after := st.replayFrom
+	if err := s.replayRange(ctx, sw, st.tenantID, st.sess.Channels(), st.replayFrom, st.floorID); err != nil {
+		return err
+	}
+	frames := make([]*streamgate.Frame, len(st.states))
+	for i, e := range st.states {
+		frames[i] = st.stateFrame(e)
+	}
+	return sw.write(frames)
+}
+
+// replayRange writes the channels' events with after < id <= upto from history, in id order,
+// one page per round trip. An empty after replays nothing.
+func (s *Server) replayRange(ctx context.Context, sw *sseWriter, tenantID string, channels []string, after, upto string) error {
 	for after != "" {
-		entries, more, err := s.history.Read(ctx, st.tenantID, st.sess.Channels(), after, st.floorID, replayPage)
+		entries, more, err := s.history.Read(ctx, tenantID, channels, after, upto, replayPage)
 		if err != nil {
 			return err
 		}
@@ -434,15 +432,11 @@ func (s *Server) replay(ctx context.Context, sw *sseWriter, st *liveStream) erro
 			return err
 		}
 		if !more || len(entries) == 0 {
-			break
+			return nil
 		}
 		after = entries[len(entries)-1].ID
 	}
-	frames := make([]*streamgate.Frame, len(st.states))
-	for i, e := range st.states {
-		frames[i] = st.stateFrame(e)
-	}
-	return sw.write(frames)
+	return nil
 }
 
 // stateFrame is a job's or workflow's current state as an event. Its id is the stream's floor,
