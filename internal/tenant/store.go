@@ -11,7 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -192,12 +192,7 @@ func (s *Store) List(ctx context.Context) ([]Tenant, error) {
 		}
 		out = append(out, t)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	byCreation(out, func(x Tenant) (time.Time, string) { return x.CreatedAt, x.ID })
 	return out, nil
 }
 
@@ -311,12 +306,7 @@ func (s *Store) APIKeys(ctx context.Context, tenantID string) ([]APIKey, error) 
 		}
 		out = append(out, k)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	byCreation(out, func(k APIKey) (time.Time, string) { return k.CreatedAt, k.ID })
 	return out, nil
 }
 
@@ -391,12 +381,7 @@ func (s *Store) signingKeyRecords(ctx context.Context, tenantID string) ([]sigKe
 		}
 		out = append(out, rec)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	byCreation(out, func(r sigKeyRecord) (time.Time, string) { return r.CreatedAt, r.ID })
 	return out, nil
 }
 
@@ -495,6 +480,18 @@ func (s *Store) decrypt(tenantID, keyID, enc string) ([]byte, error) {
 		return nil, fmt.Errorf("signing key %s: cannot decrypt (is STREAMGATE_SECRET_KEY the one it was made with?): %w", keyID, err)
 	}
 	return plain, nil
+}
+
+// byCreation sorts oldest first, ties broken by id, so listings are stable.
+func byCreation[T any](xs []T, key func(T) (time.Time, string)) {
+	slices.SortFunc(xs, func(a, b T) int {
+		at, aid := key(a)
+		bt, bid := key(b)
+		if c := at.Compare(bt); c != 0 {
+			return c
+		}
+		return strings.Compare(aid, bid)
+	})
 }
 
 func hashSecret(secret string) string {
