@@ -210,10 +210,10 @@ func (st *liveStream) subscribe(ctx context.Context, channel string, maxSubs int
 	s := st.srv
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.ended() {
+	if st.closed {
 		return &stream.RemoteError{Code: codeNotFound, Message: "the session's stream just ended; retry"}
 	}
-	added, err := s.sessions.Subscribe(st.sess.ID(), channel, maxSubs)
+	added, err := st.sess.Subscribe(channel, maxSubs)
 	if errors.Is(err, session.ErrLimitExceeded) {
 		return limitError(maxSubs)
 	}
@@ -225,7 +225,7 @@ func (st *liveStream) subscribe(ctx context.Context, channel string, maxSubs int
 	}
 	if added {
 		if err := s.hub.Acquire(ctx, st.tenantID, channel); err != nil {
-			_, _ = s.sessions.Unsubscribe(st.sess.ID(), channel)
+			_, _ = st.sess.Unsubscribe(channel)
 			return err
 		}
 		st.acquired = append(st.acquired, channel)
@@ -250,10 +250,10 @@ func (st *liveStream) unsubscribe(ctx context.Context, channel string) error {
 	s := st.srv
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.ended() {
+	if st.closed {
 		return &stream.RemoteError{Code: codeNotFound, Message: "the session's stream just ended; retry"}
 	}
-	removed, err := s.sessions.Unsubscribe(st.sess.ID(), channel)
+	removed, err := st.sess.Unsubscribe(channel)
 	if err != nil {
 		return &stream.RemoteError{Code: codeNotFound, Message: "the session's stream just ended; retry"}
 	}
@@ -299,19 +299,4 @@ func (s *Server) tenantUsage(ctx context.Context, t tenant.Tenant) (connections,
 	}
 	local := s.sessions.TenantStats(t.ID)
 	return local.Connections + others.Connections, local.Subscriptions + others.Subscriptions, nil
-}
-
-// ended reports whether the stream is over or its session closed — for instance taken over by a
-// resume on this node, whose new session has the same id and must not get this stream's changes.
-// st.mu must be held.
-func (st *liveStream) ended() bool {
-	if st.closed {
-		return true
-	}
-	select {
-	case <-st.sess.Done():
-		return true
-	default:
-		return false
-	}
 }

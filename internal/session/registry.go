@@ -234,7 +234,22 @@ func (r *Registry) Leave(s *Session) {
 func (r *Registry) Subscribe(id, channel string, maxSubscriptions int) (added bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := r.sessions[id]
+	return r.subscribeLocked(r.sessions[id], channel, maxSubscriptions)
+}
+
+// Subscribe is Registry.Subscribe for this very session: ErrNotFound once it is closed or a
+// newer session took over its id (a resume on the same node).
+func (s *Session) Subscribe(channel string, maxSubscriptions int) (added bool, err error) {
+	r := s.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.info.ID] != s {
+		return false, ErrNotFound
+	}
+	return r.subscribeLocked(s, channel, maxSubscriptions)
+}
+
+func (r *Registry) subscribeLocked(s *Session, channel string, maxSubscriptions int) (bool, error) {
 	if s == nil || s.isClosed() {
 		return false, ErrNotFound
 	}
@@ -255,7 +270,22 @@ func (r *Registry) Subscribe(id, channel string, maxSubscriptions int) (added bo
 func (r *Registry) Unsubscribe(id, channel string) (removed bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := r.sessions[id]
+	return r.unsubscribeLocked(r.sessions[id], channel)
+}
+
+// Unsubscribe is Registry.Unsubscribe for this very session: ErrNotFound once a newer session
+// took over its id or it left the registry.
+func (s *Session) Unsubscribe(channel string) (removed bool, err error) {
+	r := s.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.info.ID] != s {
+		return false, ErrNotFound
+	}
+	return r.unsubscribeLocked(s, channel)
+}
+
+func (r *Registry) unsubscribeLocked(s *Session, channel string) (bool, error) {
 	if s == nil {
 		return false, ErrNotFound
 	}

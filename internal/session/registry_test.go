@@ -871,3 +871,22 @@ func TestNoticeFrames(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionSubscribeRefusesATakenOverSession(t *testing.T) {
+	r, _ := newTestRegistry(t, 0)
+	old := mustRegister(t, r, "tn_a", "ses_1", "chat")
+	r.Close("ses_1", nil)
+	mustRegister(t, r, "tn_a", "ses_1", "chat") // a resume on this node takes the id over
+	if _, err := old.Subscribe("news", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old session Subscribe: %v, want ErrNotFound", err)
+	}
+	if _, err := old.Unsubscribe("chat"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old session Unsubscribe: %v, want ErrNotFound", err)
+	}
+	if got := r.Subscribers("tn_a", "news"); got != 0 {
+		t.Errorf("the new session got the old one's channel: %d subscribers", got)
+	}
+	if got := r.Subscribers("tn_a", "chat"); got != 1 {
+		t.Errorf("chat has %d subscribers, want the new session", got)
+	}
+}
