@@ -31,6 +31,3 @@ type Frame struct {
 	// (events published to a channel do; heartbeats and notices do not).
 	Message bool
 }
-
-// Ping is the heartbeat comment written to idle streams.
-var Ping = &Frame{Body: []byte(": ping\n\n")}

@@ -95,7 +95,7 @@ func TestAdminStatsStreamTicksEverySecond(t *testing.T) {
 	n := startNode(t, nil, nil)
 	req, _ := http.NewRequest("GET", n.URL+"/admin/api/stats/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

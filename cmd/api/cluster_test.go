@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
@@ -163,7 +162,7 @@ func TestRedisRestartStreamsSurviveAndDeliveryResumes(t *testing.T) {
 	n.Redis.Stop()
 	n.do(t, call{method: "POST", path: "/v1/channels/x/events", auth: acct.APIKey, body: `{"data":1}`}).want(t, 503, "unavailable")
 	waitFor(t, 5*time.Second, "/readyz to say 503", func() bool {
-		resp, err := http.Get(n.URL + "/readyz")
+		resp, err := testClient.Get(n.URL + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -172,7 +171,7 @@ func TestRedisRestartStreamsSurviveAndDeliveryResumes(t *testing.T) {
 	})
 	n.Redis.Restart()
 	waitFor(t, 15*time.Second, "/readyz to come back", func() bool {
-		resp, err := http.Get(n.URL + "/readyz")
+		resp, err := testClient.Get(n.URL + "/readyz")
 		if err != nil {
 			return false
 		}

@@ -11,6 +11,7 @@ import (
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/httpapi"
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -88,7 +89,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
-	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", jobs.DefaultRetention, time.Minute, 365*24*time.Hour)
 	demoDefault := "off"
 	if c.Redis.DevMode() {
 		demoDefault = "on"

@@ -78,7 +78,7 @@ func TestErrorRows(t *testing.T) {
 		req, _ := http.NewRequest("POST", n.URL+pub, strings.NewReader(`{"data":1}`))
 		req.Header.Set("Authorization", "Bearer "+a.APIKey)
 		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +206,7 @@ func TestRedisDownAnswers503AndStreamsStayOpen(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		resp, err := http.Get(n.URL + "/readyz")
+		resp, err := testClient.Get(n.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 503 {
@@ -256,7 +256,7 @@ func TestCORS(t *testing.T) {
 	req, _ := http.NewRequest("OPTIONS", n.URL+"/v1/channels/c/events", nil)
 	req.Header.Set("Origin", "https://app.example")
 	req.Header.Set("Access-Control-Request-Method", "POST")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestCORS(t *testing.T) {
 	for origin, want := range map[string]string{"https://ok.example": "https://ok.example", "https://evil.example": ""} {
 		req, _ := http.NewRequest("GET", restricted.URL+"/healthz", nil)
 		req.Header.Set("Origin", origin)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

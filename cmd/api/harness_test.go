@@ -24,6 +24,11 @@ const (
 	testSecretKey  = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
 )
 
+// testClient bounds every request of the tests, streams included: a test whose stream stalls,
+// or that was served a stream where it expected a refusal, fails within a minute instead of
+// hanging the suite.
+var testClient = &http.Client{Timeout: time.Minute}
+
 // node is one api process started through run, as main would, on a free port.
 type node struct {
 	t      testing.TB
@@ -93,7 +98,7 @@ func (n *node) waitReady() {
 	n.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(n.URL + "/readyz")
+		resp, err := testClient.Get(n.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -227,7 +232,7 @@ func (n *node) do(t testing.TB, c call) reply {
 	for k, v := range c.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", c.method, c.path, err)
 	}
@@ -334,7 +339,7 @@ func (n *node) openStream(t testing.TB, token string, channels ...string) *subsc
 func (n *node) dial(t testing.TB, u string, header http.Header, buffer int) *subscriber {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, resp, err := sseclient.Connect(ctx, http.DefaultClient, u, header)
+	st, resp, err := sseclient.Connect(ctx, testClient, u, header)
 	if err != nil {
 		cancel()
 		t.Fatalf("connect stream: %v", err)

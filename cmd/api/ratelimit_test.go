@@ -145,7 +145,7 @@ func TestTrustedProxies(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		st, resp, err := sseclient.Connect(ctx, http.DefaultClient, streamURL(n, tok, "chat.x"), http.Header{"X-Forwarded-For": {client}})
+		st, resp, err := sseclient.Connect(ctx, testClient, streamURL(n, tok, "chat.x"), http.Header{"X-Forwarded-For": {client}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -184,7 +184,7 @@ func TestResumeRefusesForeignOrGarbageCursors(t *testing.T) {
 	for _, garbage := range []string{"nope", "ses_x:zz:1-1", "ses_x:0000000g:1-1", "ses_x:00000000:abc", "ses_x:00000000:1-1\nevent: x", string(make([]byte, 500))} {
 		req, _ := http.NewRequest("GET", streamURL(n, alice, "secret"), nil)
 		req.Header.Set("Last-Event-ID", garbage)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			continue // the client refused to send it: fine
 		}

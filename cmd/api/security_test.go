@@ -49,7 +49,7 @@ func (n *node) try(t testing.TB, method, path string, header http.Header, body s
 		req.Header.Set("Content-Type", "application/json")
 	}
 	maps.Copy(req.Header, header)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, clipText(path, 80), err)
 	}
@@ -442,7 +442,7 @@ func TestSecurityNamesNeverBreakSSEFraming(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", streamURL(n, tok, channels...), nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("raw stream: %v %v", resp, err)
 		}
@@ -657,7 +657,7 @@ func TestSecurityJSONBombs(t *testing.T) {
 		if req.ContentLength != 0 {
 			t.Fatal("the request has a Content-Length: it would not test the limit while reading")
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

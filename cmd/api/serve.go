@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/httpapi"
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -25,7 +26,8 @@ import (
 	"github.com/streamgate/streamgate/internal/tenant"
 )
 
-// serve wires the node from top to bottom and runs it until ctx ends.
+// serve runs the node until ctx ends: telemetry and Redis first, then the node's parts (newNode),
+// then its listener.
 func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdout, stderr io.Writer) error {
 	log := telemetry.NewLogger(stderr, cfg.LogLevel).With("node", cfg.NodeID)
 
@@ -40,7 +42,6 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 			log.Warn("flush telemetry", "err", err)
 		}
 	}()
-	meter := telemetry.Meter(tel.Meter)
 
 	rdb, closeRedis, err := openRedis(cfg, log)
 	if err != nil {
@@ -50,41 +51,67 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 	if err := tel.InstrumentRedis(rdb); err != nil {
 		return err
 	}
+	n, err := newNode(cfg, rdb, tel, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	n.announce(ln.Addr(), stdout)
+	err = n.run(ctx, ln)
+	log.Info("stopped")
+	return err
+}
 
+// apiNode is one api process's parts, built in dependency order by newNode.
+type apiNode struct {
+	cfg       apiConfig
+	log       *slog.Logger
+	registry  *session.Registry
+	calls     *cluster.Calls
+	hub       *stream.Hub
+	streams   *delivery.Service
+	api       *httpapi.Server
+	heartbeat *cluster.Heartbeat
+	worker    *jobs.Worker // dev mode only: there is no separate worker
+	ready     atomic.Bool
+}
+
+// newNode wires the node from top to bottom: each part is built from the parts above it.
+func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry, log *slog.Logger) (*apiNode, error) {
+	n := &apiNode{cfg: cfg, log: log}
+	meter := telemetry.Meter(tel.Meter)
 	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits)
 	if err != nil {
-		return fmt.Errorf("tenant store: %w", err)
+		return nil, fmt.Errorf("tenant store: %w", err)
 	}
-	publisher := stream.NewPublisher(rdb)
-	sessions := session.NewRegistry(cfg.NodeID, session.Config{
-		BufferSize:        cfg.SessionBuffer,
-		HeartbeatInterval: cfg.Heartbeat,
-	})
-	updates := stream.NewUpdates(rdb)
-	updates.Retention = cfg.JobRetention
-	var ready atomic.Bool
-	var api *httpapi.Server
-	if err := telemetry.ObserveSessions(meter, sessions.Stats); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if err := telemetry.ObserveBacklog(meter, func(ctx context.Context) (int64, int64, error) {
-		return stream.Backlog(ctx, rdb, stream.DefaultGroup)
-	}); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	deliverer, err := telemetry.MeasureDelivery(meter, sessions)
+	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
+	deliverer, err := telemetry.MeasureDelivery(meter, n.registry)
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	hub := stream.NewHub(rdb, cfg.NodeID, deliverer, func(payload []byte) {
-		var ev tenant.Event
-		if err := json.Unmarshal(payload, &ev); err != nil {
-			log.Warn("malformed control event", "err", err)
-			return
-		}
-		api.HandleControl(ev)
+	n.calls = cluster.NewCalls(rdb, cfg.NodeID, log)
+	n.hub = stream.NewHub(rdb, cfg.NodeID, stream.Handlers{
+		Deliver: deliverer,
+		Control: delivery.ControlHandler(n.registry, log),
+		Node:    n.calls.Receive,
 	}, log)
-	api = httpapi.New(httpapi.Config{
+	history := stream.NewHistory(rdb)
+	view := cluster.NewView(rdb)
+	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
+		Registry: n.registry,
+		Hub:      n.hub,
+		History:  history,
+		Records:  cluster.NewRecords(rdb),
+		Nodes:    view,
+		Calls:    n.calls,
+		Tenants:  tenants,
+	}, log)
+	updates := jobs.NewUpdates(rdb)
+	updates.Retention = cfg.JobRetention
+	n.api = httpapi.New(httpapi.Config{
 		NodeID:         cfg.NodeID,
 		AdminToken:     cfg.AdminToken,
 		SignupOpen:     cfg.SignupOpen,
@@ -94,69 +121,77 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 		TrustedProxies: cfg.TrustedProxies,
 	}, log, httpapi.Deps{
 		Tenants:   tenants,
-		Publisher: publisher,
-		History:   stream.NewHistory(rdb),
-		Records:   stream.NewSessions(rdb),
-		Hub:       hub,
-		Registry:  sessions,
-		Cluster:   cluster.NewView(rdb),
-		States:    stream.NewStates(rdb),
+		Publisher: stream.NewPublisher(rdb),
+		Streams:   n.streams,
+		Cluster:   view,
+		JobStates: jobs.NewStates(history),
 		Updates:   updates,
-		Ready:     ready.Load,
+		Ready:     n.ready.Load,
 		Limiter:   ratelimit.New(rdb),
 		Tracer:    tel.Tracer,
 		Meter:     tel.Meter,
 		Metrics:   tel.Metrics,
 	})
-	hub.SetRPCHandler(api.HandleRPC)
-	heartbeat := cluster.NewHeartbeat(rdb, cfg.NodeID, sessions.Stats, log)
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	n.heartbeat = cluster.NewHeartbeat(rdb, cfg.NodeID, n.registry.Stats, log)
+	if cfg.Redis.DevMode() {
+		n.worker = jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
+		if err := telemetry.ObserveWorker(meter, n.worker.Stats); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
 	}
+	if err := telemetry.ObserveSessions(meter, n.registry.Stats); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := telemetry.ObserveBacklog(meter, func(ctx context.Context) (int64, int64, error) {
+		return jobs.Backlog(ctx, rdb, jobs.DefaultGroup)
+	}); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return n, nil
+}
+
+// announce says where the node listens, and in dev mode how to start.
+func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
+	n.log.Info("listening", "addr", addr.String(), "signup", map[bool]string{true: "open", false: "closed"}[n.cfg.SignupOpen])
+	if n.cfg.AdminGenerated {
+		// Printed once, to stdout only, so that log shipping never carries it.
+		fmt.Fprintf(stdout, "Admin token (generated; set STREAMGATE_ADMIN_TOKEN to keep one): %s\n", n.cfg.AdminToken)
+	}
+	if n.cfg.Redis.DevMode() {
+		fmt.Fprintf(stdout, "Sign a tenant up:  curl -s -X POST http://%s/v1/tenants -H 'Content-Type: application/json' -d '{\"name\":\"Acme\"}'\n", displayAddr(addr))
+	}
+}
+
+// run starts every loop of the node and serves ln until ctx ends, then shuts down.
+func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 	httpSrv := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           n.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-
-	log.Info("listening", "addr", ln.Addr().String(), "signup", map[bool]string{true: "open", false: "closed"}[cfg.SignupOpen])
-	if cfg.AdminGenerated {
-		// Printed once, to stdout only, so that log shipping never carries it.
-		fmt.Fprintf(stdout, "Admin token (generated; set STREAMGATE_ADMIN_TOKEN to keep one): %s\n", cfg.AdminToken)
-	}
-	if cfg.Redis.DevMode() {
-		fmt.Fprintf(stdout, "Sign a tenant up:  curl -s -X POST http://%s/v1/tenants -H 'Content-Type: application/json' -d '{\"name\":\"Acme\"}'\n", displayAddr(ln.Addr()))
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return sessions.Run(gctx) })
-	g.Go(func() error { return hub.Run(gctx) })
-	g.Go(func() error { return api.Run(gctx) })
-	g.Go(func() error { return heartbeat.Run(gctx) })
-	if cfg.PprofAddr != "" {
-		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
+	g.Go(func() error { return n.registry.Run(gctx) })
+	g.Go(func() error { return n.hub.Run(gctx) })
+	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
+	g.Go(func() error { return n.streams.Run(gctx) })
+	g.Go(func() error { return n.heartbeat.Run(gctx) })
+	g.Go(func() error { return watchReadiness(gctx, n.calls, &n.ready, n.log) })
+	if n.cfg.PprofAddr != "" {
+		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })
 	}
-	if cfg.Redis.DevMode() {
-		// Dev mode has no separate worker: jobs and workflows are applied in this process.
-		w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
-		if err := telemetry.ObserveWorker(meter, w.Stats); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		g.Go(func() error { return w.Run(gctx) })
+	if n.worker != nil {
+		g.Go(func() error { return n.worker.Run(gctx) })
 	}
-	if cfg.Demo {
+	if n.cfg.Demo {
 		g.Go(func() error {
-			if err := runDemo(gctx, "http://"+ln.Addr().String(), log); err != nil {
-				log.Warn("demo stopped", "err", err)
+			if err := runDemo(gctx, "http://"+ln.Addr().String(), n.log); err != nil {
+				n.log.Warn("demo stopped", "err", err)
 			}
 			return nil
 		})
 	}
-	g.Go(func() error { return watchReadiness(gctx, hub, &ready, log) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
@@ -165,23 +200,27 @@ func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdou
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-		ready.Store(false)
-		api.Stop() // streams get disconnect (reconnect: true) before connections close
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		if err := httpSrv.Shutdown(sctx); err != nil {
-			log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
-			httpSrv.Close()
-		}
-		if err := api.Drain(sctx); err != nil {
-			log.Warn("shutdown deadline passed with streams still writing their last notice")
-		}
+		n.shutdown(httpSrv)
 		return nil
 	})
-	err = g.Wait()
-	log.Info("stopped")
-	return err
+	return g.Wait()
+}
+
+// shutdown stops the node in order: not ready, streams told to go (disconnect, reconnect: true),
+// connections drained, streams' last notices written, within the shutdown timeout.
+func (n *apiNode) shutdown(httpSrv *http.Server) {
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
+	n.ready.Store(false)
+	n.streams.Stop()
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		n.log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
+		httpSrv.Close()
+	}
+	if err := n.streams.Drain(sctx); err != nil {
+		n.log.Warn("shutdown deadline passed with streams still writing their last notice")
+	}
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one in dev mode.
@@ -205,11 +244,11 @@ func openRedis(cfg apiConfig, log *slog.Logger) (redis.UniversalClient, func(), 
 
 // watchReadiness keeps the readiness flag in step with a canary that the node publishes to
 // itself: ready means Redis takes writes and this node's subscriber receives them.
-func watchReadiness(ctx context.Context, hub *stream.Hub, ready *atomic.Bool, log *slog.Logger) error {
+func watchReadiness(ctx context.Context, calls *cluster.Calls, ready *atomic.Bool, log *slog.Logger) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		err := hub.Canary(ctx, 2*time.Second)
+		err := calls.Canary(ctx, 2*time.Second)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -18,7 +18,7 @@ func TestSignupPublishReceive(t *testing.T) {
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "user-42", []string{"chat.*"}, 0)
 
-	resp, err := http.Get(streamURL(n, tok, "chat.room"))
+	resp, err := testClient.Get(streamURL(n, tok, "chat.room"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
 
 	// The slow reader opens the stream and then does not read: its socket buffers fill, its
 	// writer blocks, its session buffer fills and publishes are dropped for it alone.
-	slowResp, err := http.Get(streamURL(n, tok, "feed"))
+	slowResp, err := testClient.Get(streamURL(n, tok, "feed"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/redistest"
-	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
 )
 
@@ -33,7 +33,7 @@ type metrics map[string]float64
 
 func scrape(t testing.TB, url string) metrics {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := testClient.Get(url)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
@@ -224,7 +224,7 @@ func TestTraceThroughWorker(t *testing.T) {
 	if err := telemetry.InstrumentRedis(rdb, tp); err != nil {
 		t.Fatal(err)
 	}
-	w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: "traced", Tracer: tp}, slog.New(slog.DiscardHandler))
+	w := jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: "traced", Tracer: tp}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = w.Run(ctx) }()

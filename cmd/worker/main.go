@@ -18,7 +18,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
-	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/telemetry"
 )
 
@@ -60,7 +60,7 @@ func readConfig(getenv func(string) string) (workerConfig, error) {
 	host, _ := os.Hostname()
 	c.Name = r.String("STREAMGATE_WORKER_NAME", fmt.Sprintf("%s-%d-%s", host, os.Getpid(), streamgate.NewID("")[:6]))
 	c.ClaimIdle = r.Duration("STREAMGATE_WORKER_CLAIM_IDLE", 30*time.Second, 10*time.Millisecond, time.Hour)
-	c.Retention = r.Duration("STREAMGATE_JOB_RETENTION", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+	c.Retention = r.Duration("STREAMGATE_JOB_RETENTION", jobs.DefaultRetention, time.Minute, 365*24*time.Hour)
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.MetricsAddr = r.String("STREAMGATE_WORKER_METRICS_ADDR", "")
@@ -99,7 +99,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	if err := tel.InstrumentRedis(rdb); err != nil {
 		return err
 	}
-	w := stream.NewWorker(rdb, stream.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention, Tracer: tel.Tracer}, log)
+	w := jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention, Tracer: tel.Tracer}, log)
 
 	if cfg.MetricsAddr != "" {
 		stopMetrics, err := serveMetrics(cfg.MetricsAddr, tel, w, log)
@@ -130,7 +130,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 
 // serveMetrics serves the worker's counters and the update stream's backlog as Prometheus text
 // on GET /metrics at addr, until the returned stop is called.
-func serveMetrics(addr string, tel *telemetry.Telemetry, w *stream.Worker, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(addr string, tel *telemetry.Telemetry, w *jobs.Worker, log *slog.Logger) (stop func(), err error) {
 	meter := telemetry.Meter(tel.Meter)
 	if err := telemetry.ObserveWorker(meter, w.Stats); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)

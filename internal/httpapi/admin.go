@@ -2,18 +2,15 @@ package httpapi
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/sync/errgroup"
 
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
-	"github.com/streamgate/streamgate/internal/session"
-	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
 
@@ -21,7 +18,7 @@ import (
 func (s *Server) requireAdmin() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !s.isAdmin(c.Request) {
-			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Send the admin token as Authorization: Bearer <token>"))
+			s.abort(c, errorf(http.StatusUnauthorized, CodeUnauthorized, "Send the admin token as Authorization: Bearer <token>"))
 			return
 		}
 		c.Next()
@@ -152,20 +149,22 @@ func (s *Server) adminStatsStream() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
+		var buf []byte
 		send := func() error {
 			_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			st, err := s.clusterStats(r.Context())
 			if err != nil {
-				_, err = w.Write([]byte(": stats unavailable\n\n"))
+				buf = streamgate.AppendComment(buf[:0], "stats unavailable")
 			} else {
-				_, err = w.Write([]byte("event: stats\ndata: " + string(mustJSON(st)) + "\n\n"))
+				data, _ := json.Marshal(st)
+				buf = streamgate.AppendEvent(buf[:0], streamgate.EventStats, string(data))
 			}
-			if err != nil {
+			if _, err := w.Write(buf); err != nil {
 				return err
 			}
 			return rc.Flush()
 		}
-		if _, err := w.Write([]byte("retry: 2000\n\n")); err != nil || send() != nil {
+		if _, err := w.Write(streamgate.AppendRetry(nil, 2*time.Second)); err != nil || send() != nil {
 			return
 		}
 		t := time.NewTicker(time.Second)
@@ -178,7 +177,7 @@ func (s *Server) adminStatsStream() http.Handler {
 				}
 			case <-r.Context().Done():
 				return
-			case <-s.stopping:
+			case <-s.streams.Stopping():
 				return
 			}
 		}
@@ -199,7 +198,7 @@ type adminTenant struct {
 func (s *Server) adminTenantView(ctx context.Context, t tenant.Tenant) (adminTenant, error) {
 	out := adminTenant{tenantView: viewTenant(t), Suspended: t.Suspended}
 	var err error
-	out.Usage.Connections, out.Usage.Subscriptions, err = s.tenantUsage(ctx, t)
+	out.Usage.Connections, out.Usage.Subscriptions, err = s.streams.Usage(ctx, t.ID)
 	if err != nil {
 		return out, err
 	}
@@ -240,7 +239,7 @@ func (s *Server) handleAdminPatchTenant() gin.HandlerFunc {
 			return
 		}
 		if req.Limits == nil && req.Suspended == nil {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Send \"limits\" and/or \"suspended\""))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Send \"limits\" and/or \"suspended\""))
 			return
 		}
 		var patch tenant.LimitsPatch
@@ -254,7 +253,7 @@ func (s *Server) handleAdminPatchTenant() gin.HandlerFunc {
 		}
 		if t.Suspended {
 			// This node at once; the others hear it on the control channel.
-			s.HandleControl(tenant.Event{Type: tenant.EventSuspended, TenantID: t.ID})
+			s.streams.Control(tenant.Event{Type: tenant.EventSuspended, TenantID: t.ID})
 		}
 		s.log.Info("tenant changed by operator", "tenant", t.ID, "suspended", t.Suspended)
 		v, err := s.adminTenantView(c.Request.Context(), t)
@@ -266,52 +265,6 @@ func (s *Server) handleAdminPatchTenant() gin.HandlerFunc {
 	}
 }
 
-// sessionView is one live session as the operator sees it.
-type sessionView struct {
-	ID          string    `json:"id"`
-	Sub         string    `json:"sub"`
-	NodeID      string    `json:"node_id"`
-	ConnectedAt time.Time `json:"connected_at"`
-	Channels    []string  `json:"channels"`
-	Dropped     uint64    `json:"dropped"`
-}
-
-type sessionsRequest struct {
-	TenantID string `json:"tenant_id"`
-}
-
-func (s *Server) localSessions(tenantID string) []sessionView {
-	infos := s.sessions.Sessions(tenantID)
-	out := make([]sessionView, len(infos))
-	for i, in := range infos {
-		connected := in.ConnectedAt
-		if st := s.live.get(in.ID); st != nil && !st.connectedAt.IsZero() {
-			connected = st.connectedAt
-		}
-		out[i] = sessionView{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connected.UTC(), Channels: nonNil(in.Channels), Dropped: in.Dropped}
-	}
-	return out
-}
-
-// everyNode runs fn for this node and, over node calls, for every other live node, in parallel.
-func (s *Server) everyNode(ctx context.Context, fn func(ctx context.Context, nodeID string) error) error {
-	nodes, err := s.cluster.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	ids := []string{s.cfg.NodeID}
-	for _, n := range nodes {
-		if n.ID != s.cfg.NodeID {
-			ids = append(ids, n.ID)
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, id := range ids {
-		g.Go(func() error { return fn(gctx, id) })
-	}
-	return g.Wait()
-}
-
 func (s *Server) handleAdminSessions() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
@@ -320,85 +273,19 @@ func (s *Server) handleAdminSessions() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		var mu sync.Mutex
-		all := []sessionView{}
-		err = s.everyNode(ctx, func(ctx context.Context, nodeID string) error {
-			var got []sessionView
-			if nodeID == s.cfg.NodeID {
-				got = s.localSessions(t.ID)
-			} else if err := s.hub.Call(ctx, nodeID, rpcSessions, sessionsRequest{TenantID: t.ID}, &got, callTimeout); err != nil {
-				if errors.Is(err, stream.ErrNoReply) {
-					return nil // a node that just died has no sessions worth listing
-				}
-				return err
-			}
-			mu.Lock()
-			all = append(all, got...)
-			mu.Unlock()
-			return nil
-		})
+		all, err := s.streams.Sessions(ctx, t.ID)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		sort.Slice(all, func(i, j int) bool {
-			if !all[i].ConnectedAt.Equal(all[j].ConnectedAt) {
-				return all[i].ConnectedAt.Before(all[j].ConnectedAt)
-			}
-			return all[i].ID < all[j].ID
-		})
 		writeJSON(c.Writer, http.StatusOK, gin.H{"sessions": all})
 	}
 }
 
-type evictRequest struct {
-	SessionID string `json:"session_id"`
-}
-
-// evictLocal closes a stream held here with disconnect (reconnect: false) and forgets its
-// record, so that the client's automatic reconnect starts afresh instead of resuming.
-func (s *Server) evictLocal(ctx context.Context, ev evictRequest) error {
-	st := s.live.get(ev.SessionID)
-	// Close reports false for a session already closed whose stream is still winding down.
-	if st == nil || !s.sessions.Close(ev.SessionID, session.Disconnect("evicted by the operator", false)) {
-		return &stream.RemoteError{Code: codeNotFound, Message: "not streaming on this node"}
-	}
-	s.log.Info("session evicted by operator", "tenant", st.tenantID, "session", ev.SessionID)
-	return s.sessionRecords.Delete(ctx, st.tenantID, ev.SessionID)
-}
-
 func (s *Server) handleAdminEvict() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx := c.Request.Context()
-		req := evictRequest{SessionID: c.Param("id")}
-		var mu sync.Mutex
-		found := false
-		err := s.everyNode(ctx, func(ctx context.Context, nodeID string) error {
-			var err error
-			if nodeID == s.cfg.NodeID {
-				err = s.evictLocal(ctx, req)
-			} else {
-				err = s.hub.Call(ctx, nodeID, rpcEvict, req, nil, callTimeout)
-			}
-			var re *stream.RemoteError
-			switch {
-			case err == nil:
-				mu.Lock()
-				found = true
-				mu.Unlock()
-				return nil
-			case errors.As(err, &re) && re.Code == codeNotFound, errors.Is(err, stream.ErrNoReply):
-				return nil
-			default:
-				return err
-			}
-		})
-		if err != nil {
+		if err := s.streams.Evict(c.Request.Context(), c.Param("id")); err != nil {
 			s.fail(c, err)
-			return
-		}
-		if !found {
-			s.abort(c, errorf(http.StatusNotFound, codeNotFound, "No live session %s on any node", truncated(req.SessionID)))
 			return
 		}
 		c.Status(http.StatusNoContent)

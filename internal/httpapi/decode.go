@@ -24,31 +24,31 @@ const (
 // unless allowEmpty.
 func decodeJSON(r *http.Request, limit int64, v any, allowEmpty bool) *Error {
 	if r.ContentLength > limit {
-		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is over this route's limit of %d bytes", limit)
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "The request body is over this route's limit of %d bytes", limit)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return errorf(http.StatusBadRequest, codeInvalid, "The request body could not be read")
+		return errorf(http.StatusBadRequest, CodeInvalid, "The request body could not be read")
 	}
 	if int64(len(body)) > limit {
-		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is over this route's limit of %d bytes", limit)
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "The request body is over this route's limit of %d bytes", limit)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil
 		}
-		return errorf(http.StatusBadRequest, codeInvalid, "The request needs a JSON body")
+		return errorf(http.StatusBadRequest, CodeInvalid, "The request needs a JSON body")
 	}
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		return errorf(http.StatusUnsupportedMediaType, codeMediaType, "Send the body as Content-Type: application/json")
+		return errorf(http.StatusUnsupportedMediaType, CodeMediaType, "Send the body as Content-Type: application/json")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errorf(http.StatusBadRequest, codeInvalid, "%s", jsonProblem(err))
+		return errorf(http.StatusBadRequest, CodeInvalid, "%s", jsonProblem(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, codeInvalid, "The body must hold exactly one JSON object")
+		return errorf(http.StatusBadRequest, CodeInvalid, "The body must hold exactly one JSON object")
 	}
 	return nil
 }

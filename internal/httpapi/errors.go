@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -33,27 +35,29 @@ func errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// The contract's codes.
+// The contract's error codes.
 const (
-	codeInvalid         = "invalid_request"
-	codeReserved        = "reserved_channel"
-	codeUnauthorized    = "unauthorized"
-	codeForbidden       = "forbidden"
-	codeLimitExceeded   = "limit_exceeded"
-	codeNotFound        = "not_found"
-	codeMethod          = "method_not_allowed"
-	codeTooLarge        = "payload_too_large"
-	codeMediaType       = "unsupported_media_type"
-	codeRateLimited     = "rate_limited"
-	codeUnavailable     = "unavailable"
-	codeInternal        = "internal_error"
+	CodeInvalid             = "invalid_request"
+	CodeReserved            = "reserved_channel"
+	CodeUnauthorized        = "unauthorized"
+	CodeForbidden           = "forbidden"
+	CodeLimitExceeded       = "limit_exceeded"
+	CodeNotFound            = "not_found"
+	CodeConflict            = "conflict"
+	CodeIdempotencyMismatch = "idempotency_mismatch"
+	CodeMethod              = "method_not_allowed"
+	CodeTooLarge            = "payload_too_large"
+	CodeMediaType           = "unsupported_media_type"
+	CodeRateLimited         = "rate_limited"
+	CodeUnavailable         = "unavailable"
+	CodeInternal            = "internal_error"
+)
+
+const (
 	messageUnavailable  = "the service cannot reach its data store right now; nothing was accepted, retry shortly"
 	messageInternal     = "something went wrong on our side; nothing was accepted"
 	messageShuttingDown = "this node is shutting down; retry on another"
 )
-
-// errShuttingDown refuses new work while the node drains.
-var errShuttingDown = &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: messageShuttingDown}
 
 // sentinels is the one table mapping package errors to the contract. The wrapped message (the
 // part before the sentinel) becomes the response message.
@@ -62,21 +66,20 @@ var sentinels = []struct {
 	status int
 	code   string
 }{
-	{tenant.ErrInvalid, http.StatusBadRequest, codeInvalid},
-	{tenant.ErrNoSigningKey, http.StatusBadRequest, codeInvalid},
-	{tenant.ErrUnauthorized, http.StatusUnauthorized, codeUnauthorized},
-	{tenant.ErrSuspended, http.StatusForbidden, codeForbidden},
-	{tenant.ErrNotFound, http.StatusNotFound, codeNotFound},
-	{session.ErrLimitExceeded, http.StatusForbidden, codeLimitExceeded},
-	{session.ErrNotFound, http.StatusNotFound, codeNotFound},
-	{stream.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},
-	{stream.ErrNoReply, http.StatusServiceUnavailable, codeUnavailable},
-}
-
-// remoteStatus gives the status of a refusal another node sent back.
-var remoteStatus = map[string]int{
-	codeInvalid: http.StatusBadRequest, codeForbidden: http.StatusForbidden, codeLimitExceeded: http.StatusForbidden,
-	codeNotFound: http.StatusNotFound, codeUnavailable: http.StatusServiceUnavailable, codeInternal: http.StatusInternalServerError,
+	{tenant.ErrInvalid, http.StatusBadRequest, CodeInvalid},
+	{tenant.ErrNoSigningKey, http.StatusBadRequest, CodeInvalid},
+	{tenant.ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},
+	{tenant.ErrSuspended, http.StatusForbidden, CodeForbidden},
+	{tenant.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{session.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
+	{session.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{delivery.ErrInvalid, http.StatusBadRequest, CodeInvalid},
+	{delivery.ErrForbidden, http.StatusForbidden, CodeForbidden},
+	{delivery.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{delivery.ErrShuttingDown, http.StatusServiceUnavailable, CodeUnavailable},
+	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
+	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
+	{cluster.ErrNoReply, http.StatusServiceUnavailable, CodeUnavailable},
 }
 
 // toError maps any error to the contract's shape. Errors it does not know are logged (without
@@ -86,31 +89,26 @@ func toError(log *slog.Logger, err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	var re *stream.RemoteError
-	if errors.As(err, &re) {
-		status, ok := remoteStatus[re.Code]
-		if !ok {
-			status = http.StatusInternalServerError
-		}
-		return &Error{Status: status, Code: re.Code, Message: re.Message}
-	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
 			msg := err.Error()
-			if s.status == http.StatusServiceUnavailable {
+			switch {
+			case errors.Is(err, delivery.ErrShuttingDown):
+				msg = messageShuttingDown
+			case s.status == http.StatusServiceUnavailable:
 				msg = messageUnavailable
-			} else if before, ok := strings.CutSuffix(msg, ": "+s.err.Error()); ok {
-				msg = before
+			default:
+				msg = strings.TrimSuffix(msg, ": "+s.err.Error())
 			}
 			return &Error{Status: s.status, Code: s.code, Message: sentence(msg)}
 		}
 	}
 	if redisDown(err) {
 		log.Warn("redis unavailable", "err", err)
-		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: messageUnavailable}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: messageUnavailable}
 	}
 	log.Error("unhandled error", "err", err)
-	return &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: messageInternal}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: messageInternal}
 }
 
 // redisDown reports whether err means Redis could not be reached or cannot serve now, as

@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	streamgate "github.com/streamgate/streamgate"
-	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/jobs"
 )
 
 // The statuses of the contract.
@@ -36,7 +36,7 @@ type updateFields struct {
 
 func (u *updateFields) fail(format string, args ...any) {
 	if u.err == nil {
-		u.err = errorf(http.StatusBadRequest, codeInvalid, format, args...)
+		u.err = errorf(http.StatusBadRequest, CodeInvalid, format, args...)
 	}
 }
 
@@ -88,7 +88,7 @@ func (u *updateFields) anyJSON(name string, raw json.RawMessage, limit int) {
 		return
 	}
 	if b.Len() > limit {
-		u.err = errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "Field %q is %d bytes; this tenant's max_message_bytes is %d", name, b.Len(), limit)
+		u.err = errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "Field %q is %d bytes; this tenant's max_message_bytes is %d", name, b.Len(), limit)
 		return
 	}
 	u.fields[name] = b.Bytes()
@@ -161,7 +161,7 @@ func (s *Server) handlePutJob() gin.HandlerFunc {
 		u.text("message", req.Message)
 		u.anyJSON("output", req.Output, t.Limits.MaxMessageBytes)
 		u.text("error", req.Error)
-		s.acceptUpdate(c, stream.UpdateJob, id, u)
+		s.acceptUpdate(c, jobs.UpdateJob, id, u)
 	}
 }
 
@@ -200,7 +200,7 @@ func (s *Server) handlePutWorkflow() gin.HandlerFunc {
 			}
 			u.fields["steps"], _ = json.Marshal(steps)
 		}
-		s.acceptUpdate(c, stream.UpdateWorkflow, id, u)
+		s.acceptUpdate(c, jobs.UpdateWorkflow, id, u)
 	}
 }
 
@@ -212,7 +212,7 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id, step := c.Param("id"), c.Param("name")
 		if !streamgate.ValidID(step) {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Step names are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Step names are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
 			return
 		}
 		var req request
@@ -227,14 +227,14 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 			u.fail("The update is empty: send at least one field")
 		}
 		u.fields["name"], _ = json.Marshal(step)
-		s.acceptUpdate(c, stream.UpdateStep, id, u)
+		s.acceptUpdate(c, jobs.UpdateStep, id, u)
 	}
 }
 
 // readUpdate checks the id and decodes the body strictly.
 func (s *Server) readUpdate(c *gin.Context, id string, v any) *Error {
 	if !streamgate.ValidID(id) {
-		return errorf(http.StatusBadRequest, codeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :")
+		return errorf(http.StatusBadRequest, CodeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :")
 	}
 	return decodeJSON(c.Request, publishBodyLimit, v, false)
 }
@@ -246,7 +246,7 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 		return
 	}
 	if len(u.fields) == 0 {
-		s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "The update is empty: send at least one field"))
+		s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "The update is empty: send at least one field"))
 		return
 	}
 	t := tenantOf(c)
@@ -254,7 +254,7 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 	// the request's trace.
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(c.Request.Context(), carrier)
-	err := s.updates.Append(c.Request.Context(), stream.Update{
+	err := s.updates.Append(c.Request.Context(), jobs.Update{
 		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: window(t),
 		Trace: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
 	})
@@ -267,13 +267,13 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 
 func (s *Server) handleGetJob() gin.HandlerFunc {
 	return s.getState("job", func(c *gin.Context, tenantID, id string) (json.RawMessage, error) {
-		return s.stateReader.Job(c.Request.Context(), tenantID, id)
+		return s.jobStates.Job(c.Request.Context(), tenantID, id)
 	})
 }
 
 func (s *Server) handleGetWorkflow() gin.HandlerFunc {
 	return s.getState("workflow", func(c *gin.Context, tenantID, id string) (json.RawMessage, error) {
-		return s.stateReader.Workflow(c.Request.Context(), tenantID, id)
+		return s.jobStates.Workflow(c.Request.Context(), tenantID, id)
 	})
 }
 
@@ -281,12 +281,12 @@ func (s *Server) getState(what string, read func(c *gin.Context, tenantID, id st
 	return func(c *gin.Context) {
 		id := c.Param("id")
 		if !streamgate.ValidID(id) {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
 			return
 		}
 		obj, err := read(c, tenantOf(c).ID, id)
-		if errors.Is(err, stream.ErrStateNotFound) {
-			s.abort(c, errorf(http.StatusNotFound, codeNotFound, "No %s %s (state is kept for a while after it finishes)", what, id))
+		if errors.Is(err, jobs.ErrNotFound) {
+			s.abort(c, errorf(http.StatusNotFound, CodeNotFound, "No %s %s (state is kept for a while after it finishes)", what, id))
 			return
 		}
 		if err != nil {

@@ -18,12 +18,12 @@ func (s *Server) requireAPIKey() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		secret := bearer(c.Request)
 		if secret == "" {
-			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Send your API key as Authorization: Bearer <key>"))
+			s.abort(c, errorf(http.StatusUnauthorized, CodeUnauthorized, "Send your API key as Authorization: Bearer <key>"))
 			return
 		}
 		t, _, err := s.tenants.Authenticate(c.Request.Context(), secret)
 		if errors.Is(err, tenant.ErrSuspended) {
-			s.abort(c, errorf(http.StatusForbidden, codeForbidden, "The tenant is suspended; contact the operator"))
+			s.abort(c, errorf(http.StatusForbidden, CodeForbidden, "The tenant is suspended; contact the operator"))
 			return
 		}
 		if err != nil {
@@ -98,7 +98,7 @@ func (s *Server) recoverer() gin.HandlerFunc {
 				}
 				s.log.Error("panic serving request", "method", c.Request.Method, "route", c.FullPath(), "panic", v)
 				if !c.Writer.Written() {
-					writeError(c.Writer, &Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: messageInternal})
+					writeError(c.Writer, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: messageInternal})
 				}
 				c.Abort()
 			}

@@ -36,7 +36,7 @@ func (s *Server) handlePublish() gin.HandlerFunc {
 			return
 		}
 		if req.Channel != nil {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Unknown field \"channel\": the channel is in the path"))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Unknown field \"channel\": the channel is in the path"))
 			return
 		}
 		ev, e := validateEvent(t, channel, req, "")
@@ -75,14 +75,14 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 			return
 		}
 		if len(req.Events) < 1 || len(req.Events) > maxBatch {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"events\" must hold 1 to %d events", maxBatch))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"events\" must hold 1 to %d events", maxBatch))
 			return
 		}
 		// Every event is checked before any is published: one bad event publishes nothing.
 		events := make([]stream.Event, len(req.Events))
 		for i, r := range req.Events {
 			if r.Channel == nil {
-				s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "events[%d]: field \"channel\" is required", i))
+				s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "events[%d]: field \"channel\" is required", i))
 				return
 			}
 			ev, e := validateEvent(t, *r.Channel, r, fmt.Sprintf("events[%d]: ", i))
@@ -111,30 +111,30 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 // it with compact data. where prefixes messages in a batch.
 func validateEvent(t tenant.Tenant, channel string, r eventRequest, where string) (stream.Event, *Error) {
 	if !streamgate.ValidChannel(channel) {
-		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid,
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid,
 			"%sChannel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,", where)
 	}
 	if streamgate.Reserved(channel) {
-		return stream.Event{}, errorf(http.StatusBadRequest, codeReserved,
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeReserved,
 			"%sChannels starting with job: or workflow: carry job and workflow state; report progress with PUT /v1/jobs/{id} or /v1/workflows/{id}", where)
 	}
 	name := "message"
 	if r.Event != nil {
 		name = *r.Event
 		if !streamgate.ValidEventName(name) {
-			return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid,
+			return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid,
 				"%sField \"event\" must be 1 to 100 printable characters without spaces", where)
 		}
 	}
 	if r.Data == nil {
-		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid, "%sField \"data\" is required (any JSON value)", where)
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is required (any JSON value)", where)
 	}
 	var data bytes.Buffer
 	if err := json.Compact(&data, r.Data); err != nil {
-		return stream.Event{}, errorf(http.StatusBadRequest, codeInvalid, "%sField \"data\" is not valid JSON", where)
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is not valid JSON", where)
 	}
 	if data.Len() > t.Limits.MaxMessageBytes {
-		return stream.Event{}, errorf(http.StatusRequestEntityTooLarge, codeTooLarge,
+		return stream.Event{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
 			"%sField \"data\" is %d bytes; this tenant's max_message_bytes is %d", where, data.Len(), t.Limits.MaxMessageBytes)
 	}
 	return stream.Event{Channel: channel, Event: name, Data: data.Bytes()}, nil
@@ -151,7 +151,7 @@ func idempotencyKey(r *http.Request) (string, *Error) {
 		ok = k[i] > ' ' && k[i] < 0x7f
 	}
 	if !ok {
-		return "", errorf(http.StatusBadRequest, codeInvalid, "Idempotency-Key must be one value of 1 to 200 printable characters")
+		return "", errorf(http.StatusBadRequest, CodeInvalid, "Idempotency-Key must be one value of 1 to 200 printable characters")
 	}
 	return k, nil
 }

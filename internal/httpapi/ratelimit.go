@@ -25,7 +25,7 @@ func (s *Server) limit(ctx context.Context, h http.Header, key string, n int64, 
 	res, err := s.limiter.Take(ctx, key, n, rate)
 	if err != nil {
 		s.log.WarnContext(ctx, "rate limiter unavailable", "limit", what, "err", err)
-		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: messageUnavailable}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: messageUnavailable}
 	}
 	setRateHeaders(h, res)
 	if !res.Reached {
@@ -34,10 +34,10 @@ func (s *Server) limit(ctx context.Context, h http.Header, key string, n int64, 
 	retry := res.RetryAfter(time.Now())
 	h.Set("Retry-After", strconv.FormatInt(retry, 10))
 	if n > rate.Limit {
-		return errorf(http.StatusTooManyRequests, codeRateLimited,
+		return errorf(http.StatusTooManyRequests, CodeRateLimited,
 			"This request counts %d against %s (%s): more than it allows at once; send fewer at a time", n, what, rate)
 	}
-	return errorf(http.StatusTooManyRequests, codeRateLimited, "Over %s (%s); retry in %d s", what, rate, retry)
+	return errorf(http.StatusTooManyRequests, CodeRateLimited, "Over %s (%s); retry in %d s", what, rate, retry)
 }
 
 // setRateHeaders reports res in h. Where a request passes several limits, the headers describe

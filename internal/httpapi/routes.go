@@ -21,10 +21,10 @@ func (s *Server) Handler() http.Handler {
 	r.RedirectFixedPath = false
 	r.Use(s.observe(), s.recoverer(), s.cors())
 	r.NoRoute(func(c *gin.Context) {
-		writeError(c.Writer, errorf(http.StatusNotFound, codeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.Path))
+		writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeError(c.Writer, errorf(http.StatusMethodNotAllowed, codeMethod, "Method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+		writeError(c.Writer, errorf(http.StatusMethodNotAllowed, CodeMethod, "Method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
 
 	r.GET("/healthz", s.handleHealth())

@@ -33,7 +33,7 @@ func (s *Server) handleSignup() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		admin := s.isAdmin(c.Request)
 		if !s.cfg.SignupOpen && !admin {
-			s.abort(c, errorf(http.StatusUnauthorized, codeUnauthorized, "Signup is closed: only the operator's admin token may create tenants"))
+			s.abort(c, errorf(http.StatusUnauthorized, CodeUnauthorized, "Signup is closed: only the operator's admin token may create tenants"))
 			return
 		}
 		// The operator's own signups are not limited.
@@ -49,7 +49,7 @@ func (s *Server) handleSignup() gin.HandlerFunc {
 			return
 		}
 		if req.Name == nil {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"name\" is required"))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"name\" is required"))
 			return
 		}
 		su, err := s.tenants.Create(c.Request.Context(), *req.Name)
@@ -69,7 +69,7 @@ func (s *Server) handleSignup() gin.HandlerFunc {
 func (s *Server) handleGetTenant() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		t := tenantOf(c)
-		conns, subs, err := s.tenantUsage(c.Request.Context(), t)
+		conns, subs, err := s.streams.Usage(c.Request.Context(), t.ID)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -152,7 +152,7 @@ func (s *Server) handleDeleteSigningKey() gin.HandlerFunc {
 			return
 		}
 		// This node closes its sessions now; the others hear it on the control channel.
-		s.HandleControl(tenant.Event{Type: tenant.EventSigningKeyDeleted, TenantID: t.ID, KeyID: id})
+		s.streams.Control(tenant.Event{Type: tenant.EventSigningKeyDeleted, TenantID: t.ID, KeyID: id})
 		c.Status(http.StatusNoContent)
 	}
 }
@@ -174,14 +174,14 @@ func (s *Server) handleMintToken() gin.HandlerFunc {
 			return
 		}
 		if req.Sub == nil {
-			s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"sub\" is required"))
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"sub\" is required"))
 			return
 		}
 		ttl := tenant.DefaultTokenTTL
 		if req.TTLSeconds != nil {
 			ttl = time.Duration(*req.TTLSeconds) * time.Second
 			if *req.TTLSeconds < 1 || *req.TTLSeconds > 86400 {
-				s.abort(c, errorf(http.StatusBadRequest, codeInvalid, "Field \"ttl_seconds\" must be between 1 and 86400"))
+				s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"ttl_seconds\" must be between 1 and 86400"))
 				return
 			}
 		}
@@ -225,11 +225,11 @@ func (s *Server) handleHealth() gin.HandlerFunc {
 func (s *Server) handleReady() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if s.stopped() {
-			writeError(c.Writer, errShuttingDown)
+			writeError(c.Writer, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: messageShuttingDown})
 			return
 		}
 		if s.ready != nil && !s.ready() {
-			writeError(c.Writer, &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "Redis is not answering"})
+			writeError(c.Writer, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "Redis is not answering"})
 			return
 		}
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ready"})

@@ -9,11 +9,7 @@ import (
 	"time"
 )
 
-// sink is where a stream's bytes go: pieces of one batch of frames, written and flushed
-// together.
-type sink interface {
-	writeBatch(pieces [][]byte) error
-}
+// The sinks below are what a stream's writer (delivery.Sink) puts its batches into.
 
 // httpSink writes through net/http (HTTP/2, or where the connection cannot be taken over).
 type httpSink struct {
@@ -22,7 +18,7 @@ type httpSink struct {
 	timeout time.Duration
 }
 
-func (o *httpSink) writeBatch(pieces [][]byte) error {
+func (o *httpSink) WriteBatch(pieces [][]byte) error {
 	if err := o.rc.SetWriteDeadline(time.Now().Add(o.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
@@ -48,7 +44,7 @@ type connSink struct {
 
 var crlf = []byte("\r\n")
 
-func (o *connSink) writeBatch(pieces [][]byte) error {
+func (o *connSink) WriteBatch(pieces [][]byte) error {
 	n := 0
 	for _, p := range pieces {
 		n += len(p)

@@ -26,7 +26,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 			defer conn.Close()
 			out := &connSink{conn: conn, timeout: time.Second}
 			for i := range 3 {
-				if err := out.writeBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {
+				if err := out.WriteBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {
 					return
 				}
 			}
@@ -35,7 +35,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	resp, err := http.Get(srv.URL)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 func TestHTTPSinkFlushesEachBatch(t *testing.T) {
 	rec := httptest.NewRecorder()
 	out := &httpSink{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
-	if err := out.writeBatch([][]byte{[]byte("a"), []byte("b")}); err != nil {
+	if err := out.WriteBatch([][]byte{[]byte("a"), []byte("b")}); err != nil {
 		t.Fatal(err)
 	}
 	if !rec.Flushed || rec.Body.String() != "ab" {

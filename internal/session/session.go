@@ -22,9 +22,6 @@ type Info struct {
 	KeyID string
 	// TokenExp is when the token expires; the zero time means never.
 	TokenExp time.Time
-	// CursorPrefix is opaque to the registry and kept for the writer, which emits
-	// "id: " + CursorPrefix + frame.ID.
-	CursorPrefix string
 }
 
 // keptQueueCap bounds the queue array a session keeps between bursts: a steady stream reuses
@@ -201,9 +198,6 @@ func (s *Session) channelsLocked() []string {
 
 // ID returns the session id.
 func (s *Session) ID() string { return s.info.ID }
-
-// Info returns what the session was registered with.
-func (s *Session) Info() Info { return s.info }
 
 // Ready receives when frames are pending. It is never closed; watch Done as well.
 // A receive may find nothing to Take when a Take already got the frames; that is harmless.

@@ -24,7 +24,9 @@ type Entry struct {
 }
 
 // Frame encodes the entry exactly as the live path does.
-func (e Entry) Frame() *streamgate.Frame { return NewFrame(e.Channel, e.ID, e.Kind, e.Data) }
+func (e Entry) Frame() *streamgate.Frame {
+	return streamgate.NewEventFrame(e.Channel, e.ID, e.Seq, e.Kind, e.Data)
+}
 
 // History reads the per-channel event logs that resumes replay.
 type History struct {

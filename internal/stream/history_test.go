@@ -2,6 +2,7 @@ package stream
 
 import (
 	"encoding/json"
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
 		}
 		for _, e := range entries {
 			var m messageData
-			if err := json.Unmarshal([]byte(e.Data), &m); err != nil || e.Kind != KindMessage || e.Channel != m.Channel {
+			if err := json.Unmarshal([]byte(e.Data), &m); err != nil || e.Kind != streamgate.EventMessage || e.Channel != m.Channel {
 				t.Fatalf("entry %+v (%v)", e, err)
 			}
 			got = append(got, string(m.Data))

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,12 +35,11 @@ var ErrUnavailable = errors.New("redis unavailable")
 // ordinary pub/sub. Subscriptions survive a reconnect: the client subscribes again to
 // everything a connection holds.
 type Hub struct {
-	rdb     redis.UniversalClient
-	cluster bool
-	rpc     rpc
-	deliver Deliverer
-	control func(payload []byte)
-	log     *slog.Logger
+	rdb      redis.UniversalClient
+	cluster  bool
+	nodeID   string
+	handlers Handlers
+	log      *slog.Logger
 	// ConfirmTimeout bounds how long Acquire waits for Redis to confirm a subscription.
 	ConfirmTimeout time.Duration
 
@@ -72,17 +70,27 @@ type psConn struct {
 	waiters map[uint64]chan struct{}
 }
 
-// NewHub returns the hub of node nodeID: it delivers to d, passes control-channel payloads to
-// control, and takes calls from other nodes (SetRPCHandler).
-func NewHub(rdb redis.UniversalClient, nodeID string, d Deliverer, control func(payload []byte), log *slog.Logger) *Hub {
-	_, cluster := rdb.(*redis.ClusterClient)
+// Handlers are what the hub hands its messages to. Each must return quickly: they run on the
+// receive loop of a pub/sub connection.
+type Handlers struct {
+	// Deliver receives the events of every tenant channel the node holds, encoded once.
+	Deliver Deliverer
+	// Control receives the payloads of the control channel: changes that every node must act
+	// on (a deleted signing key, a suspended tenant). Nil ignores them.
+	Control func(payload []byte)
+	// Node receives the payloads of this node's own channel: calls from other nodes and their
+	// replies. Nil ignores them.
+	Node func(payload string)
+}
+
+// NewHub returns the hub of node nodeID, handing what it receives to h.
+func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{
+	hub := &Hub{
 		rdb:            rdb,
-		cluster:        cluster,
-		rpc:            rpc{nodeID: nodeID, pending: make(map[string]chan rpcMessage)},
-		deliver:        d,
-		control:        control,
+		cluster:        Sharded(rdb),
+		nodeID:         nodeID,
+		handlers:       h,
 		log:            log,
 		ConfirmTimeout: 5 * time.Second,
 		ctx:            ctx,
@@ -90,8 +98,8 @@ func NewHub(rdb redis.UniversalClient, nodeID string, d Deliverer, control func(
 		subs:           make(map[string]*subscription),
 		shards:         make(map[int]*psConn),
 	}
-	h.main = h.newConn(rdb.Subscribe(ctx), false)
-	return h
+	hub.main = hub.newConn(rdb.Subscribe(ctx), false)
+	return hub
 }
 
 func (h *Hub) newConn(ps *redis.PubSub, sharded bool) *psConn {
@@ -187,13 +195,6 @@ func (h *Hub) releaseLocked(name string, s *subscription) {
 	}
 }
 
-// Channels reports how many pub/sub channels the node holds for tenants.
-func (h *Hub) Channels() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs)
-}
-
 func (c *psConn) subscribe(ctx context.Context, name string) error {
 	if c.sharded {
 		return c.ps.SSubscribe(ctx, name)
@@ -256,7 +257,7 @@ func (c *psConn) pong(payload string) {
 // Run subscribes to the control and node channels and keeps the hub receiving until ctx ends;
 // then it closes every connection.
 func (h *Hub) Run(ctx context.Context) error {
-	if err := h.main.ps.Subscribe(ctx, keys.Control(), keys.Node(h.rpc.nodeID)); err != nil {
+	if err := h.main.ps.Subscribe(ctx, keys.Control(), keys.Node(h.nodeID)); err != nil {
 		h.log.Warn("subscribe control and node channels", "err", err)
 	}
 	select {
@@ -340,7 +341,7 @@ func (h *Hub) recovered(c *psConn) {
 	h.mu.Unlock()
 	for _, name := range names {
 		if tenantID, channel, ok := keys.ParseChannel(name); ok {
-			h.deliver.Broadcast(tenantID, channel, &streamgate.Frame{Channel: channel, Resync: true})
+			h.handlers.Deliver.Broadcast(tenantID, channel, &streamgate.Frame{Channel: channel, Resync: true})
 		}
 	}
 	if len(names) > 0 {
@@ -351,12 +352,14 @@ func (h *Hub) recovered(c *psConn) {
 func (h *Hub) dispatch(name, payload string) {
 	switch name {
 	case keys.Control():
-		if h.control != nil {
-			h.control([]byte(payload))
+		if h.handlers.Control != nil {
+			h.handlers.Control([]byte(payload))
 		}
 		return
-	case keys.Node(h.rpc.nodeID):
-		h.onRPC(payload)
+	case keys.Node(h.nodeID):
+		if h.handlers.Node != nil {
+			h.handlers.Node(payload)
+		}
 		return
 	}
 	tenantID, channel, ok := keys.ParseChannel(name)
@@ -368,11 +371,11 @@ func (h *Hub) dispatch(name, payload string) {
 		h.log.Warn("malformed pub/sub payload", "channel", name)
 		return
 	}
-	h.deliver.Broadcast(tenantID, channel, f)
+	h.handlers.Deliver.Broadcast(tenantID, channel, f)
 }
 
 // EncodeFrame turns a payload published on channel ("<id>\n<kind>\n<json>") into the SSE
-// frame every subscriber on this node receives: the bytes after "id: <cursor prefix>".
+// frame every subscriber on this node receives.
 func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	id, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
@@ -382,23 +385,9 @@ func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	if !ok {
 		return nil, false
 	}
-	if _, _, ok := ParseID(id); !ok {
+	_, seq, ok := ParseID(id)
+	if !ok {
 		return nil, false
 	}
-	return NewFrame(channel, id, kind, data), true
-}
-
-// NewFrame encodes one event of channel with an id. kind and data must hold no line breaks
-// (they are validated names and compact JSON).
-func NewFrame(channel, id, kind, data string) *streamgate.Frame {
-	var b bytes.Buffer
-	b.Grow(len(id) + len(kind) + len(data) + 17)
-	b.WriteString(id)
-	b.WriteString("\nevent: ")
-	b.WriteString(kind)
-	b.WriteString("\ndata: ")
-	b.WriteString(data)
-	b.WriteString("\n\n")
-	_, seq, _ := ParseID(id)
-	return &streamgate.Frame{ID: id, Seq: seq, Channel: channel, Body: b.Bytes(), Message: true}
+	return streamgate.NewEventFrame(channel, id, seq, kind, data), true
 }

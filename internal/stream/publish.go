@@ -1,5 +1,6 @@
 // Package stream is Streamgate's Redis-side messaging: the publish path (history log plus live
-// fan-out), the node's channel subscriptions, and the cursor positions streams resume from.
+// fan-out), history reads and the cursor positions streams resume from, and the node's channel
+// subscriptions (the hub).
 package stream
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
 )
 
@@ -23,42 +25,30 @@ var (
 	libLua string
 	//go:embed publish.lua
 	publishLua string
-	//go:embed apply.lua
-	applyLua string
-)
 
-// scriptSet holds the scripts that publish, in the variant for one kind of Redis.
-type scriptSet struct {
-	publish, apply *redis.Script
-}
-
-var (
 	// Each script is the shared library followed by its own body: Redis scripts cannot call
 	// one another. On a cluster, live events use sharded pub/sub: the channel's hash tag is the
 	// tenant's, so SPUBLISH stays on the shard of the script's keys.
-	standaloneScripts = newScriptSet("PUBLISH")
-	clusterScripts    = newScriptSet("SPUBLISH")
+	publishScripts = [2]*redis.Script{PublishingScript(publishLua, false), PublishingScript(publishLua, true)}
 )
 
-func newScriptSet(pub string) *scriptSet {
-	head := "local PUB = '" + pub + "'\n" + libLua
-	return &scriptSet{publish: redis.NewScript(head + publishLua), apply: redis.NewScript(head + applyLua)}
-}
-
-// scriptsFor picks the script variant for rdb.
-func scriptsFor(rdb redis.UniversalClient) *scriptSet {
-	if _, ok := rdb.(*redis.ClusterClient); ok {
-		return clusterScripts
+// PublishingScript returns a script made of the publish library (the tenant's event clock, and
+// append: history, trimming and the live publish of one event) followed by body, for a single
+// Redis or, with sharded, a Redis Cluster. Whatever else publishes events (the job worker's
+// apply script) goes through the same library, so history and live events have one format.
+func PublishingScript(body string, sharded bool) *redis.Script {
+	pub := "PUBLISH"
+	if sharded {
+		pub = "SPUBLISH"
 	}
-	return standaloneScripts
+	return redis.NewScript("local PUB = '" + pub + "'\n" + libLua + body)
 }
 
-// Kinds of published entries; each becomes the SSE event name.
-const (
-	KindMessage  = "message"
-	KindJob      = "job"
-	KindWorkflow = "workflow"
-)
+// Sharded reports whether rdb is a Redis Cluster client, which publishes with SPUBLISH.
+func Sharded(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
+}
 
 // Event is one event to publish: Data must be valid, compact JSON (one line).
 type Event struct {
@@ -83,14 +73,14 @@ type Result struct {
 
 // Publisher appends events to their channels' history and publishes them live, in one script.
 type Publisher struct {
-	rdb     redis.UniversalClient
-	scripts *scriptSet
-	now     func() time.Time
+	rdb    redis.UniversalClient
+	script *redis.Script
+	now    func() time.Time
 }
 
 // NewPublisher returns a publisher on rdb.
 func NewPublisher(rdb redis.UniversalClient) *Publisher {
-	return &Publisher{rdb: rdb, scripts: scriptsFor(rdb), now: time.Now}
+	return &Publisher{rdb: rdb, script: publishScripts[boolIndex(Sharded(rdb))], now: time.Now}
 }
 
 // Publish makes events durable in their channels' history and sends them to live subscribers,
@@ -104,19 +94,9 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, even
 		if err != nil {
 			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
 		}
-		entries[i] = pubEntry{channel: ev.Channel, kind: KindMessage, payload: payload}
+		entries[i] = pubEntry{channel: ev.Channel, kind: streamgate.EventMessage, payload: payload}
 	}
 	return p.publish(ctx, tenantID, w, entries, idemKey)
-}
-
-// PublishState publishes a job's or workflow's new state (kind KindJob or KindWorkflow) on its
-// reserved channel, through the same history and fan-out as any event.
-func (p *Publisher) PublishState(ctx context.Context, tenantID string, w Window, kind, channel string, payload []byte) (string, error) {
-	res, err := p.publish(ctx, tenantID, w, []pubEntry{{channel: channel, kind: kind, payload: payload}}, "")
-	if err != nil {
-		return "", err
-	}
-	return res.IDs[0], nil
 }
 
 type messageData struct {
@@ -147,7 +127,7 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 		ks = append(ks, keys.History(tenantID, e.channel))
 		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
 	}
-	reply, err := p.scripts.publish.Run(ctx, p.rdb, ks, args...).StringSlice()
+	reply, err := p.script.Run(ctx, p.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
 	}
@@ -194,4 +174,11 @@ func (p *Publisher) PublishedMany(ctx context.Context, tenantIDs ...string) (map
 		out[id] = n
 	}
 	return out, nil
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

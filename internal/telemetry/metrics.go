@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 )
@@ -84,19 +85,19 @@ func ObserveSessions(m metric.Meter, stats func() session.NodeStats) error {
 }
 
 // ObserveWorker reports a worker's counters on every collection.
-func ObserveWorker(m metric.Meter, stats func() stream.WorkerStats) error {
+func ObserveWorker(m metric.Meter, stats func() jobs.WorkerStats) error {
 	type counter struct {
 		name, desc string
-		value      func(stream.WorkerStats) uint64
+		value      func(jobs.WorkerStats) uint64
 		inst       metric.Int64ObservableCounter
 	}
 	counters := []*counter{
-		{name: MetricWorkerApplied, desc: "Job and workflow updates applied and published.", value: func(s stream.WorkerStats) uint64 { return s.Applied }},
-		{name: MetricWorkerIgnored, desc: "Updates to finished jobs, consumed without a change.", value: func(s stream.WorkerStats) uint64 { return s.Ignored }},
-		{name: MetricWorkerDuplicates, desc: "Entries delivered again after they were applied.", value: func(s stream.WorkerStats) uint64 { return s.Duplicates }},
-		{name: MetricWorkerRetried, desc: "Times an update waited for its predecessor and was tried again.", value: func(s stream.WorkerStats) uint64 { return s.Retried }},
-		{name: MetricWorkerDead, desc: "Entries moved to the dead-letter stream.", value: func(s stream.WorkerStats) uint64 { return s.DeadLettered }},
-		{name: MetricWorkerLost, desc: "Entries trimmed from the update stream before any worker applied them.", value: func(s stream.WorkerStats) uint64 { return s.Lost }},
+		{name: MetricWorkerApplied, desc: "Job and workflow updates applied and published.", value: func(s jobs.WorkerStats) uint64 { return s.Applied }},
+		{name: MetricWorkerIgnored, desc: "Updates to finished jobs, consumed without a change.", value: func(s jobs.WorkerStats) uint64 { return s.Ignored }},
+		{name: MetricWorkerDuplicates, desc: "Entries delivered again after they were applied.", value: func(s jobs.WorkerStats) uint64 { return s.Duplicates }},
+		{name: MetricWorkerRetried, desc: "Times an update waited for its predecessor and was tried again.", value: func(s jobs.WorkerStats) uint64 { return s.Retried }},
+		{name: MetricWorkerDead, desc: "Entries moved to the dead-letter stream.", value: func(s jobs.WorkerStats) uint64 { return s.DeadLettered }},
+		{name: MetricWorkerLost, desc: "Entries trimmed from the update stream before any worker applied them.", value: func(s jobs.WorkerStats) uint64 { return s.Lost }},
 	}
 	insts := make([]metric.Observable, len(counters))
 	for i, c := range counters {

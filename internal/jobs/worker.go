@@ -1,4 +1,4 @@
-package stream
+package jobs
 
 import (
 	"context"
@@ -23,12 +23,18 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/stream"
 )
 
 var (
 	//go:embed skip.lua
 	skipLua    string
 	skipScript = redis.NewScript(skipLua)
+	//go:embed apply.lua
+	applyLua string
+	// applyScripts publish through the stream package's library, for a single Redis and for a
+	// cluster.
+	applyScripts = [2]*redis.Script{stream.PublishingScript(applyLua, false), stream.PublishingScript(applyLua, true)}
 )
 
 // DefaultGroup is the consumer group workers join unless told otherwise.
@@ -70,7 +76,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 		c.ClaimIdle = 30 * time.Second
 	}
 	if c.Retention <= 0 {
-		c.Retention = 7 * 24 * time.Hour
+		c.Retention = DefaultRetention
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = time.Minute
@@ -100,11 +106,11 @@ type WorkerStats struct {
 // Worker consumes the update stream in a consumer group, applies each update to its job's or
 // workflow's state and publishes the new state, then acknowledges it.
 type Worker struct {
-	rdb     redis.UniversalClient
-	scripts *scriptSet
-	cfg     WorkerConfig
-	log     *slog.Logger
-	tracer  trace.Tracer
+	rdb    redis.UniversalClient
+	apply  *redis.Script
+	cfg    WorkerConfig
+	log    *slog.Logger
+	tracer trace.Tracer
 
 	applied, ignored, duplicates, retried, deadLettered, lost atomic.Uint64
 }
@@ -112,8 +118,12 @@ type Worker struct {
 // NewWorker returns a worker on rdb.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, log *slog.Logger) *Worker {
 	cfg = cfg.withDefaults()
-	return &Worker{rdb: rdb, scripts: scriptsFor(rdb), cfg: cfg, log: log.With("consumer", cfg.Consumer),
-		tracer: cfg.Tracer.Tracer("github.com/streamgate/streamgate/internal/stream")}
+	apply := applyScripts[0]
+	if stream.Sharded(rdb) {
+		apply = applyScripts[1]
+	}
+	return &Worker{rdb: rdb, apply: apply, cfg: cfg, log: log.With("consumer", cfg.Consumer),
+		tracer: cfg.Tracer.Tracer("github.com/streamgate/streamgate/internal/jobs")}
 }
 
 // Stats returns the worker's counters.
@@ -298,7 +308,7 @@ type entry struct {
 	tenantID, kind, id string
 	seq                int64
 	fields             map[string]json.RawMessage
-	window             Window
+	window             stream.Window
 }
 
 func decodeEntry(m redis.XMessage) (entry, error) {
@@ -359,7 +369,7 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	u := e.update()
 	channel := u.Channel()
 	args := []any{e.kind, e.id, e.seq, boolArg(force), time.Now().UTC().Format(time.RFC3339Nano), channel,
-		keys.Channel(e.tenantID, channel), NewEpoch(), e.window.Events, e.window.Seconds, w.cfg.Retention.Milliseconds()}
+		keys.Channel(e.tenantID, channel), stream.NewEpoch(), e.window.Events, e.window.Seconds, w.cfg.Retention.Milliseconds()}
 	names := make([]string, 0, len(e.fields))
 	for k := range e.fields {
 		names = append(names, k)
@@ -369,7 +379,7 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 		args = append(args, k, string(e.fields[k]))
 	}
 	ks := []string{e.stateKey(), keys.Sequence(e.tenantID), keys.Trimmed(e.tenantID), keys.History(e.tenantID, channel)}
-	res, err := w.scripts.apply.Run(ctx, w.rdb, ks, args...).StringSlice()
+	res, err := w.apply.Run(ctx, w.rdb, ks, args...).StringSlice()
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "apply failed")
@@ -539,8 +549,8 @@ func parseAutoClaim(raw []any) (next string, msgs []redis.XMessage, deleted []st
 }
 
 func idLess(a, b string) bool {
-	am, as, _ := ParseID(a)
-	bm, bs, _ := ParseID(b)
+	am, as, _ := stream.ParseID(a)
+	bm, bs, _ := stream.ParseID(b)
 	return am < bm || am == bm && as < bs
 }
 

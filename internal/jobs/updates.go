@@ -1,4 +1,7 @@
-package stream
+// Package jobs carries job and workflow progress: the update stream the api appends accepted
+// updates to (one partition per job's hash), the worker that applies them in order to each job's
+// state and publishes the new state on job:<id> or workflow:<id>, and the reads of that state.
+package jobs
 
 import (
 	"context"
@@ -13,6 +16,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/stream"
 )
 
 var (
@@ -20,6 +24,10 @@ var (
 	appendLua    string
 	appendScript = redis.NewScript(appendLua)
 )
+
+// DefaultRetention is how long a finished job's or workflow's state is kept unless the operator
+// says otherwise (STREAMGATE_JOB_RETENTION).
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Update kinds: a job, a whole workflow, or one step of a workflow.
 const (
@@ -36,7 +44,7 @@ type Update struct {
 	// Fields are the update's set fields as JSON texts (a step update carries "name").
 	Fields map[string]json.RawMessage
 	// Window is the tenant's history window, for publishing the new state.
-	Window Window
+	Window stream.Window
 	// Trace is the W3C traceparent of the span that accepted the update, or empty; TraceState
 	// is its tracestate. The worker continues that trace.
 	Trace      string
@@ -75,7 +83,7 @@ type Updates struct {
 
 // NewUpdates returns an appender on rdb.
 func NewUpdates(rdb redis.UniversalClient) *Updates {
-	return &Updates{rdb: rdb, Retention: 7 * 24 * time.Hour, MaxLen: 1_000_000}
+	return &Updates{rdb: rdb, Retention: DefaultRetention, MaxLen: 1_000_000}
 }
 
 // Append makes an update durable in the update stream, stamped with its job's next sequence

@@ -1,4 +1,4 @@
-package stream
+package cluster
 
 import (
 	"context"
@@ -28,17 +28,18 @@ type SessionRecord struct {
 	Channels    []string  `json:"channels"`
 }
 
-// Sessions keeps session records in Redis, each with a time to live of its tenant's history
-// window: a session can be resumed exactly as long as its missed events can be replayed.
-type Sessions struct {
+// Records keeps session records in Redis, each with a time to live of its tenant's history
+// window: a session can be resumed exactly as long as its missed events can be replayed, on any
+// node, and the sessions API finds the node that holds it.
+type Records struct {
 	rdb redis.UniversalClient
 }
 
-// NewSessions returns a record store on rdb.
-func NewSessions(rdb redis.UniversalClient) *Sessions { return &Sessions{rdb: rdb} }
+// NewRecords returns a record store on rdb.
+func NewRecords(rdb redis.UniversalClient) *Records { return &Records{rdb: rdb} }
 
 // Save writes the whole record with the given time to live.
-func (s *Sessions) Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
+func (s *Records) Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
 	chans, _ := json.Marshal(rec.Channels)
 	key := keys.Session(rec.TenantID, rec.ID)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -54,7 +55,7 @@ func (s *Sessions) Save(ctx context.Context, rec SessionRecord, ttl time.Duratio
 }
 
 // SetChannels replaces the record's channels (a sessions-API change).
-func (s *Sessions) SetChannels(ctx context.Context, tenantID, id string, channels []string, ttl time.Duration) error {
+func (s *Records) SetChannels(ctx context.Context, tenantID, id string, channels []string, ttl time.Duration) error {
 	chans, _ := json.Marshal(channels)
 	key := keys.Session(tenantID, id)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -69,7 +70,7 @@ func (s *Sessions) SetChannels(ctx context.Context, tenantID, id string, channel
 }
 
 // Load reads a record; ErrSessionNotFound if there is none.
-func (s *Sessions) Load(ctx context.Context, tenantID, id string) (SessionRecord, error) {
+func (s *Records) Load(ctx context.Context, tenantID, id string) (SessionRecord, error) {
 	vals, err := s.rdb.HGetAll(ctx, keys.Session(tenantID, id)).Result()
 	if err != nil {
 		return SessionRecord{}, fmt.Errorf("load session %s: %w", id, err)
@@ -86,7 +87,7 @@ func (s *Sessions) Load(ctx context.Context, tenantID, id string) (SessionRecord
 }
 
 // Delete removes a record, so the session cannot be resumed (an operator evicted it).
-func (s *Sessions) Delete(ctx context.Context, tenantID, id string) error {
+func (s *Records) Delete(ctx context.Context, tenantID, id string) error {
 	if err := s.rdb.Del(ctx, keys.Session(tenantID, id)).Err(); err != nil {
 		return fmt.Errorf("delete session %s: %w", id, err)
 	}
@@ -100,7 +101,7 @@ type Live struct {
 }
 
 // Touch extends the records of live sessions, pipelined.
-func (s *Sessions) Touch(ctx context.Context, live []Live) error {
+func (s *Records) Touch(ctx context.Context, live []Live) error {
 	if len(live) == 0 {
 		return nil
 	}

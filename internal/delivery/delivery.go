@@ -1,0 +1,254 @@
+// Package delivery is the life of an end user's stream on one node, free of HTTP: open (a
+// verified identity, the requested channels and a cursor), authorize, register, replay or resume,
+// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API, and
+// close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
+// that puts bytes on its connection.
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+// Errors of the lifecycle; wrapping messages say what to do.
+var (
+	// ErrInvalid means the request is malformed (a Last-Event-ID this service never issued).
+	ErrInvalid = errors.New("invalid request")
+	// ErrForbidden means the identity may not do this: a channel its token does not grant, or a
+	// session or cursor of another user.
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound means no such session, or it just ended.
+	ErrNotFound = errors.New("session not found")
+	// ErrShuttingDown means the node is stopping and opens no new streams.
+	ErrShuttingDown = errors.New("node shutting down")
+)
+
+// Sink is where a stream's bytes go: the pieces of one batch of frames, to be written and
+// flushed together. A Sink is used by one goroutine at a time.
+type Sink interface {
+	WriteBatch(pieces [][]byte) error
+}
+
+// History is what the lifecycle reads from the tenants' event logs.
+type History interface {
+	Snapshot(ctx context.Context, tenantID string, channels []string, after string, w stream.Window, states bool) (stream.Snapshot, error)
+	Read(ctx context.Context, tenantID string, channels []string, after, upto string, limit int) ([]stream.Entry, bool, error)
+	State(ctx context.Context, tenantID, channel string) (stream.Entry, bool, error)
+}
+
+// Hub makes this node receive a tenant channel's live events, reference-counted.
+type Hub interface {
+	Acquire(ctx context.Context, tenantID, channel string) error
+	Release(tenantID, channel string)
+}
+
+// Records keeps what a session needs to resume on any node.
+type Records interface {
+	Save(ctx context.Context, rec cluster.SessionRecord, ttl time.Duration) error
+	Load(ctx context.Context, tenantID, id string) (cluster.SessionRecord, error)
+	SetChannels(ctx context.Context, tenantID, id string, channels []string, ttl time.Duration) error
+	Delete(ctx context.Context, tenantID, id string) error
+	Touch(ctx context.Context, live []cluster.Live) error
+}
+
+// Nodes is what the lifecycle knows of the other nodes: their last reports.
+type Nodes interface {
+	Nodes(ctx context.Context) ([]cluster.NodeReport, error)
+	Alive(ctx context.Context, nodeID string) (bool, error)
+	TenantUsage(ctx context.Context, tenantID, except string) (cluster.TenantReport, error)
+}
+
+// Calls reach the node that holds a stream.
+type Calls interface {
+	Subscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
+	Unsubscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
+	Evict(ctx context.Context, nodeID, sessionID string) error
+	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
+}
+
+// Tenants reads a tenant's current limits.
+type Tenants interface {
+	Cached(ctx context.Context, id string) (tenant.Tenant, error)
+}
+
+// Config is the lifecycle's behaviour that operators set.
+type Config struct {
+	NodeID string
+	// Retry is the reconnection delay streams advise to EventSource. Default 2 s.
+	Retry time.Duration
+}
+
+// Deps are the parts of the node a stream's life runs on.
+type Deps struct {
+	Registry *session.Registry
+	Hub      Hub
+	History  History
+	Records  Records
+	Nodes    Nodes
+	Calls    Calls
+	Tenants  Tenants
+}
+
+// Service opens and runs the streams of one node. Build it with New.
+type Service struct {
+	cfg Config
+	Deps
+	log  *slog.Logger
+	live liveSet
+
+	stopOnce sync.Once
+	stopping chan struct{}
+	streams  sync.WaitGroup // open streams, until their Close
+}
+
+// New returns the lifecycle of node cfg.NodeID.
+func New(cfg Config, d Deps, log *slog.Logger) *Service {
+	if cfg.Retry <= 0 {
+		cfg.Retry = 2 * time.Second
+	}
+	return &Service{cfg: cfg, Deps: d, log: log, live: liveSet{m: make(map[string]*Stream)}, stopping: make(chan struct{})}
+}
+
+// recordRefresh is how often live sessions' records are extended; records live a minute longer
+// than their history window, so a refresh may be missed without losing one.
+const recordRefresh = 30 * time.Second
+
+// Run keeps the records of this node's sessions fresh in Redis, so that they can be resumed
+// for as long as their history lasts, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(recordRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		live := s.live.records()
+		if err := s.Records.Touch(ctx, live); err != nil && ctx.Err() == nil {
+			s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+		}
+	}
+}
+
+// Stop tells every open stream that the node is going away (disconnect, reconnect: true) and
+// refuses new streams. Transports' own shutdown does not end open streams; call Stop first.
+func (s *Service) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.Registry.CloseAll(session.Disconnect(streamgate.ReasonShutdown, true))
+	})
+}
+
+// Stopping is closed once Stop was called.
+func (s *Service) Stopping() <-chan struct{} { return s.stopping }
+
+// Drain waits until every stream has been closed after Stop, or ctx ends.
+func (s *Service) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) stopped() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Control applies a change every node must act on to this node's sessions.
+func (s *Service) Control(ev tenant.Event) { applyControl(s.Registry, ev, s.log) }
+
+// ControlHandler returns what the hub calls with each control-channel payload: it closes the
+// sessions a change ends on this node (a deleted signing key, a suspended tenant).
+func ControlHandler(reg *session.Registry, log *slog.Logger) func(payload []byte) {
+	return func(payload []byte) {
+		var ev tenant.Event
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			log.Warn("malformed control event", "err", err)
+			return
+		}
+		applyControl(reg, ev, log)
+	}
+}
+
+func applyControl(reg *session.Registry, ev tenant.Event, log *slog.Logger) {
+	switch ev.Type {
+	case tenant.EventSigningKeyDeleted:
+		if n := reg.CloseKey(ev.TenantID, ev.KeyID, session.AuthFailed(streamgate.ReasonKeyDeleted)); n > 0 {
+			log.Info("closed sessions of a deleted signing key", "tenant", ev.TenantID, "sessions", n)
+		}
+	case tenant.EventSuspended:
+		n := reg.CloseTenant(ev.TenantID, session.Disconnect(streamgate.ReasonSuspended, false))
+		log.Info("tenant suspended", "tenant", ev.TenantID, "sessions_closed", n)
+	}
+}
+
+// Usage is a tenant's live connections and subscriptions over the cluster: this node's exact
+// figures plus the other nodes' last reports.
+func (s *Service) Usage(ctx context.Context, tenantID string) (connections, subscriptions int, err error) {
+	others, err := s.Nodes.TenantUsage(ctx, tenantID, s.cfg.NodeID)
+	if err != nil {
+		return 0, 0, err
+	}
+	local := s.Registry.TenantStats(tenantID)
+	return local.Connections + others.Connections, local.Subscriptions + others.Subscriptions, nil
+}
+
+// liveSet indexes this node's open streams by session id, for the sessions API.
+type liveSet struct {
+	mu sync.Mutex
+	m  map[string]*Stream
+}
+
+func (l *liveSet) add(st *Stream) {
+	l.mu.Lock()
+	l.m[st.sess.ID()] = st
+	l.mu.Unlock()
+}
+
+// remove forgets st, but not a newer stream that resumed the same session.
+func (l *liveSet) remove(st *Stream) {
+	l.mu.Lock()
+	if l.m[st.sess.ID()] == st {
+		delete(l.m, st.sess.ID())
+	}
+	l.mu.Unlock()
+}
+
+func (l *liveSet) get(id string) *Stream {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[id]
+}
+
+func (l *liveSet) records() []cluster.Live {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]cluster.Live, 0, len(l.m))
+	for id, st := range l.m {
+		out = append(out, cluster.Live{TenantID: st.tenantID, ID: id, TTL: st.ttl})
+	}
+	return out
+}

@@ -1,0 +1,191 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
+)
+
+// Request is a stream to open: who asks (a verified token and its tenant), for which channels
+// (valid names, without duplicates), and from where (the Last-Event-ID the client sent, or "").
+type Request struct {
+	Claims   tenant.Claims
+	Tenant   tenant.Tenant
+	Channels []string
+	Cursor   string
+}
+
+// Open works out the session (new, resumed, or reset), checks its channels and the tenant's
+// caps, registers it, subscribes this node to its channels and records it for resumes. It
+// returns ErrInvalid for a cursor this service never issued, ErrForbidden for a channel the
+// token does not grant or another user's cursor, an error wrapping session.ErrLimitExceeded
+// for a cap, ErrShuttingDown while the node stops, and other errors when Redis cannot answer.
+// On success the caller must Serve the stream and Close it.
+func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
+	if s.stopped() {
+		return nil, ErrShuttingDown
+	}
+	t, claims := req.Tenant, req.Claims
+	plan, err := s.plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	channels := plan.channels
+	if max := t.Limits.MaxSubscriptionsPerSession; len(channels) > max {
+		return nil, fmt.Errorf("a session may subscribe to at most %d channels; this stream asks for %d: %w", max, len(channels), session.ErrLimitExceeded)
+	}
+	for _, ch := range channels {
+		if !streamgate.Granted(claims.Channels, ch) {
+			return nil, fmt.Errorf("the token does not grant channel %q: %w", ch, ErrForbidden)
+		}
+	}
+
+	// max_connections holds across the cluster: the other nodes' last reports plus this node's
+	// exact count. Streams opened on several nodes at once may overshoot by a few.
+	others, err := s.Nodes.TenantUsage(ctx, t.ID, s.cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	allowed := t.Limits.MaxConnections - others.Connections
+	if allowed <= 0 {
+		return nil, fmt.Errorf("the tenant has reached its max_connections of %d: %w", t.Limits.MaxConnections, session.ErrLimitExceeded)
+	}
+	info := session.Info{ID: plan.id, TenantID: t.ID, Sub: claims.Sub, KeyID: claims.KeyID, TokenExp: claims.ExpiresAt}
+	sess, err := s.register(info, channels, allowed, t.Limits.MaxSubscriptionsPerSession)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t)}
+	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.setUp(ctx, st, plan, claims); err != nil {
+		st.release()
+		return nil, err
+	}
+	if s.stopped() {
+		// Registered after Stop closed every session: this one would never be told.
+		st.release()
+		return nil, ErrShuttingDown
+	}
+	// Only a stream set up in full is visible to the sessions API.
+	s.live.add(st)
+	s.streams.Add(1)
+	return st, nil
+}
+
+// setUp subscribes the node to the stream's channels, reads where the tenant's log stands and
+// what must be replayed, and records the session.
+func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenant.Claims) error {
+	for _, ch := range plan.channels {
+		if err := s.Hub.Acquire(ctx, st.tenantID, ch); err != nil {
+			return err
+		}
+		st.acquired = append(st.acquired, ch)
+	}
+	// The position is read after subscribing: whatever is published from here on is either
+	// live or at most the floor, and the replay covers everything up to the floor.
+	// A resume replays state changes from history; a fresh start gets the current states.
+	fresh := plan.after == "" || plan.reset != ""
+	snap, err := s.History.Snapshot(ctx, st.tenantID, plan.channels, plan.after, st.window, fresh)
+	if err != nil {
+		return err
+	}
+	if !fresh && snap.Gap {
+		plan.reset = streamgate.ReasonWindowExceeded // trimmed between the first look and now
+	}
+	if plan.reset != "" {
+		plan.after = "" // nothing to replay: the session starts at the present
+	}
+	st.floor, st.floorID = snap.Seq, snap.LastID
+	st.replayFrom = plan.after
+	st.cursor = stream.Cursor{SessionID: plan.id, Epoch: snap.Epoch}
+	st.prefix = []byte(st.cursor.Prefix())
+	st.reset = plan.reset
+	st.states = snap.States
+
+	st.connectedAt = time.Now()
+	if plan.record != nil {
+		st.connectedAt = plan.record.ConnectedAt
+	}
+	rec := cluster.SessionRecord{ID: plan.id, TenantID: st.tenantID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: plan.channels}
+	return s.Records.Save(ctx, rec, st.ttl)
+}
+
+// plan is what a stream request resolves to before anything is registered.
+type plan struct {
+	id       string
+	channels []string
+	after    string // replay events after this id (a resume), or ""
+	reset    string // why a resume could not be served from history, or ""
+	record   *cluster.SessionRecord
+}
+
+// plan reads the cursor and decides: a new session on the requested channels; the same session
+// resumed with its own channels; or, when the gap cannot be replayed, a fresh start announced
+// with reset.
+func (s *Service) plan(ctx context.Context, req Request) (plan, error) {
+	fresh := plan{id: streamgate.NewID("ses_"), channels: req.Channels}
+	if req.Cursor == "" {
+		return fresh, nil
+	}
+	cur, ok := stream.ParseCursor(req.Cursor)
+	if !ok {
+		return plan{}, fmt.Errorf("Last-Event-ID is not a cursor this service issued: %w", ErrInvalid)
+	}
+	rec, err := s.Records.Load(ctx, req.Tenant.ID, cur.SessionID)
+	if errors.Is(err, cluster.ErrSessionNotFound) {
+		fresh.reset = streamgate.ReasonSessionExpired
+		return fresh, nil
+	}
+	if err != nil {
+		return plan{}, err
+	}
+	if rec.Sub != req.Claims.Sub {
+		return plan{}, fmt.Errorf("Last-Event-ID belongs to another user's session: %w", ErrForbidden)
+	}
+	p := plan{id: rec.ID, channels: rec.Channels, after: cur.LastID, record: &rec}
+	snap, err := s.History.Snapshot(ctx, req.Tenant.ID, rec.Channels, cur.LastID, window(req.Tenant), false)
+	if err != nil {
+		return plan{}, err
+	}
+	switch {
+	case snap.Epoch != cur.Epoch:
+		p.reset = streamgate.ReasonLogRestarted
+	case snap.Gap:
+		p.reset = streamgate.ReasonWindowExceeded
+	}
+	if p.reset != "" {
+		p.channels = req.Channels
+	}
+	return p, nil
+}
+
+// register adds the session to this node's registry. A resume of a session this node still
+// holds (the old connection has not noticed it is dead) takes it over.
+func (s *Service) register(info session.Info, channels []string, maxConns, maxSubs int) (*session.Session, error) {
+	for range 2 {
+		sess, err := s.Registry.Register(info, channels, maxConns, maxSubs)
+		if !errors.Is(err, session.ErrDuplicate) {
+			return sess, err
+		}
+		s.Registry.Close(info.ID, session.Disconnect(streamgate.ReasonResumedElsewhere, false))
+	}
+	return nil, errors.New("register session: still held after takeover")
+}
+
+// window is the part of a tenant's limits that shapes its history.
+func window(t tenant.Tenant) stream.Window {
+	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
+}
+
+// recordTTL is how long a session's record is kept: its tenant's history window (beyond it a
+// resume can only reset), plus a margin for the periodic refresh.
+func recordTTL(t tenant.Tenant) time.Duration {
+	return time.Duration(t.Limits.HistorySeconds)*time.Second + 2*recordRefresh
+}

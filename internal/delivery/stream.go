@@ -1,0 +1,313 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/session"
+	"github.com/streamgate/streamgate/internal/stream"
+)
+
+// replayPage is how many history entries a resume reads per round trip.
+const replayPage = 500
+
+// Stream is one open stream on this node: its registry session, the pub/sub references it
+// holds, and what its writer needs to stitch replay and live together.
+type Stream struct {
+	svc      *Service
+	sess     *session.Session
+	tenantID string
+	window   stream.Window
+	ttl      time.Duration
+	// connectedAt is when the session first connected, kept across resumes.
+	connectedAt time.Time
+	// ctx ends with Close, so that a replay in progress stops reading.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	cursor     stream.Cursor
+	prefix     []byte
+	floor      uint64 // live events at or below it were replayed or predate the session
+	floorID    string
+	replayFrom string // replay (replayFrom, floorID] before going live; "" for none
+	reset      string
+	states     []stream.Entry // current job and workflow states to send first, as of the floor
+
+	mu       sync.Mutex // guards acquired and closed against the sessions API
+	acquired []string
+	closed   bool
+
+	closeOnce sync.Once
+}
+
+// SessionID returns the stream's session id.
+func (st *Stream) SessionID() string { return st.sess.ID() }
+
+// Close ends the stream: Serve returns (without a final notice: the client is gone or the
+// transport gave up), the session leaves the registry and this node drops the stream's
+// channels that nothing else here needs. It is idempotent and safe to call from any goroutine,
+// also while Serve runs.
+func (st *Stream) Close() {
+	st.closeOnce.Do(func() {
+		st.release()
+		st.svc.streams.Done()
+	})
+}
+
+func (st *Stream) release() {
+	st.cancel()
+	st.svc.live.remove(st)
+	st.svc.Registry.Leave(st.sess)
+	st.mu.Lock()
+	acquired := st.acquired
+	st.acquired, st.closed = nil, true
+	st.mu.Unlock()
+	for _, ch := range acquired {
+		st.svc.Hub.Release(st.tenantID, ch)
+	}
+}
+
+// Serve writes the stream to out until the session closes (evicted, expired, suspended, the
+// node stopping: a final notice goes out then), Close is called, or out fails: first the retry
+// advice and connected, reset where the resume could not be served, then the replay of what a
+// resumed session missed (or the current job and workflow states), then live frames above the
+// floor. Frames that are ready together go out in one batch.
+func (st *Stream) Serve(out Sink) {
+	s := st.svc
+	w := &writer{out: out, st: st}
+	head := []*streamgate.Frame{
+		{Body: streamgate.AppendRetry(nil, s.cfg.Retry)},
+		st.connectedFrame(),
+	}
+	if st.reset != "" {
+		head = append(head, resetFrame(st.reset, st.sess.Channels()))
+	}
+	if err := w.write(head); err != nil {
+		return
+	}
+	if err := st.replay(w); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Debug("stream replay ended", "session", st.sess.ID(), "err", err)
+		}
+		return
+	}
+	// From here on only live frames come, and those at or below the floor were replayed or
+	// predate the session.
+	w.floor = st.floor
+
+	sess := st.sess
+	batch := make([]*streamgate.Frame, 0, 16)
+	for {
+		select {
+		case <-sess.Ready():
+			batch = sess.Take(batch[:0])
+			if err := st.writeLive(w, batch); err != nil {
+				return
+			}
+			clear(batch)
+		case <-sess.Done():
+			// Closed: a final notice goes out alone; what was still queued is left for a
+			// resume. A session closed because the client left has none.
+			if f := sess.Final(); f != nil {
+				_ = w.write([]*streamgate.Frame{f})
+			}
+			return
+		}
+	}
+}
+
+// writeLive writes a batch of live frames. A resync marker among them (this node's
+// subscription broke and came back) first fetches from history what the stream may have missed.
+func (st *Stream) writeLive(w *writer, batch []*streamgate.Frame) error {
+	for i, f := range batch {
+		if !f.Resync {
+			continue
+		}
+		if err := w.write(batch[:i]); err != nil {
+			return err
+		}
+		if err := st.catchUp(w); err != nil {
+			return err
+		}
+		return st.writeLive(w, batch[i+1:])
+	}
+	return w.write(batch)
+}
+
+// catchUp replays what was published after the last event the stream wrote, up to now, and
+// raises the floor so that live frames already replayed are skipped. When that cannot be done
+// (trimmed meanwhile, or the event log restarted), the stream is ended with a reconnectable
+// disconnect: the client resumes from its cursor and gets reset if it must.
+func (st *Stream) catchUp(w *writer) error {
+	channels := st.sess.Channels()
+	snap, err := st.svc.History.Snapshot(st.ctx, st.tenantID, channels, w.lastID, st.window, false)
+	if err != nil {
+		return err
+	}
+	if snap.Gap || snap.Epoch != st.cursor.Epoch {
+		_ = w.write([]*streamgate.Frame{session.Disconnect(streamgate.ReasonMissedEvents, true)})
+		return errors.New("stream cannot catch up")
+	}
+	if err := st.replayRange(w, channels, w.lastID, snap.LastID); err != nil {
+		return err
+	}
+	w.floor = max(w.floor, snap.Seq)
+	return nil
+}
+
+// replay sends what a resumed session missed, page by page, then the current state of its job
+// and workflow channels when it starts afresh. Live frames queue meanwhile and are written
+// after, above the floor.
+func (st *Stream) replay(w *writer) error {
+	if err := st.replayRange(w, st.sess.Channels(), st.replayFrom, st.floorID); err != nil {
+		return err
+	}
+	frames := make([]*streamgate.Frame, len(st.states))
+	for i, e := range st.states {
+		frames[i] = st.stateFrame(e)
+	}
+	return w.write(frames)
+}
+
+// replayRange writes the channels' events with after < id <= upto from history, in id order,
+// one page per round trip. An empty after replays nothing.
+func (st *Stream) replayRange(w *writer, channels []string, after, upto string) error {
+	for after != "" {
+		entries, more, err := st.svc.History.Read(st.ctx, st.tenantID, channels, after, upto, replayPage)
+		if err != nil {
+			return err
+		}
+		frames := make([]*streamgate.Frame, len(entries))
+		for i, e := range entries {
+			frames[i] = e.Frame()
+		}
+		if err := w.write(frames); err != nil {
+			return err
+		}
+		if !more || len(entries) == 0 {
+			return nil
+		}
+		after = entries[len(entries)-1].ID
+	}
+	return nil
+}
+
+// stateFrame is a job's or workflow's current state as an event. Its id is the stream's floor,
+// so that a resume from it misses nothing; its Seq is the state's own, so that older live
+// changes are skipped.
+func (st *Stream) stateFrame(e stream.Entry) *streamgate.Frame {
+	f := streamgate.NewEventFrame(e.Channel, st.floorID, e.Seq, e.Kind, e.Data)
+	f.Snapshot = true
+	return f
+}
+
+func (st *Stream) connectedFrame() *streamgate.Frame {
+	data := struct {
+		SessionID string   `json:"session_id"`
+		NodeID    string   `json:"node_id"`
+		Channels  []string `json:"channels"`
+	}{st.sess.ID(), st.svc.cfg.NodeID, nonNil(st.sess.Channels())}
+	// A resumed session's cursor stays where the client was until replay moves it on.
+	id := st.floorID
+	if st.replayFrom != "" {
+		id = st.replayFrom
+	}
+	f := streamgate.NewEventFrame("", id, 0, streamgate.EventConnected, string(mustJSON(data)))
+	f.Message = false
+	return f
+}
+
+func resetFrame(reason string, channels []string) *streamgate.Frame {
+	return streamgate.Notice(streamgate.EventReset, struct {
+		Reason   string   `json:"reason"`
+		Channels []string `json:"channels"`
+	}{reason, nonNil(channels)})
+}
+
+func channelNotice(event, channel string) *streamgate.Frame {
+	return streamgate.Notice(event, struct {
+		Channel string `json:"channel"`
+	}{channel})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// writer writes frames to one stream: each frame with an id gets the session's cursor, live
+// frames already covered by the replay are skipped, and a job's or workflow's state never goes
+// back to an older one.
+type writer struct {
+	out     Sink
+	st      *Stream
+	floor   uint64            // zero while replaying
+	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
+	pieces  [][]byte          // reused between batches
+	lastID  string            // the id of the newest event written, the client's cursor
+	lastSeq uint64
+}
+
+// write sends the frames that are not skipped as one batch: the shared bytes of each frame,
+// with the session's cursor before those that have an id.
+func (w *writer) write(frames []*streamgate.Frame) error {
+	pieces, messages := w.pieces[:0], 0
+	idField := streamgate.IDField()
+	for _, f := range frames {
+		if f.Resync || w.skip(f) {
+			continue
+		}
+		switch {
+		case f.ID == "":
+			pieces = append(pieces, f.Body)
+		case f.Snapshot && w.lastSeq > w.st.floor:
+			// A state sent mid-stream (a sessions-API subscription) carries the cursor the
+			// stream has reached, not the floor it started from: a resume must not go back.
+			pieces = append(pieces, idField, w.st.prefix, []byte(w.lastID), f.Body[len(f.ID):])
+		default:
+			pieces = append(pieces, idField, w.st.prefix, f.Body)
+			if !f.Snapshot {
+				w.lastID, w.lastSeq = f.ID, f.Seq
+			}
+		}
+		if f.Message {
+			messages++
+		}
+	}
+	w.pieces = pieces[:0]
+	if len(pieces) == 0 {
+		return nil
+	}
+	err := w.out.WriteBatch(pieces)
+	clear(pieces)
+	if err != nil {
+		return err
+	}
+	w.st.sess.Wrote(messages)
+	return nil
+}
+
+func (w *writer) skip(f *streamgate.Frame) bool {
+	if f.Seq == 0 {
+		return false
+	}
+	if !f.Snapshot && f.Seq <= w.floor {
+		return true
+	}
+	if !streamgate.Reserved(f.Channel) {
+		return false
+	}
+	if w.state == nil {
+		w.state = make(map[string]uint64)
+	}
+	if f.Seq <= w.state[f.Channel] {
+		return true
+	}
+	w.state[f.Channel] = f.Seq
+	return false
+}
