@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -57,7 +58,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	if c.NodeID == "" {
 		c.NodeID = streamgate.NewID("node-")[:13]
 	} else if !streamgate.ValidID(c.NodeID) {
-		r.Fail(fmt.Errorf("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
+		r.Fail(errors.New("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9, _, -, . and :"))
 	}
 	c.SignupOpen = r.OneOf("STREAMGATE_SIGNUP", "open", "open", "closed") == "open"
 	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -446,16 +445,6 @@ func eventID(t testing.TB, cursor string) string {
 		t.Fatalf("cursor %q is not session:epoch:id", cursor)
 	}
 	return parts[2]
-}
-
-// readAll reads raw lines of a response until EOF or limit, for checks on the wire format.
-func readLines(r io.Reader, limit int) []string {
-	var out []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() && len(out) < limit {
-		out = append(out, sc.Text())
-	}
-	return out
 }
 
 // waitFor polls cond until it holds, failing the test with what after timeout.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,10 +93,3 @@ func (p *processNode) Kill() {
 	_ = p.cmd.Process.Kill()
 }
 
-// decodeLines is a helper for figures read from JSON.
-func decodeInto(t testing.TB, raw []byte, v any) {
-	t.Helper()
-	if err := json.Unmarshal(raw, v); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -271,14 +271,14 @@ func TestTraceThroughWorker(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range apply.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["streamgate.tenant"] != a.TenantID || attrs["streamgate.update.result"] != "applied" {
 		t.Errorf("apply update attributes %v", attrs)
 	}
 	for _, kv := range publish.Attributes {
 		if kv.Key == "db.statement" {
-			t.Errorf("a Redis span records the command's arguments: %s", kv.Value.Emit())
+			t.Errorf("a Redis span records the command's arguments: %s", kv.Value.String())
 		}
 	}
 	// The request's log line carries the trace.

@@ -34,8 +34,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.stream(w, r)
 		return
 	}
-	ch, ok := strings.CutPrefix(r.URL.Path, "/v1/channels/")
-	if ch, ok = strings.CutSuffix(ch, "/events"); !ok || r.Method != http.MethodPost {
+	ch, isChannel := strings.CutPrefix(r.URL.Path, "/v1/channels/")
+	ch, isEvents := strings.CutSuffix(ch, "/events")
+	if !isChannel || !isEvents || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
 	}

@@ -36,7 +36,6 @@ type fixture struct {
 	history   *gatedHistory
 	tenant    tenant.Tenant
 	clock     *clock
-	published []stream.Entry
 }
 
 func newFixture(t *testing.T, limits tenant.Limits) *fixture {
