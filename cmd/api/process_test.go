@@ -92,4 +92,3 @@ func startProcessNode(t testing.TB, rs *redistest.Server, env map[string]string)
 func (p *processNode) Kill() {
 	_ = p.cmd.Process.Kill()
 }
-

@@ -29,13 +29,13 @@ import (
 const wait = 10 * time.Second
 
 type fixture struct {
-	t         *testing.T
-	svc       *Service
-	reg       *session.Registry
-	pub       *stream.Publisher
-	history   *gatedHistory
-	tenant    tenant.Tenant
-	clock     *clock
+	t       *testing.T
+	svc     *Service
+	reg     *session.Registry
+	pub     *stream.Publisher
+	history *gatedHistory
+	tenant  tenant.Tenant
+	clock   *clock
 }
 
 func newFixture(t *testing.T, limits tenant.Limits) *fixture {
