@@ -72,6 +72,7 @@ type apiNode struct {
 	registry  *session.Registry
 	calls     *cluster.Calls
 	hub       *stream.Hub
+	leases    *cluster.Leases
 	streams   *delivery.Service
 	api       *httpapi.Server
 	heartbeat *cluster.Heartbeat
@@ -100,12 +101,14 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	}, log)
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
+	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
 		Registry: n.registry,
 		Hub:      n.hub,
 		History:  history,
 		Records:  cluster.NewRecords(rdb),
 		Nodes:    view,
+		Leases:   n.leases,
 		Calls:    n.calls,
 		Tenants:  tenants,
 	}, log)
@@ -176,6 +179,7 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return n.hub.Run(gctx) })
 	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
 	g.Go(func() error { return n.streams.Run(gctx) })
+	g.Go(func() error { return n.leases.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return watchReadiness(gctx, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {

@@ -68,6 +68,12 @@ type Nodes interface {
 	TenantUsage(ctx context.Context, tenantID, except string) (cluster.TenantReport, error)
 }
 
+// Leases count a tenant's open streams over the cluster, exactly, for max_connections.
+type Leases interface {
+	Acquire(ctx context.Context, tenantID string, max int) (ok bool, total int, err error)
+	Release(tenantID string)
+}
+
 // Calls reach the node that holds a stream.
 type Calls interface {
 	Subscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
@@ -95,6 +101,7 @@ type Deps struct {
 	History  History
 	Records  Records
 	Nodes    Nodes
+	Leases   Leases
 	Calls    Calls
 	Tenants  Tenants
 }

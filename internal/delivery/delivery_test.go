@@ -52,6 +52,7 @@ func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 		History:  f.history,
 		Records:  cluster.NewRecords(rdb),
 		Nodes:    loneNode{},
+		Leases:   cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)),
 		Calls:    nil, // one node: nothing is ever called remotely
 		Tenants:  staticTenants{f.tenant},
 	}, slog.New(slog.DiscardHandler))
@@ -386,6 +387,50 @@ func TestOpenRefusals(t *testing.T) {
 	if n := f.reg.Stats().Connections; n != 0 {
 		t.Fatalf("refused opens left %d sessions registered", n)
 	}
+}
+
+// max_connections counts open streams: a closed one gives its connection back, and a resume
+// that takes over a stream this node still holds uses that stream's connection.
+func TestMaxConnections(t *testing.T) {
+	t.Parallel()
+	limits := defaultLimits()
+	limits.MaxConnections = 2
+	f := newFixture(t, limits)
+	exp := time.Now().Add(time.Hour)
+	refused := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		st, err := f.svc.Open(ctx, Request{Claims: f.claims("u", exp, "*"), Tenant: f.tenant, Channels: []string{"a"}})
+		if !errors.Is(err, session.ErrLimitExceeded) {
+			if st != nil {
+				st.Close()
+			}
+			t.Fatalf("%s: err = %v, want the cap", what, err)
+		}
+	}
+	first, c1 := f.open(f.claims("u", exp, "*"), "", "a")
+	hello := c1.expect(streamgate.EventConnected)
+	f.publish(true, "a", 1)
+	cursor := lastID(c1.expect("e:a"))
+	_, c2 := f.open(f.claims("u", exp, "*"), "", "a")
+	c2.expect(streamgate.EventConnected)
+	refused("a third stream")
+
+	// The first client reconnects before its old connection was noticed dead.
+	resumed, again := f.open(f.claims("u", exp, "*"), cursor, "a")
+	again.expect(streamgate.EventConnected)
+	c1.ended()
+	refused("a third stream after the takeover")
+
+	first.Close() // closing the stream that was taken over gives nothing back twice
+	refused("a third stream after the old stream closed")
+	if resumed.SessionID() != sessionIDOf(t, hello[0]) {
+		t.Fatal("the reconnect did not resume the session")
+	}
+	resumed.Close()
+	_, c3 := f.open(f.claims("u", exp, "*"), "", "a")
+	c3.expect(streamgate.EventConnected)
 }
 
 func TestStopSendsReconnectableDisconnect(t *testing.T) {

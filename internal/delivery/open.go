@@ -47,22 +47,19 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 	}
 
-	// max_connections holds across the cluster: the other nodes' last reports plus this node's
-	// exact count. Streams opened on several nodes at once may overshoot by a few.
-	others, err := s.Nodes.TenantUsage(ctx, t.ID, s.cfg.NodeID)
+	leased, err := s.lease(ctx, t, plan.id)
 	if err != nil {
 		return nil, err
-	}
-	allowed := t.Limits.MaxConnections - others.Connections
-	if allowed <= 0 {
-		return nil, fmt.Errorf("the tenant has reached its max_connections of %d: %w", t.Limits.MaxConnections, session.ErrLimitExceeded)
 	}
 	info := session.Info{ID: plan.id, TenantID: t.ID, Sub: claims.Sub, KeyID: claims.KeyID, TokenExp: claims.ExpiresAt}
-	sess, err := s.register(info, channels, allowed, t.Limits.MaxSubscriptionsPerSession)
+	sess, err := s.register(info, channels, t.Limits.MaxSubscriptionsPerSession)
 	if err != nil {
+		if leased {
+			s.Leases.Release(t.ID)
+		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t)}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t), leased: leased}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()
@@ -166,11 +163,28 @@ func (s *Service) plan(ctx context.Context, req Request) (plan, error) {
 	return p, nil
 }
 
+// lease takes one of the tenant's max_connections, exact over the cluster. A resume of a
+// session this node still streams takes over that stream's connection instead: the old one is
+// about to be closed. It reports whether the stream holds a connection to give back.
+func (s *Service) lease(ctx context.Context, t tenant.Tenant, sessionID string) (bool, error) {
+	if old := s.live.get(sessionID); old != nil && old.takeLease() {
+		return true, nil
+	}
+	ok, total, err := s.Leases.Acquire(ctx, t.ID, t.Limits.MaxConnections)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return false, fmt.Errorf("the tenant has reached its max_connections of %d (%d open): %w", t.Limits.MaxConnections, total, session.ErrLimitExceeded)
+	}
+	return true, nil
+}
+
 // register adds the session to this node's registry. A resume of a session this node still
 // holds (the old connection has not noticed it is dead) takes it over.
-func (s *Service) register(info session.Info, channels []string, maxConns, maxSubs int) (*session.Session, error) {
+func (s *Service) register(info session.Info, channels []string, maxSubs int) (*session.Session, error) {
 	for range 2 {
-		sess, err := s.Registry.Register(info, channels, maxConns, maxSubs)
+		sess, err := s.Registry.Register(info, channels, 0, maxSubs)
 		if !errors.Is(err, session.ErrDuplicate) {
 			return sess, err
 		}

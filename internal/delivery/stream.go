@@ -36,9 +36,10 @@ type Stream struct {
 	reset      string
 	states     []stream.Entry // current job and workflow states to send first, as of the floor
 
-	mu       sync.Mutex // guards acquired and closed against the sessions API
+	mu       sync.Mutex // guards acquired, closed and leased against the sessions API and takeovers
 	acquired []string
 	closed   bool
+	leased   bool // holds one of the tenant's max_connections
 
 	closeOnce sync.Once
 }
@@ -62,12 +63,24 @@ func (st *Stream) release() {
 	st.svc.live.remove(st)
 	st.svc.Registry.Leave(st.sess)
 	st.mu.Lock()
-	acquired := st.acquired
-	st.acquired, st.closed = nil, true
+	acquired, leased := st.acquired, st.leased
+	st.acquired, st.closed, st.leased = nil, true, false
 	st.mu.Unlock()
 	for _, ch := range acquired {
 		st.svc.Hub.Release(st.tenantID, ch)
 	}
+	if leased {
+		st.svc.Leases.Release(st.tenantID)
+	}
+}
+
+// takeLease hands the stream's connection to a stream resuming its session on this node.
+func (st *Stream) takeLease() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ok := st.leased
+	st.leased = false
+	return ok
 }
 
 // Serve writes the stream to out until the session closes (evicted, expired, suspended, the

@@ -71,6 +71,10 @@ func Session(tenantID, sessionID string) string { return tenantPrefix(tenantID) 
 // tells a resume whether its gap can still be replayed.
 func Trimmed(tenantID string) string { return tenantPrefix(tenantID) + "trimmed" }
 
+// Connections is the tenant's hash of node id → "<open streams>:<lease expiry, Unix ms>": the
+// exact count behind max_connections, where a node's share stops counting when its lease ends.
+func Connections(tenantID string) string { return tenantPrefix(tenantID) + "conns" }
+
 // Node is the pub/sub channel on which a node takes calls from other nodes.
 func Node(nodeID string) string { return prefix + "node:" + nodeID }
 

@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/redistest"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Nodes racing for the last connections of a tenant never take more than the cap between them.
+func TestLeasesHoldTheCapUnderRacingNodes(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	ctx := testCtx(t)
+	nodes := []*Leases{
+		NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)),
+		NewLeases(rdb, "node-b", slog.New(slog.DiscardHandler)),
+		NewLeases(rdb, "node-c", slog.New(slog.DiscardHandler)),
+	}
+	const max = 7
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range nodes {
+		for range 10 {
+			wg.Go(func() {
+				ok, _, err := l.Acquire(ctx, "tn_a", max)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					taken.Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if got := taken.Load(); got != max {
+		t.Fatalf("%d connections taken, want exactly %d", got, max)
+	}
+	if ok, total, _ := nodes[0].Acquire(ctx, "tn_a", max); ok || total != max {
+		t.Fatalf("at the cap: ok=%v total=%d", ok, total)
+	}
+	nodes[1].Release("tn_a")
+	if ok, _, _ := nodes[0].Acquire(ctx, "tn_a", max); !ok {
+		t.Fatal("a released connection could not be taken again")
+	}
+	// Other tenants have their own count.
+	if ok, _, _ := nodes[0].Acquire(ctx, "tn_b", 1); !ok {
+		t.Fatal("another tenant was refused")
+	}
+}
+
+// A node that dies stops counting when its lease ends; a live node's renewals keep it counting
+// and heal a lost release.
+func TestLeasesOfADeadNodeExpire(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := testCtx(t)
+	live := NewLeases(rdb, "node-live", slog.New(slog.DiscardHandler))
+	dead := NewLeases(rdb, "node-dead", slog.New(slog.DiscardHandler))
+	live.ttl, dead.ttl = 300*time.Millisecond, 300*time.Millisecond
+	for _, l := range []*Leases{live, dead} {
+		if ok, _, err := l.Acquire(ctx, "tn_a", 2); !ok || err != nil {
+			t.Fatalf("acquire: %v %v", ok, err)
+		}
+	}
+	if ok, _, _ := live.Acquire(ctx, "tn_a", 2); ok {
+		t.Fatal("a third connection was taken with a cap of 2")
+	}
+	// A release Redis never saw: the live node's renewal writes its true count.
+	live.add("tn_a", -1)
+	live.add("tn_a", 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := live.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ok, total, err := live.Acquire(ctx, "tn_a", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if total != 2 {
+				t.Fatalf("after the dead node's lease ended, total %d, want 2", total)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead node's connection still counts")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The live node's count survives past several lease times while it renews.
+	for range 4 {
+		time.Sleep(150 * time.Millisecond)
+		if err := live.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _, _ := live.Acquire(ctx, "tn_a", 2); ok {
+		t.Fatal("a renewed lease stopped counting")
+	}
+	// Back to zero: the node's field is gone.
+	live.Release("tn_a")
+	live.Release("tn_a")
+	if err := live.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.HLen(ctx, keys.Connections("tn_a")).Result(); err != nil || n != 0 {
+		t.Fatalf("fields left: %d %v", n, err)
+	}
+}
