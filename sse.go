@@ -43,6 +43,7 @@ const (
 	ReasonWindowExceeded   = "history window exceeded"
 	ReasonLogRestarted     = "event log restarted"
 	ReasonSessionExpired   = "session expired"
+	ReasonReconfigured     = "hub reconfigured"
 )
 
 var idField = []byte("id: ")

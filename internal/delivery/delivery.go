@@ -206,6 +206,12 @@ func applyControl(reg *session.Registry, ev tenant.Event, log *slog.Logger) {
 		if n := reg.CloseKey(ev.TenantID, ev.KeyID, session.AuthFailed(streamgate.ReasonKeyDeleted)); n > 0 {
 			log.Info("closed sessions of a deleted signing key", "tenant", ev.TenantID, "sessions", n)
 		}
+	case tenant.EventMercureChanged:
+		// Mercure subscribers reconnect (with their Last-Event-ID) and are admitted, or not,
+		// under the tenant's new configuration.
+		if n := reg.CloseKey(ev.TenantID, tenant.MercureKeyID, session.Disconnect(streamgate.ReasonReconfigured, true)); n > 0 {
+			log.Info("closed Mercure subscribers of a reconfigured hub", "tenant", ev.TenantID, "sessions", n)
+		}
 	case tenant.EventSuspended:
 		n := reg.CloseTenant(ev.TenantID, session.Disconnect(streamgate.ReasonSuspended, false))
 		log.Info("tenant suspended", "tenant", ev.TenantID, "sessions_closed", n)

@@ -71,6 +71,7 @@ var sentinels = []struct {
 	{tenant.ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},
 	{tenant.ErrSuspended, http.StatusForbidden, CodeForbidden},
 	{tenant.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{tenant.ErrConflict, http.StatusConflict, CodeConflict},
 	{session.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{session.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrInvalid, http.StatusBadRequest, CodeInvalid},

@@ -57,6 +57,9 @@ func (s *Server) Handler() http.Handler {
 	key.PUT("/workflows/:id", s.handlePutWorkflow())
 	key.GET("/workflows/:id", s.handleGetWorkflow())
 	key.PUT("/workflows/:id/steps/:name", s.handlePutStep())
+	key.PUT("/mercure", s.handlePutMercure())
+	key.GET("/mercure", s.handleGetMercure())
+	key.DELETE("/mercure", s.handleDeleteMercure())
 
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())

@@ -3,7 +3,7 @@
 //
 // A tenant's keys share the hash tag {<tenant id>}: Redis Cluster keeps a tenant on one shard, and
 // a script that touches several keys of one tenant stays legal there. Global keys are few: the API
-// key and signing key indexes, the tenant list and the control channel.
+// key, signing key and Mercure host indexes, the tenant list and the control channel.
 package keys
 
 import (
@@ -36,6 +36,16 @@ func SigningKeys(tenantID string) string { return tenantPrefix(tenantID) + "sigk
 
 // SigningKeyIndex is the global index from a signing key id (a token's kid) to its tenant.
 func SigningKeyIndex(keyID string) string { return prefix + "sigkey:" + keyID }
+
+// Mercure is the tenant's Mercure hub configuration (JSON, keys encrypted).
+func Mercure(tenantID string) string { return tenantPrefix(tenantID) + "mercure" }
+
+// MercureHost is the global index from a Mercure host name to the tenant whose hub answers there.
+func MercureHost(host string) string { return prefix + "mercurehost:" + host }
+
+// MercureID is the index from a Mercure update id to its entry in the tenant's Mercure log (the
+// history stream of its internal channel), expiring with the tenant's history window.
+func MercureID(tenantID, updateID string) string { return tenantPrefix(tenantID) + "mid:" + updateID }
 
 // Sequence is the tenant's hash of the event sequence: seq (last number), ms (last id time) and
 // epoch (changes whenever the counter had to start again).

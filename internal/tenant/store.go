@@ -41,6 +41,8 @@ type Store struct {
 	tenants *cache[Tenant]
 	apiKeys *cache[apiKeyRef]
 	sigKeys *cache[sigKeyRef]
+	hubs    *cache[*MercureHub] // nil: the tenant has no hub
+	hosts   *cache[string]      // Mercure host → tenant id, "" for none
 }
 
 type apiKeyRef struct {
@@ -92,6 +94,8 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*St
 		tenants:  newCache[Tenant](cacheTTL),
 		apiKeys:  newCache[apiKeyRef](cacheTTL),
 		sigKeys:  newCache[sigKeyRef](cacheTTL),
+		hubs:     newCache[*MercureHub](cacheTTL),
+		hosts:    newCache[string](cacheTTL),
 	}, nil
 }
 
