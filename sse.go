@@ -61,6 +61,23 @@ func AppendEvent(dst []byte, event, data string) []byte {
 	return append(dst, '\n')
 }
 
+// AppendIDEvent appends an event that carries its own id rather than a cursor (a Mercure
+// update's): the id, the event name unless empty (the client's default, "message"), the
+// reconnection delay unless zero, and the data.
+func AppendIDEvent(dst []byte, id, event string, retry time.Duration, data string) []byte {
+	dst = appendLine(dst, "id: ", id)
+	if event != "" {
+		dst = appendLine(dst, "event: ", event)
+	}
+	if retry > 0 {
+		dst = append(dst, "retry: "...)
+		dst = strconv.AppendInt(dst, retry.Milliseconds(), 10)
+		dst = append(dst, '\n')
+	}
+	dst = AppendData(dst, data)
+	return append(dst, '\n')
+}
+
 // AppendData appends data as "data:" fields, one per line of data (a CR, LF or CRLF ends a
 // line), so that a client reassembles it exactly, with "\n" between lines.
 func AppendData(dst []byte, data string) []byte {

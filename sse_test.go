@@ -140,3 +140,26 @@ func FuzzEventFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendIDEvent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, id, event string
+		retry           time.Duration
+		data, want      string
+	}{
+		{"plain", "urn:uuid:1", "", 0, "hello", "id: urn:uuid:1\ndata: hello\n\n"},
+		{"typed with retry", "a", "update", 1500 * time.Millisecond, "x\ny", "id: a\nevent: update\nretry: 1500\ndata: x\ndata: y\n\n"},
+		{"empty data", "a", "", 0, "", "id: a\ndata: \n\n"},
+		{"forged id", "a\n\nevent: evil", "", 0, "1", "id: aevent: evil\ndata: 1\n\n"},
+	} {
+		got := AppendIDEvent(nil, tc.id, tc.event, tc.retry, tc.data)
+		if string(got) != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+		p := parseStream(got)
+		if len(p.events) != 1 || p.events[0].id != stripBreaks(tc.id) || p.events[0].data != normalizeLines(tc.data) {
+			t.Errorf("%s: a client sees %+v", tc.name, p)
+		}
+	}
+}

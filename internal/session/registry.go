@@ -352,11 +352,18 @@ func (c *tally) flush(t *tenant) {
 // drops for that session alone. Sessions evicted during the walk are removed after it, so the
 // walk holds only the read lock.
 func (r *Registry) Broadcast(tenantID, channel string, f *streamgate.Frame) int {
+	return r.BroadcastAny(tenantID, []string{channel}, f)
+}
+
+// BroadcastAny is Broadcast to the sessions subscribed to at least one of channels: each gets
+// f once, however many of the channels it has.
+func (r *Registry) BroadcastAny(tenantID string, channels []string, f *streamgate.Frame) int {
 	now := r.now()
 	var (
 		n    int
 		c    tally
 		gone []*Session
+		seen map[*Session]struct{} // sessions on several of the channels, offered f already
 	)
 	r.mu.RLock()
 	t := r.tenants[tenantID]
@@ -364,15 +371,28 @@ func (r *Registry) Broadcast(tenantID, channel string, f *streamgate.Frame) int 
 		r.mu.RUnlock()
 		return 0
 	}
-	for _, s := range t.channels[channel] {
-		switch o := s.offer(f, now, &r.cfg); o {
-		case queued:
-			n++
-		case full:
-			c.add(o)
-		default:
-			c.add(o)
-			gone = append(gone, s)
+	for i, ch := range channels {
+		for _, s := range t.channels[ch] {
+			if len(channels) > 1 && len(s.subs) > 1 {
+				if _, dup := seen[s]; dup {
+					continue
+				}
+				if i < len(channels)-1 {
+					if seen == nil {
+						seen = make(map[*Session]struct{})
+					}
+					seen[s] = struct{}{}
+				}
+			}
+			switch o := s.offer(f, now, &r.cfg); o {
+			case queued:
+				n++
+			case full:
+				c.add(o)
+			default:
+				c.add(o)
+				gone = append(gone, s)
+			}
 		}
 	}
 	r.mu.RUnlock()

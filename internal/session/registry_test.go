@@ -890,3 +890,30 @@ func TestSessionSubscribeRefusesATakenOverSession(t *testing.T) {
 		t.Errorf("chat has %d subscribers, want the new session", got)
 	}
 }
+
+func TestBroadcastAnyOncePerSession(t *testing.T) {
+	t.Parallel()
+	r, _ := newTestRegistry(t, 0)
+	both := mustRegister(t, r, "tn_a", "ses_both", "a", "b")
+	onlyA := mustRegister(t, r, "tn_a", "ses_a", "a")
+	onlyB := mustRegister(t, r, "tn_a", "ses_b", "b", "c")
+	other := mustRegister(t, r, "tn_a", "ses_c", "c", "d")
+	elsewhere := mustRegister(t, r, "tn_b", "ses_x", "a", "b")
+
+	if got := r.BroadcastAny("tn_a", []string{"a", "b", "nobody"}, message("1")); got != 3 {
+		t.Errorf("BroadcastAny reached %d, want 3", got)
+	}
+	for _, tc := range []struct {
+		s    *Session
+		want []string
+	}{
+		{both, []string{"1"}}, {onlyA, []string{"1"}}, {onlyB, []string{"1"}}, {other, nil}, {elsewhere, nil},
+	} {
+		if got := frameIDs(tc.s.Take(nil)); !slices.Equal(got, tc.want) && (len(got) != 0 || tc.want != nil) {
+			t.Errorf("%s got %v, want %v", tc.s.ID(), got, tc.want)
+		}
+	}
+	if got := r.BroadcastAny("tn_a", nil, message("2")); got != 0 {
+		t.Errorf("BroadcastAny to no channel reached %d", got)
+	}
+}
