@@ -96,7 +96,9 @@ func TestVerifyToken(t *testing.T) {
 		{"expired", hs(func(m jwt.MapClaims) { m["exp"] = now.Add(-time.Minute).Unix() }), "HS256", secret},
 		{"not yet valid", hs(func(m jwt.MapClaims) { m["nbf"] = now.Add(time.Minute).Unix() }), "HS256", secret},
 		{"too many selectors", hs(func(m jwt.MapClaims) { m["mercure"] = map[string]any{"subscribe": many} }), "HS256", secret},
-		{"selector too long", hs(func(m jwt.MapClaims) { m["mercure"] = map[string]any{"publish": []string{strings.Repeat("a", MaxSelectorLen+1)}} }), "HS256", secret},
+		{"selector too long", hs(func(m jwt.MapClaims) {
+			m["mercure"] = map[string]any{"publish": []string{strings.Repeat("a", MaxSelectorLen+1)}}
+		}), "HS256", secret},
 		{"claim of the wrong type", hs(func(m jwt.MapClaims) { m["mercure"] = map[string]any{"publish": "*"} }), "HS256", secret},
 		{"no subscriber key", hs(nil), "HS256", nil},
 		{"oversized", strings.Repeat("a", MaxTokenBytes+1), "HS256", secret},
