@@ -30,4 +30,7 @@ type Frame struct {
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).
 	Message bool
+	// Notice marks an event of the native protocol that carries no id (lagging, disconnect,
+	// reset, subscribed and the like): a front end speaking another protocol leaves it out.
+	Notice bool
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -89,7 +90,9 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
 	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
-	deliverer, err := telemetry.MeasureDelivery(meter, n.registry)
+	// The tenants' Mercure updates are matched once per node on their way to the sessions.
+	mercureIndex := mercure.NewIndex(stream.MercureChannel, n.registry)
+	deliverer, err := telemetry.MeasureDelivery(meter, mercureIndex)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -125,7 +128,9 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	}, log, httpapi.Deps{
 		Tenants:   tenants,
 		Publisher: stream.NewPublisher(rdb),
+		History:   history,
 		Streams:   n.streams,
+		Mercure:   mercureIndex,
 		Cluster:   view,
 		JobStates: jobs.NewStates(history),
 		Updates:   updates,

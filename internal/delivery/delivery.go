@@ -261,7 +261,9 @@ func (l *liveSet) records() []cluster.Live {
 	defer l.mu.Unlock()
 	out := make([]cluster.Live, 0, len(l.m))
 	for id, st := range l.m {
-		out = append(out, cluster.Live{TenantID: st.tenantID, ID: id, TTL: st.ttl})
+		if st.log == nil { // a log stream has no record
+			out = append(out, cluster.Live{TenantID: st.tenantID, ID: id, TTL: st.ttl})
+		}
 	}
 	return out
 }

@@ -15,11 +15,31 @@ import (
 
 // Request is a stream to open: who asks (a verified token and its tenant), for which channels
 // (valid names, without duplicates), and from where (the Last-Event-ID the client sent, or "").
+// With Log set, the stream follows a tenant-wide log instead, and Channels and Cursor are unused.
 type Request struct {
 	Claims   tenant.Claims
 	Tenant   tenant.Tenant
 	Channels []string
 	Cursor   string
+	Log      *Log
+}
+
+// Log is a stream on a tenant-wide log that a front end filters per subscriber (the Mercure
+// hub's): the session is filed in the registry under Keys, where the front end's own index
+// delivers what matches; this node receives Channel; a reconnect is a new session that replays
+// Channel's entries after After through Entry. Such a stream carries the log's events only:
+// no connected event, no cursors (each event's id is its own), no notices.
+type Log struct {
+	// Channel is the log's internal channel: what this node receives and replays.
+	Channel string
+	// Keys are the registry keys of the session; each counts as one subscription.
+	Keys []string
+	// Topics are what listings show as the session's channels.
+	Topics []string
+	// After is the log entry to replay after, or "" to start live.
+	After string
+	// Entry turns a replayed entry into the frame this stream sends, or nil to leave it out.
+	Entry func(stream.Entry) *streamgate.Frame
 }
 
 // Open works out the session (new, resumed, or reset), checks its channels and the tenant's
@@ -33,17 +53,25 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		return nil, ErrShuttingDown
 	}
 	t, claims := req.Tenant, req.Claims
-	plan, err := s.plan(ctx, req)
-	if err != nil {
+	var (
+		plan plan
+		err  error
+	)
+	if req.Log != nil {
+		// A log stream is new on every connect: the front end resolved where it resumes.
+		plan.id, plan.channels, plan.after = streamgate.NewID("ses_"), req.Log.Keys, req.Log.After
+	} else if plan, err = s.plan(ctx, req); err != nil {
 		return nil, err
 	}
 	channels := plan.channels
 	if max := t.Limits.MaxSubscriptionsPerSession; len(channels) > max {
 		return nil, fmt.Errorf("a session may subscribe to at most %d channels; this stream asks for %d: %w", max, len(channels), session.ErrLimitExceeded)
 	}
-	for _, ch := range channels {
-		if !streamgate.Granted(claims.Channels, ch) {
-			return nil, fmt.Errorf("the token does not grant channel %q: %w", ch, ErrForbidden)
+	if req.Log == nil {
+		for _, ch := range channels {
+			if !streamgate.Granted(claims.Channels, ch) {
+				return nil, fmt.Errorf("the token does not grant channel %q: %w", ch, ErrForbidden)
+			}
 		}
 	}
 
@@ -59,7 +87,7 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t), leased: leased}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()
@@ -79,7 +107,11 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 // setUp subscribes the node to the stream's channels, reads where the tenant's log stands and
 // what must be replayed, and records the session.
 func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenant.Claims) error {
-	for _, ch := range plan.channels {
+	channels := plan.channels
+	if st.log != nil {
+		channels = []string{st.log.Channel}
+	}
+	for _, ch := range channels {
 		if err := s.Hub.Acquire(ctx, st.tenantID, ch); err != nil {
 			return err
 		}
@@ -89,7 +121,7 @@ func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenan
 	// live or at most the floor, and the replay covers everything up to the floor.
 	// A resume replays state changes from history; a fresh start gets the current states.
 	fresh := plan.after == "" || plan.reset != ""
-	snap, err := s.History.Snapshot(ctx, st.tenantID, plan.channels, plan.after, st.window, fresh)
+	snap, err := s.History.Snapshot(ctx, st.tenantID, channels, plan.after, st.window, fresh && st.log == nil)
 	if err != nil {
 		return err
 	}
@@ -109,6 +141,9 @@ func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenan
 	st.connectedAt = time.Now()
 	if plan.record != nil {
 		st.connectedAt = plan.record.ConnectedAt
+	}
+	if st.log != nil {
+		return nil // nothing to resume by session: a log stream resumes from its log
 	}
 	rec := cluster.SessionRecord{ID: plan.id, TenantID: st.tenantID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: plan.channels}
 	return s.Records.Save(ctx, rec, st.ttl)

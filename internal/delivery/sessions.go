@@ -265,11 +265,16 @@ func (s *Service) sessionsHere(tenantID string) []cluster.SessionSummary {
 	infos := s.Registry.Sessions(tenantID)
 	out := make([]cluster.SessionSummary, len(infos))
 	for i, in := range infos {
-		connected := in.ConnectedAt
-		if st := s.live.get(in.ID); st != nil && !st.connectedAt.IsZero() {
-			connected = st.connectedAt
+		connected, channels := in.ConnectedAt, in.Channels
+		if st := s.live.get(in.ID); st != nil {
+			if !st.connectedAt.IsZero() {
+				connected = st.connectedAt
+			}
+			if st.log != nil {
+				channels = st.log.Topics
+			}
 		}
-		out[i] = cluster.SessionSummary{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connected.UTC(), Channels: nonNil(in.Channels), Dropped: in.Dropped}
+		out[i] = cluster.SessionSummary{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connected.UTC(), Channels: nonNil(channels), Dropped: in.Dropped}
 	}
 	return out
 }

@@ -35,6 +35,7 @@ type Stream struct {
 	replayFrom string // replay (replayFrom, floorID] before going live; "" for none
 	reset      string
 	states     []stream.Entry // current job and workflow states to send first, as of the floor
+	log        *Log           // set for a stream on a tenant-wide log
 
 	mu       sync.Mutex // guards acquired, closed and leased against the sessions API and takeovers
 	acquired []string
@@ -46,6 +47,26 @@ type Stream struct {
 
 // SessionID returns the stream's session id.
 func (st *Stream) SessionID() string { return st.sess.ID() }
+
+// Replays reports whether the stream starts with a replay of what its client missed: false for
+// a fresh start, and for a resume whose gap could not be served from history.
+func (st *Stream) Replays() bool { return st.replayFrom != "" }
+
+// channels are the channels whose history the stream replays: its session's, or its log's.
+func (st *Stream) channels() []string {
+	if st.log != nil {
+		return []string{st.log.Channel}
+	}
+	return st.sess.Channels()
+}
+
+// entryFrame is a replayed entry as this stream sends it, or nil when it leaves it out.
+func (st *Stream) entryFrame(e stream.Entry) *streamgate.Frame {
+	if st.log != nil {
+		return st.log.Entry(e)
+	}
+	return e.Frame()
+}
 
 // Close ends the stream: Serve returns (without a final notice: the client is gone or the
 // transport gave up), the session leaves the registry and this node drops the stream's
@@ -91,12 +112,12 @@ func (st *Stream) takeLease() bool {
 func (st *Stream) Serve(out Sink) {
 	s := st.svc
 	w := &writer{out: out, st: st}
-	head := []*streamgate.Frame{
-		{Body: streamgate.AppendRetry(nil, s.cfg.Retry)},
-		st.connectedFrame(),
-	}
-	if st.reset != "" {
-		head = append(head, resetFrame(st.reset, st.sess.Channels()))
+	head := []*streamgate.Frame{{Body: streamgate.AppendRetry(nil, s.cfg.Retry)}}
+	if st.log == nil {
+		head = append(head, st.connectedFrame())
+		if st.reset != "" {
+			head = append(head, resetFrame(st.reset, st.sess.Channels()))
+		}
 	}
 	if err := w.write(head); err != nil {
 		return
@@ -155,7 +176,7 @@ func (st *Stream) writeLive(w *writer, batch []*streamgate.Frame) error {
 // (trimmed meanwhile, or the event log restarted), the stream is ended with a reconnectable
 // disconnect: the client resumes from its cursor and gets reset if it must.
 func (st *Stream) catchUp(w *writer) error {
-	channels := st.sess.Channels()
+	channels := st.channels()
 	snap, err := st.svc.History.Snapshot(st.ctx, st.tenantID, channels, w.lastID, st.window, false)
 	if err != nil {
 		return err
@@ -175,7 +196,7 @@ func (st *Stream) catchUp(w *writer) error {
 // and workflow channels when it starts afresh. Live frames queue meanwhile and are written
 // after, above the floor.
 func (st *Stream) replay(w *writer) error {
-	if err := st.replayRange(w, st.sess.Channels(), st.replayFrom, st.floorID); err != nil {
+	if err := st.replayRange(w, st.channels(), st.replayFrom, st.floorID); err != nil {
 		return err
 	}
 	frames := make([]*streamgate.Frame, len(st.states))
@@ -193,9 +214,11 @@ func (st *Stream) replayRange(w *writer, channels []string, after, upto string) 
 		if err != nil {
 			return err
 		}
-		frames := make([]*streamgate.Frame, len(entries))
-		for i, e := range entries {
-			frames[i] = e.Frame()
+		frames := make([]*streamgate.Frame, 0, len(entries))
+		for _, e := range entries {
+			if f := st.entryFrame(e); f != nil {
+				frames = append(frames, f)
+			}
 		}
 		if err := w.write(frames); err != nil {
 			return err
@@ -272,12 +295,16 @@ func (w *writer) write(frames []*streamgate.Frame) error {
 	pieces, messages := w.pieces[:0], 0
 	idField := streamgate.IDField()
 	for _, f := range frames {
-		if f.Resync || w.skip(f) {
+		if f.Resync || w.skip(f) || (f.Notice && w.st.log != nil) {
 			continue
 		}
 		switch {
 		case f.ID == "":
 			pieces = append(pieces, f.Body)
+		case w.st.log != nil:
+			// The event carries its own id: the stream's place is known to this node alone.
+			pieces = append(pieces, f.Body)
+			w.lastID, w.lastSeq = f.ID, f.Seq
 		case f.Snapshot && w.lastSeq > w.st.floor:
 			// A state sent mid-stream (a sessions-API subscription) carries the cursor the
 			// stream has reached, not the floor it started from: a resume must not go back.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/delivery"
+	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -72,6 +73,9 @@ var sentinels = []struct {
 	{tenant.ErrSuspended, http.StatusForbidden, CodeForbidden},
 	{tenant.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{tenant.ErrConflict, http.StatusConflict, CodeConflict},
+	{mercure.ErrInvalid, http.StatusBadRequest, CodeInvalid},
+	{mercure.ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},
+	{mercure.ErrForbidden, http.StatusForbidden, CodeForbidden},
 	{session.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{session.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrInvalid, http.StatusBadRequest, CodeInvalid},

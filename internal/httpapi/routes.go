@@ -61,6 +61,12 @@ func (s *Server) Handler() http.Handler {
 	key.GET("/mercure", s.handleGetMercure())
 	key.DELETE("/mercure", s.handleDeleteMercure())
 
+	// Each tenant's Mercure hub: on the hosts it claims, and for everyone under its tenant id.
+	r.Any(mercurePath, withClientIP(), s.mercureByHost())
+	r.Any(mercurePath+"/*rest", withClientIP(), s.mercureByHost())
+	r.Any("/mercure/:tenant"+mercurePath, withClientIP(), s.mercureByPath())
+	r.Any("/mercure/:tenant"+mercurePath+"/*rest", withClientIP(), s.mercureByPath())
+
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())
 	r.GET("/admin/assets/*file", s.handleAdminAssets())

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
@@ -53,7 +55,10 @@ type Rates struct {
 type Deps struct {
 	Tenants   *tenant.Store
 	Publisher *stream.Publisher
+	History   *stream.History
 	Streams   *delivery.Service
+	// Mercure is the node's index of Mercure subscribers, which the hub's frames pass through.
+	Mercure   *mercure.Index
 	Cluster   *cluster.View
 	JobStates *jobs.States
 	Updates   *jobs.Updates
@@ -75,7 +80,10 @@ type Server struct {
 	log            *slog.Logger
 	tenants        *tenant.Store
 	publisher      *stream.Publisher
+	history        *stream.History
 	streams        *delivery.Service
+	mercure        *mercure.Index
+	trustedProxies []netip.Prefix
 	jobStates      *jobs.States
 	updates        *jobs.Updates
 	cluster        *cluster.View
@@ -96,7 +104,8 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 		d.Meter = noopmetric.NewMeterProvider()
 	}
 	s := &Server{
-		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, streams: d.Streams,
+		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History, streams: d.Streams,
+		mercure: d.Mercure, trustedProxies: parsePrefixes(cfg.TrustedProxies),
 		jobStates: d.JobStates, updates: d.Updates, cluster: d.Cluster, ready: d.Ready,
 		limiter: d.Limiter, tracer: telemetry.Tracer(d.Tracer), metricsHandler: d.Metrics,
 	}

@@ -33,25 +33,37 @@ func (s *Server) streamHandler() http.Handler {
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
-		if conn, ok := takeOver(w, r, st.Close); ok {
-			// HTTP/1.1: the stream continues on two small goroutines of its own, and the
-			// request's goroutine, with net/http's buffers, goes away.
-			go func() {
-				defer st.Close()
-				if conn == nil {
-					return
-				}
-				defer conn.Close()
-				st.Serve(&connSink{conn: conn, timeout: s.cfg.WriteTimeout})
-			}()
-			return
-		}
-		defer st.Close()
-		stop := context.AfterFunc(r.Context(), st.Close)
-		defer stop()
-		w.WriteHeader(http.StatusOK)
-		st.Serve(&httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout})
+		s.serveStream(w, r, st, nil)
 	})
+}
+
+// serveStream writes an open stream as the response until it ends, then closes it and calls
+// done (unless nil). On HTTP/1.1 it takes the connection over from net/http and returns at once:
+// the stream continues on two small goroutines of its own, and the request's goroutine, with
+// net/http's buffers, goes away.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *delivery.Stream, done func()) {
+	end := func() {
+		st.Close()
+		if done != nil {
+			done()
+		}
+	}
+	if conn, ok := takeOver(w, r, st.Close); ok {
+		go func() {
+			defer end()
+			if conn == nil {
+				return
+			}
+			defer conn.Close()
+			st.Serve(&connSink{conn: conn, timeout: s.cfg.WriteTimeout})
+		}()
+		return
+	}
+	defer end()
+	stop := context.AfterFunc(r.Context(), st.Close)
+	defer stop()
+	w.WriteHeader(http.StatusOK)
+	st.Serve(&httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout})
 }
 
 // openStream reads the request (token, channels, cursor), authenticates it, counts it against

@@ -375,7 +375,8 @@ func (h *Hub) dispatch(name, payload string) {
 }
 
 // EncodeFrame turns a payload published on channel ("<id>\n<kind>\n<json>") into the SSE
-// frame every subscriber on this node receives.
+// frame every subscriber on this node receives; on the Mercure channel, into the frame the
+// node's Mercure index takes.
 func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	id, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
@@ -388,6 +389,9 @@ func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	_, seq, ok := ParseID(id)
 	if !ok {
 		return nil, false
+	}
+	if channel == MercureChannel {
+		return encodeMercure(id, seq, data), true
 	}
 	return streamgate.NewEventFrame(channel, id, seq, kind, data), true
 }
