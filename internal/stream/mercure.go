@@ -22,7 +22,6 @@ const MercureChannel = "#mercure"
 // the log still holds.
 const MercureEarliest = "earliest"
 
-
 var (
 	//go:embed mercure.lua
 	mercureLua     string
