@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/sseclient"
 )
 
@@ -109,6 +112,8 @@ func sameView(a, b mercureView) bool {
 		a.Algorithm == b.Algorithm && a.Anonymous == b.Anonymous && a.SubscriptionsAPI == b.SubscriptionsAPI &&
 		strings.Join(a.CORSOrigins, ",") == strings.Join(b.CORSOrigins, ",") && a.CORSOrigins != nil
 }
+
+const mercureCookieName = "mercureAuthorization"
 
 // The reference hub's development keys, as in Mercure's own conformance tests.
 const (
@@ -207,6 +212,17 @@ func (n *node) mercureDo(t testing.TB, mr mercureRequest) reply {
 	return reply{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
+// mercureStatus sends a request and returns its status without reading the body: a stream is
+// closed at once.
+func (n *node) mercureStatus(t testing.TB, mr mercureRequest) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp := n.mercureHTTP(t, ctx, mr)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // mercurePublish publishes and returns the update's id, failing unless the hub answers 200.
 func (n *node) mercurePublish(t testing.TB, path, token string, form url.Values) string {
 	t.Helper()
@@ -300,4 +316,367 @@ func TestMercurePublishAndSubscribe(t *testing.T) {
 	both.expectUpdate(fresh, "")
 	books.expectNone(300 * time.Millisecond)
 	both.expectNone(300 * time.Millisecond)
+}
+
+func TestMercurePrivateUpdates(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	a := n.signup(t, "Acme")
+	hub := n.mercureHub(t, a, map[string]any{"anonymous": true})
+	pub := publisherJWT(t, "*")
+	books := topics("https://example.com/books/{id}")
+
+	// The same topic selector, four ways of presenting (or not) a token.
+	alice := n.mercureSubscribe(t, mercureRequest{path: hub, query: books, header: http.Header{
+		"Authorization": {"Bearer " + subscriberJWT(t, "alice", "https://example.com/users/alice/{?topic}")}}})
+	bob := n.mercureSubscribe(t, mercureRequest{path: hub, query: books, header: http.Header{
+		"Cookie": {mercureCookieName + "=" + subscriberJWT(t, "bob", "https://example.com/users/bob/{?topic}")}}})
+	q := topics("https://example.com/books/{id}")
+	q.Set("authorization", subscriberJWT(t, "", "*"))
+	admin := n.mercureSubscribe(t, mercureRequest{path: hub, query: q})
+	anon := n.mercureSubscribe(t, mercureRequest{path: hub, query: books})
+
+	private := n.mercurePublish(t, hub, pub, url.Values{"private": {"on"}, "data": {"for alice"}, "topic": {
+		"https://example.com/books/1", "https://example.com/users/alice/?topic=" + url.QueryEscape("https://example.com/books/1")}})
+	public := n.mercurePublish(t, hub, pub, url.Values{"topic": {"https://example.com/books/1"}, "data": {"for all"}})
+	alice.expectUpdate(private, "for alice")
+	admin.expectUpdate(private, "for alice")
+	for _, s := range []*subscriber{alice, bob, admin, anon} {
+		s.expectUpdate(public, "for all")
+	}
+
+	// Who is who: the token's sub, or anonymous.
+	var sessions struct {
+		Sessions []struct {
+			Sub      string   `json:"sub"`
+			Channels []string `json:"channels"`
+		} `json:"sessions"`
+	}
+	n.do(t, call{method: "GET", path: "/admin/api/tenants/" + a.TenantID + "/sessions", auth: testAdminToken}).want(t, 200).decode(t, &sessions)
+	var subs []string
+	for _, s := range sessions.Sessions {
+		subs = append(subs, s.Sub)
+		if strings.Join(s.Channels, ",") != "https://example.com/books/{id}" {
+			t.Errorf("session of %s lists channels %q, want its topic selector", s.Sub, s.Channels)
+		}
+	}
+	slices.Sort(subs)
+	if strings.Join(subs, ",") != "alice,anonymous,bob,mercure" {
+		t.Errorf("sessions of %q", subs)
+	}
+}
+
+func TestMercureTokenExpiryClosesTheStream(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	a := n.signup(t, "Acme")
+	hub := n.mercureHub(t, a, nil)
+	tok := mercureJWT(t, mercureSubscriberKey, jwt.MapClaims{"exp": time.Now().Add(2 * time.Second).Unix(), "mercure": map[string]any{"subscribe": []string{"*"}}})
+	s := n.mercureSubscribe(t, mercureRequest{path: hub, query: topics("*"), header: http.Header{"Authorization": {"Bearer " + tok}}})
+	select {
+	case <-s.done: // the server closed it
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream outlived its token")
+	}
+	for ev := range s.events {
+		if ev.Comment == "" && ev.Event != "" {
+			t.Errorf("a Mercure stream got %s: %s", ev.Event, ev.Data)
+		}
+	}
+}
+
+func TestMercureResume(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	n1 := startNode(t, rs, nil)
+	n2 := startNode(t, rs, nil)
+	a := n1.signup(t, "Acme")
+	hub := n1.mercureHub(t, a, map[string]any{"anonymous": true})
+	pub := publisherJWT(t, "*")
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, n1.mercurePublish(t, hub, pub, url.Values{"topic": {"t"}, "data": {strconv.Itoa(i)}, "id": {"u" + strconv.Itoa(i)}}))
+	}
+	// Neither is for these subscribers: a private update (private= counts, even empty) and
+	// another topic's.
+	n1.mercurePublish(t, hub, pub, url.Values{"topic": {"t"}, "private": {""}, "data": {"private"}})
+	n1.mercurePublish(t, hub, pub, url.Values{"topic": {"elsewhere"}, "data": {"x"}})
+
+	open := func(name string, header http.Header, q url.Values, wantHeader string) *subscriber {
+		t.Helper()
+		if q == nil {
+			q = url.Values{}
+		}
+		q.Set("topic", "t")
+		s := n2.mercureSubscribe(t, mercureRequest{path: hub, query: q, header: header})
+		if got := s.stream.Response.Header.Get("Last-Event-ID"); got != wantHeader {
+			t.Errorf("%s: Last-Event-ID response header %q, want %q", name, got, wantHeader)
+		}
+		return s
+	}
+	// On another node, from the header (as EventSource reconnects) and from the query (the first
+	// connect after discovery).
+	fromHeader := open("header", http.Header{"Last-Event-ID": {"u0"}}, nil, "u0")
+	fromQuery := open("query", nil, url.Values{"lastEventID": {"u1"}}, "u1")
+	fromBoth := open("both", http.Header{"Last-Event-ID": {"u1"}}, url.Values{"lastEventID": {"u0"}}, "u1")
+	earliest := open("earliest", http.Header{"Last-Event-ID": {"earliest"}}, nil, "earliest")
+	unknown := open("unknown", http.Header{"Last-Event-ID": {"never-published"}}, nil, "earliest")
+	live := open("none", nil, nil, "")
+
+	fromHeader.expectUpdate("u1", "1")
+	fromHeader.expectUpdate("u2", "2")
+	fromQuery.expectUpdate("u2", "2")
+	fromBoth.expectUpdate("u2", "2")
+	for i := range 3 {
+		earliest.expectUpdate(ids[i], strconv.Itoa(i))
+	}
+	// Then live, published on the first node; private and unmatched updates were never replayed.
+	next := n1.mercurePublish(t, hub, pub, url.Values{"topic": {"t"}, "data": {"live"}})
+	for _, s := range []*subscriber{fromHeader, fromQuery, fromBoth, earliest, unknown, live} {
+		s.expectUpdate(next, "live")
+	}
+}
+
+func TestMercureHostRouting(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	n := startNode(t, rs, map[string]string{"STREAMGATE_TRUSTED_PROXIES": "127.0.0.1"})
+	untrusting := startNode(t, rs, nil)
+	a := n.signup(t, "Acme")
+	byPath := n.mercureHub(t, a, map[string]any{"anonymous": true, "hosts": []string{"acme.localhost"}})
+	pub := publisherJWT(t, "*")
+	port := strings.TrimPrefix(n.URL[strings.LastIndex(n.URL, ":"):], ":")
+
+	s := n.mercureSubscribe(t, mercureRequest{path: "/.well-known/mercure", host: "ACME.localhost:" + port, query: topics("t")})
+	if link := s.stream.Response.Header.Get("Link"); link != `</.well-known/mercure>; rel="mercure"` {
+		t.Errorf("Link %q", link)
+	}
+	viaProxy := n.mercureSubscribe(t, mercureRequest{path: "/.well-known/mercure", query: topics("t"),
+		header: http.Header{"X-Forwarded-Host": {"acme.localhost"}}})
+	viaPath := n.mercureSubscribe(t, mercureRequest{path: byPath, query: topics("t")})
+	if link := viaPath.stream.Response.Header.Get("Link"); link != "<"+byPath+`>; rel="mercure"` {
+		t.Errorf("Link %q", link)
+	}
+	r := n.mercureDo(t, mercureRequest{path: "/.well-known/mercure", host: "acme.localhost", form: url.Values{"topic": {"t"}, "data": {"by host"}},
+		header: http.Header{"Authorization": {"Bearer " + pub}}})
+	if r.Status != 200 {
+		t.Fatalf("publish by host: %d %s", r.Status, r.Body)
+	}
+	for _, sub := range []*subscriber{s, viaProxy, viaPath} {
+		sub.expectUpdate(string(r.Body), "by host")
+	}
+
+	// Other hosts, untrusted proxies and other paths behave as they always did.
+	n.mercureDo(t, mercureRequest{path: "/.well-known/mercure", host: "other.localhost", query: topics("t")}).want(t, 404, "not_found")
+	untrusting.mercureDo(t, mercureRequest{path: "/.well-known/mercure", query: topics("t"),
+		header: http.Header{"X-Forwarded-Host": {"acme.localhost"}}}).want(t, 404, "not_found")
+	n.mercureDo(t, mercureRequest{path: "/healthz", host: "acme.localhost"}).want(t, 200)
+	n.mercureDo(t, mercureRequest{path: "/v1/tenant", host: "acme.localhost", header: http.Header{"Authorization": {"Bearer " + a.APIKey}}}).want(t, 200)
+	n.mercureDo(t, mercureRequest{path: "/", host: "acme.localhost"}).want(t, 404, "not_found")
+
+	// Once the tenant lets the host go, it is no hub's (within 2 s on every node).
+	n.mercureHub(t, a, map[string]any{"anonymous": true})
+	waitFor(t, 3*time.Second, "the host to be released", func() bool {
+		return untrusting.mercureStatus(t, mercureRequest{path: "/.well-known/mercure", host: "acme.localhost", query: topics("t")}) == 404
+	})
+}
+
+// wantPlain fails unless the reply is a plain-text refusal with status.
+func (r reply) wantPlain(t testing.TB, status int) {
+	t.Helper()
+	if r.Status != status || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") || len(r.Body) == 0 {
+		t.Fatalf("status %d (%s) %q, want a plain-text %d", r.Status, r.Header.Get("Content-Type"), r.Body, status)
+	}
+}
+
+func TestMercureRefusals(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES": "100"})
+	a := n.signup(t, "Acme")
+	hub := n.mercureHub(t, a, nil) // not anonymous
+	off := n.signup(t, "No hub")
+	pub := publisherJWT(t, "https://example.com/books/{id}")
+	auth := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	book := func(extra ...string) url.Values {
+		v := url.Values{"topic": {"https://example.com/books/1"}, "data": {"x"}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			v[extra[i]] = append(v[extra[i]], extra[i+1])
+		}
+		return v
+	}
+	watcher := n.mercureSubscribe(t, mercureRequest{path: hub, query: topics("*"), header: auth(subscriberJWT(t, "w", "*"))})
+
+	for _, tc := range []struct {
+		name   string
+		r      mercureRequest
+		status int
+	}{
+		{"publish without token", mercureRequest{path: hub, form: book()}, 401},
+		{"publish with the subscriber key", mercureRequest{path: hub, form: book(), header: auth(mercureJWT(t, mercureSubscriberKey, jwt.MapClaims{"mercure": map[string]any{"publish": []string{"*"}}}))}, 401},
+		{"publish with a malformed header", mercureRequest{path: hub, form: book(), header: http.Header{"Authorization": {"Basic x"}}}, 401},
+		{"publish without mercure.publish", mercureRequest{path: hub, form: book(), header: auth(mercureJWT(t, mercurePublisherKey, jwt.MapClaims{"mercure": map[string]any{"subscribe": []string{"*"}}}))}, 401},
+		{"publish an expired token", mercureRequest{path: hub, form: book(), header: auth(mercureJWT(t, mercurePublisherKey, jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix(), "mercure": map[string]any{"publish": []string{"*"}}}))}, 401},
+		{"publish with a cookie from nowhere", mercureRequest{path: hub, form: book(), header: http.Header{"Cookie": {mercureCookieName + "=" + pub}}}, 401},
+		{"topic not allowed", mercureRequest{path: hub, form: url.Values{"topic": {"https://example.com/books/1", "news"}}, header: auth(pub)}, 403},
+		{"private topic not allowed", mercureRequest{path: hub, form: url.Values{"topic": {"news"}, "private": {"on"}}, header: auth(pub)}, 403},
+		{"reserved topic", mercureRequest{path: hub, form: url.Values{"topic": {"/.well-known/mercure/subscriptions/x/y"}}, header: auth(publisherJWT(t, "*"))}, 403},
+		{"no topic", mercureRequest{path: hub, form: url.Values{"data": {"x"}}, header: auth(pub)}, 400},
+		{"not a form", mercureRequest{path: hub, form: book(), header: http.Header{"Authorization": {"Bearer " + pub}, "Content-Type": {"application/json"}}}, 400},
+		{"bad retry", mercureRequest{path: hub, form: book("retry", "soon"), header: auth(pub)}, 400},
+		{"id with a line break", mercureRequest{path: hub, form: book("id", "a\ndata: forged"), header: auth(pub)}, 400},
+		{"type with a line break", mercureRequest{path: hub, form: book("type", "a\rb"), header: auth(pub)}, 400},
+		{"topic not UTF-8", mercureRequest{path: hub, form: url.Values{"topic": {"\xff"}}, header: auth(publisherJWT(t, "*"))}, 400},
+		{"data over max_message_bytes", mercureRequest{path: hub, form: url.Values{"topic": {"https://example.com/books/1"}, "data": {strings.Repeat("d", 101)}}, header: auth(pub)}, 413},
+		{"subscribe without token", mercureRequest{path: hub, query: topics("*")}, 401},
+		{"subscribe with a bad token", mercureRequest{path: hub, query: topics("*"), header: auth("a.b.c")}, 401},
+		{"subscribe with the publisher key", mercureRequest{path: hub, query: topics("*"), header: auth(pub)}, 401},
+		{"subscribe with a bad query token", mercureRequest{path: hub, query: url.Values{"topic": {"*"}, "authorization": {"nope"}}}, 401},
+		{"subscribe without topic", mercureRequest{path: hub, header: auth(subscriberJWT(t, "u", "*"))}, 400},
+		{"subscribe to an empty topic", mercureRequest{path: hub, query: topics(""), header: auth(subscriberJWT(t, "u", "*"))}, 400},
+		{"wrong method", mercureRequest{method: "PUT", path: hub}, 405},
+		{"unknown path under the hub", mercureRequest{path: hub + "/nothing"}, 404},
+		{"tenant without a hub", mercureRequest{path: "/mercure/" + off.TenantID + "/.well-known/mercure", query: topics("*")}, 404},
+		{"unknown tenant", mercureRequest{path: "/mercure/tn_nobody/.well-known/mercure", query: topics("*")}, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.mercureDo(t, tc.r).wantPlain(t, tc.status)
+		})
+	}
+	// No refusal published anything.
+	ok := n.mercurePublish(t, hub, pub, book())
+	watcher.expectUpdate(ok, "x")
+
+	// A suspended tenant's hub refuses everyone; its subscribers are closed.
+	n.do(t, call{method: "PATCH", path: "/admin/api/tenants/" + a.TenantID, auth: testAdminToken, body: map[string]any{"suspended": true}}).want(t, 200)
+	select {
+	case <-watcher.done:
+	case <-time.After(10 * time.Second):
+		t.Error("a subscriber of a suspended tenant is still open")
+	}
+	waitFor(t, 3*time.Second, "the suspension to apply", func() bool {
+		return n.mercureDo(t, mercureRequest{path: hub, form: book(), header: auth(pub)}).Status == 403
+	})
+}
+
+func TestMercureRateLimit(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "1"})
+	a := n.signup(t, "Acme")
+	hub := n.mercureHub(t, a, map[string]any{"anonymous": true})
+	pub := publisherJWT(t, "*")
+	limited := false
+	for range 20 {
+		r := n.mercureDo(t, mercureRequest{path: hub, form: url.Values{"topic": {"t"}}, header: http.Header{"Authorization": {"Bearer " + pub}}})
+		if r.Status == 429 {
+			r.wantPlain(t, 429)
+			if r.Header.Get("Retry-After") == "" || r.Header.Get("X-RateLimit-Limit") != "1" {
+				t.Errorf("429 without Retry-After or X-RateLimit-*: %v", r.Header)
+			}
+			limited = true
+			break
+		}
+		if r.Status != 200 {
+			t.Fatalf("publish: %d %s", r.Status, r.Body)
+		}
+	}
+	if !limited {
+		t.Error("20 publishes in a row at 1 per second were never limited")
+	}
+}
+
+// A Mercure subscriber is a session of its tenant: it counts against max_connections and
+// max_subscriptions_per_session, shows in usage and stats, and the operator can evict it.
+func TestMercureSubscribersAreSessions(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_CONNECTIONS": "2", "STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION": "3"})
+	a := n.signup(t, "Acme")
+	hub := n.mercureHub(t, a, map[string]any{"anonymous": true})
+	tok := n.token(t, a, "native", []string{"*"}, 0)
+
+	native := n.openStream(t, tok, "news")
+	m := n.mercureSubscribe(t, mercureRequest{path: hub, query: topics("news", "https://example.com/{x}", "news")})
+	var tn struct {
+		Usage struct{ Connections, Subscriptions int } `json:"usage"`
+	}
+	n.do(t, call{method: "GET", path: "/v1/tenant", auth: a.APIKey}).want(t, 200).decode(t, &tn)
+	if tn.Usage.Connections != 2 || tn.Usage.Subscriptions != 3 {
+		t.Errorf("usage %+v, want 2 connections and 3 subscriptions (1 native, 2 distinct selectors)", tn.Usage)
+	}
+	n.mercureDo(t, mercureRequest{path: hub, query: topics("a")}).wantPlain(t, 403) // max_connections
+	native.Close()
+	waitFor(t, 5*time.Second, "the native stream to close", func() bool {
+		n.do(t, call{method: "GET", path: "/v1/tenant", auth: a.APIKey}).want(t, 200).decode(t, &tn)
+		return tn.Usage.Connections == 1
+	})
+	n.mercureDo(t, mercureRequest{path: hub, query: topics("a", "b", "c", "d")}).wantPlain(t, 403) // max_subscriptions_per_session
+
+	// Topics are not channels: neither side's publishes reach the other.
+	native = n.openStream(t, tok, "news")
+	n.publish(t, a, "news", "native")
+	id := n.mercurePublish(t, hub, publisherJWT(t, "*"), url.Values{"topic": {"news"}, "data": {"mercure"}})
+	m.expectUpdate(id, "mercure")
+	if got := decodeMessage(t, native.next(10*time.Second)); string(got.Data) != `"native"` {
+		t.Errorf("native stream got %s", got.Data)
+	}
+	native.expectNone(300 * time.Millisecond)
+	m.expectNone(300 * time.Millisecond)
+
+	var sessions struct {
+		Sessions []struct{ ID, Sub string } `json:"sessions"`
+	}
+	n.do(t, call{method: "GET", path: "/admin/api/tenants/" + a.TenantID + "/sessions", auth: testAdminToken}).want(t, 200).decode(t, &sessions)
+	evicted := ""
+	for _, s := range sessions.Sessions {
+		if s.Sub == "anonymous" {
+			evicted = s.ID
+		}
+	}
+	if evicted == "" {
+		t.Fatalf("the Mercure subscriber is not among the sessions: %+v", sessions)
+	}
+	n.do(t, call{method: "DELETE", path: "/admin/api/sessions/" + evicted, auth: testAdminToken}).want(t, 204)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an evicted Mercure subscriber is still open")
+	}
+	for ev := range m.events {
+		if ev.Comment == "" && ev.Event != "" {
+			t.Errorf("the evicted Mercure stream got %s %q: notices are not Mercure's", ev.Event, ev.Data)
+		}
+	}
+}
+
+func TestMercureReconfigurationClosesSubscribers(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	n1 := startNode(t, rs, nil)
+	n2 := startNode(t, rs, nil)
+	a := n1.signup(t, "Acme")
+	hub := n1.mercureHub(t, a, map[string]any{"anonymous": true, "cors_origins": []string{"https://a.example"}})
+	ended := func(s *subscriber) bool {
+		select {
+		case <-s.done:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
+		}
+	}
+	s := n2.mercureSubscribe(t, mercureRequest{path: hub, query: topics("t")})
+	// A change subscribers do not feel leaves them be.
+	n1.mercureHub(t, a, map[string]any{"anonymous": true})
+	s.expectNone(500 * time.Millisecond)
+	// A new subscriber key, or turning the hub off, closes them on every node.
+	n1.mercureHub(t, a, map[string]any{"anonymous": true, "subscriber_jwt_key": "another-key"})
+	if !ended(s) {
+		t.Fatal("a subscriber kept its stream after the subscriber key changed")
+	}
+	s = n2.mercureSubscribe(t, mercureRequest{path: hub, query: topics("t")})
+	n1.do(t, call{method: "DELETE", path: "/v1/mercure", auth: a.APIKey}).want(t, 204)
+	if !ended(s) {
+		t.Fatal("a subscriber kept its stream after the hub was turned off")
+	}
+	waitFor(t, 3*time.Second, "the hub to be off on the other node", func() bool {
+		return n2.mercureStatus(t, mercureRequest{path: hub, query: topics("t")}) == 404
+	})
 }
