@@ -680,3 +680,101 @@ func TestMercureReconfigurationClosesSubscribers(t *testing.T) {
 		return n2.mercureStatus(t, mercureRequest{path: hub, query: topics("t")}) == 404
 	})
 }
+
+func TestMercureSubscriptionsAPI(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	n1 := startNode(t, rs, nil)
+	n2 := startNode(t, rs, nil)
+	a := n1.signup(t, "Acme")
+	hub := n1.mercureHub(t, a, map[string]any{"subscriptions_api": true})
+	const api = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
+	watcherTok := subscriberJWT(t, "watcher", api)
+	auth := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	watcher := n1.mercureSubscribe(t, mercureRequest{path: hub, query: topics(api), header: auth(watcherTok)})
+
+	// Alice arrives on the other node: the watcher hears of it.
+	const books = "https://example.com/books/{id}"
+	alice := n2.mercureSubscribe(t, mercureRequest{path: hub, query: topics(books), header: auth(subscriberJWT(t, "alice", "x"))})
+	ev := watcher.next(10 * time.Second)
+	var doc struct {
+		Context    string          `json:"@context"`
+		ID         string          `json:"id"`
+		Type       string          `json:"type"`
+		Topic      string          `json:"topic"`
+		Subscriber string          `json:"subscriber"`
+		Active     bool            `json:"active"`
+		Payload    json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(ev.Data), &doc); err != nil {
+		t.Fatalf("subscription event %q: %v", ev.Data, err)
+	}
+	if doc.Context != "https://mercure.rocks/" || doc.Type != "Subscription" || doc.Topic != books || !doc.Active ||
+		!strings.HasPrefix(doc.Subscriber, "urn:uuid:") || string(doc.Payload) != `{"user":"alice"}` ||
+		doc.ID != "/.well-known/mercure/subscriptions/"+url.QueryEscape(books)+"/"+url.QueryEscape(doc.Subscriber) {
+		t.Errorf("subscription event %+v", doc)
+	}
+
+	// The API lists every node's subscriptions.
+	get := func(path string, tok string) reply {
+		t.Helper()
+		h := http.Header{}
+		if tok != "" {
+			h = auth(tok)
+		}
+		return n1.mercureDo(t, mercureRequest{path: hub + path, header: h})
+	}
+	r := get("/subscriptions", watcherTok)
+	if r.Status != 200 || r.Header.Get("Content-Type") != "application/ld+json" || r.Header.Get("ETag") == "" {
+		t.Fatalf("collection: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	var coll struct {
+		Type          string `json:"type"`
+		ID            string `json:"id"`
+		LastEventID   string `json:"lastEventID"`
+		Subscriptions []struct {
+			ID, Topic, Subscriber string
+			Active                bool
+		} `json:"subscriptions"`
+	}
+	r.decode(t, &coll)
+	if coll.Type != "Subscriptions" || coll.LastEventID != ev.ID || coll.ID != hub+"/subscriptions" || len(coll.Subscriptions) != 2 {
+		t.Errorf("collection %+v, want both subscriptions and the last event %s", coll, ev.ID)
+	}
+	if nm := n1.mercureDo(t, mercureRequest{path: hub + "/subscriptions", header: http.Header{"Authorization": {"Bearer " + watcherTok}, "If-None-Match": {r.Header.Get("ETag")}}}); nm.Status != 304 {
+		t.Errorf("If-None-Match with the current ETag: %d", nm.Status)
+	}
+	r = get("/subscriptions/"+url.QueryEscape(books), watcherTok)
+	r.decode(t, &coll)
+	if r.Status != 200 || len(coll.Subscriptions) != 1 || coll.Subscriptions[0].Subscriber != doc.Subscriber {
+		t.Errorf("the topic's collection: %d %s", r.Status, r.Body)
+	}
+	r = get("/subscriptions/"+url.QueryEscape(books)+"/"+url.QueryEscape(doc.Subscriber), watcherTok)
+	var one struct {
+		ID, Topic, Subscriber, LastEventID string
+		Active                             bool
+	}
+	r.decode(t, &one)
+	if r.Status != 200 || one.ID != doc.ID || !one.Active || one.LastEventID != ev.ID {
+		t.Errorf("one subscription: %d %s", r.Status, r.Body)
+	}
+	get("/subscriptions/"+url.QueryEscape(books)+"/urn%3Auuid%3Anobody", watcherTok).wantPlain(t, 404)
+	get("/subscriptions", "").wantPlain(t, 401)
+	get("/subscriptions", subscriberJWT(t, "u", "https://example.com/{x}")).wantPlain(t, 403)
+	n1.mercureDo(t, mercureRequest{method: "POST", path: hub + "/subscriptions", header: auth(watcherTok)}).wantPlain(t, 405)
+
+	// Alice leaves: the watcher hears that too, and she is no longer listed.
+	alice.Close()
+	ev = watcher.next(10 * time.Second)
+	if err := json.Unmarshal([]byte(ev.Data), &doc); err != nil || doc.Active || doc.Topic != books {
+		t.Errorf("departure event %s (%v)", ev.Data, err)
+	}
+	waitFor(t, 5*time.Second, "alice to leave the listing", func() bool {
+		get("/subscriptions/"+url.QueryEscape(books), watcherTok).decode(t, &coll)
+		return len(coll.Subscriptions) == 0
+	})
+
+	// Without subscriptions_api there is no such API, and no events.
+	n1.mercureHub(t, a, nil)
+	waitFor(t, 3*time.Second, "the API to be off", func() bool { return get("/subscriptions", watcherTok).Status == 404 })
+}

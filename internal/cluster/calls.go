@@ -59,6 +59,9 @@ type SessionSummary struct {
 	ConnectedAt time.Time `json:"connected_at"`
 	Channels    []string  `json:"channels"`
 	Dropped     uint64    `json:"dropped"`
+	// Mercure is what a Mercure subscriber's hub lists of it (its subscriber id and token
+	// payload); absent for other streams.
+	Mercure json.RawMessage `json:"mercure,omitempty"`
 }
 
 // Handler runs calls on the node that holds the streams. An error that is a *RemoteError goes

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -36,6 +37,8 @@ type Log struct {
 	Keys []string
 	// Topics are what listings show as the session's channels.
 	Topics []string
+	// Listing is what listings show of the subscriber besides (JSON), or nil.
+	Listing json.RawMessage
 	// After is the log entry to replay after, or "" to start live.
 	After string
 	// Entry turns a replayed entry into the frame this stream sends, or nil to leave it out.

@@ -265,16 +265,17 @@ func (s *Service) sessionsHere(tenantID string) []cluster.SessionSummary {
 	infos := s.Registry.Sessions(tenantID)
 	out := make([]cluster.SessionSummary, len(infos))
 	for i, in := range infos {
-		connected, channels := in.ConnectedAt, in.Channels
+		sum := cluster.SessionSummary{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: in.ConnectedAt, Channels: in.Channels, Dropped: in.Dropped}
 		if st := s.live.get(in.ID); st != nil {
 			if !st.connectedAt.IsZero() {
-				connected = st.connectedAt
+				sum.ConnectedAt = st.connectedAt
 			}
 			if st.log != nil {
-				channels = st.log.Topics
+				sum.Channels, sum.Mercure = st.log.Topics, st.log.Listing
 			}
 		}
-		out[i] = cluster.SessionSummary{ID: in.ID, Sub: in.Sub, NodeID: s.cfg.NodeID, ConnectedAt: connected.UTC(), Channels: nonNil(channels), Dropped: in.Dropped}
+		sum.ConnectedAt, sum.Channels = sum.ConnectedAt.UTC(), nonNil(sum.Channels)
+		out[i] = sum
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -99,6 +101,13 @@ func (s *Server) serveMercure(c *gin.Context, tenantID, base string) {
 	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), base)
 	switch {
+	case ok && (rest == "/subscriptions" || strings.HasPrefix(rest, "/subscriptions/")):
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET, OPTIONS")
+			mercureError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+			return
+		}
+		s.mercureSubscriptions(w, r, hub, t, rest)
 	case ok && rest == "":
 		switch r.Method {
 		case http.MethodGet:
@@ -282,6 +291,17 @@ func (s *Server) mercureSubscribe(w http.ResponseWriter, r *http.Request, hub te
 		}
 	}
 	sub := mercure.NewSubscriber(topics, private)
+	listing := mercure.Listing{Subscriber: mercure.NewSubscriberID()}
+	if claims != nil {
+		listing.Payload = claims.Payload
+	}
+	listed, _ := json.Marshal(listing)
+	announce := hub.Config.SubscriptionsAPI
+	if announce {
+		// Announced before the subscriber is in place, as the reference hub does: it does not
+		// receive its own arrival.
+		s.announce(ctx, t, listing, sub.Topics(), true)
+	}
 	// Filed before the stream opens: an update published once the stream has its floor must
 	// find it.
 	s.mercure.Add(t.ID, sub)
@@ -289,6 +309,7 @@ func (s *Server) mercureSubscribe(w http.ResponseWriter, r *http.Request, hub te
 		Channel: stream.MercureChannel,
 		Keys:    sub.Keys(),
 		Topics:  sub.Topics(),
+		Listing: listed,
 		After:   after,
 		Entry: func(e stream.Entry) *streamgate.Frame {
 			u, ok := mercure.DecodeUpdate(e.Data)
@@ -298,8 +319,16 @@ func (s *Server) mercureSubscribe(w http.ResponseWriter, r *http.Request, hub te
 			return u.Frame(e.Channel, e.ID, e.Seq)
 		},
 	}})
-	if err != nil {
+	gone := func() {
 		s.mercure.Remove(t.ID, sub)
+		if announce {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.announce(ctx, t, listing, sub.Topics(), false)
+		}
+	}
+	if err != nil {
+		gone()
 		s.mercureFail(w, err)
 		return
 	}
@@ -316,7 +345,111 @@ func (s *Server) mercureSubscribe(w http.ResponseWriter, r *http.Request, hub te
 		}
 		h.Set("Last-Event-ID", resp)
 	}
-	s.serveStream(w, r, st, func() { s.mercure.Remove(t.ID, sub) })
+	s.serveStream(w, r, st, gone)
+}
+
+// announce publishes the subscription events of a subscriber's arrival (active) or departure.
+// They are the hub's own updates: no publisher's rate limit applies. A failure is logged: the
+// subscription stands or ends all the same.
+func (s *Server) announce(ctx context.Context, t tenant.Tenant, l mercure.Listing, topics []string, active bool) {
+	for _, u := range l.Events(topics, active) {
+		if _, err := s.publisher.PublishMercure(ctx, t.ID, window(t), u.ID, u.Encode()); err != nil {
+			s.log.Warn("publish a Mercure subscription event", "tenant", t.ID, "err", err)
+			return
+		}
+	}
+}
+
+// mercureSubscriptions serves the subscriptions API (GET /.well-known/mercure/subscriptions,
+// …/{topic}, …/{topic}/{subscriber}) where the hub turns it on: the tenant's active
+// subscriptions on every node, as JSON-LD. rest is the path below the hub, escaped.
+func (s *Server) mercureSubscriptions(w http.ResponseWriter, r *http.Request, hub tenant.MercureHub, t tenant.Tenant, rest string) {
+	ctx := r.Context()
+	if !hub.Config.SubscriptionsAPI {
+		mercureError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	segments := strings.Split(strings.TrimPrefix(rest, "/subscriptions"), "/")[1:]
+	if len(segments) > 2 {
+		mercureError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	var filter [2]string // topic, subscriber
+	for i, seg := range segments {
+		v, err := url.QueryUnescape(seg)
+		if err != nil || v == "" {
+			mercureError(w, http.StatusNotFound, "Not Found")
+			return
+		}
+		filter[i] = v
+	}
+	// Tokens name the API by the hub's own path, however the request reached the hub.
+	if hub.SubscriberKey != nil {
+		raw, _, err := mercureToken(r)
+		if err == nil && raw == "" {
+			err = unauthorized("The subscriptions API needs a subscriber token")
+		}
+		var claims mercure.Claims
+		if err == nil {
+			claims, err = mercure.VerifyToken(raw, hub.Config.Algorithm, hub.SubscriberKey, time.Now)
+		}
+		if err != nil {
+			s.mercureFail(w, err)
+			return
+		}
+		if !mercure.MatchAny([]string{mercurePath + rest}, claims.Subscribe) {
+			mercureError(w, http.StatusForbidden, "The token's mercure.subscribe does not match "+mercurePath+rest)
+			return
+		}
+	}
+	last := stream.MercureEarliest
+	if stored, ok, err := s.history.MercureLast(ctx, t.ID); err != nil {
+		s.mercureFail(w, err)
+		return
+	} else if u, decoded := mercure.DecodeUpdate(stored); ok && decoded {
+		last = u.ID
+	}
+	if r.Header.Get("If-None-Match") == last {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	sessions, err := s.streams.Sessions(ctx, t.ID)
+	if err != nil {
+		s.mercureFail(w, err)
+		return
+	}
+	subs := []mercure.Subscription{}
+	for _, ses := range sessions {
+		var l mercure.Listing
+		if len(ses.Mercure) == 0 || json.Unmarshal(ses.Mercure, &l) != nil {
+			continue
+		}
+		if filter[1] != "" && l.Subscriber != filter[1] {
+			continue
+		}
+		for _, sub := range l.Subscriptions(ses.Channels, true) {
+			if filter[0] == "" || sub.Topic == filter[0] {
+				subs = append(subs, sub)
+			}
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/ld+json")
+	h.Set("ETag", last)
+	h.Set("Cache-Control", "must-revalidate")
+	var doc any = mercure.Subscriptions{Context: mercure.JSONLDContext, ID: r.URL.RequestURI(), Type: "Subscriptions", LastEventID: last, Subscriptions: subs}
+	if filter[1] != "" {
+		if len(subs) == 0 {
+			mercureError(w, http.StatusNotFound, "No such subscription")
+			return
+		}
+		one := subs[0]
+		one.Context, one.LastEventID = mercure.JSONLDContext, last
+		doc = one
+	}
+	body, _ := json.Marshal(doc)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // mercurePublisher authenticates a publisher: a token is required, and one sent as a cookie

@@ -89,3 +89,17 @@ func before(id string) string {
 func encodeMercure(id string, seq uint64, data string) *streamgate.Frame {
 	return &streamgate.Frame{ID: id, Seq: seq, Channel: MercureChannel, Body: []byte(data), Message: true}
 }
+
+// MercureLast returns the newest update in the tenant's Mercure log, as stored; ok is false
+// when the log is empty.
+func (h *History) MercureLast(ctx context.Context, tenantID string) (stored string, ok bool, err error) {
+	last, err := h.rdb.XRevRangeN(ctx, keys.History(tenantID, MercureChannel), "+", "-", 1).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("read the Mercure log of tenant %s: %w", tenantID, err)
+	}
+	if len(last) == 0 {
+		return "", false, nil
+	}
+	stored, _ = last[0].Values["d"].(string)
+	return stored, true, nil
+}
