@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -778,3 +779,28 @@ func TestMercureSubscriptionsAPI(t *testing.T) {
 	n1.mercureHub(t, a, nil)
 	waitFor(t, 3*time.Second, "the API to be off", func() bool { return get("/subscriptions", watcherTok).Status == 404 })
 }
+
+// TestMercureOnRedisCluster runs the hub on a Redis Cluster: each tenant's Mercure log, its index
+// and its sharded pub/sub channel share the tenant's slot; host names are global keys.
+func TestMercureOnRedisCluster(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	a := startClusterNode(t, cl)
+	b := startClusterNode(t, cl)
+	pub := publisherJWT(t, "*")
+	for i := range 3 {
+		acct := a.signup(t, fmt.Sprint("tenant-", i))
+		host := fmt.Sprintf("hub%d.localhost", i)
+		a.mercureHub(t, acct, map[string]any{"anonymous": true, "hosts": []string{host}})
+		s := a.mercureSubscribe(t, mercureRequest{path: mercurePathForTest, host: host, query: topics("https://example.com/{x}")})
+		first := b.mercurePublish(t, "/mercure/"+acct.TenantID+mercurePathForTest, pub, url.Values{"topic": {"https://example.com/1"}, "data": {"one"}})
+		s.expectUpdate(first, "one")
+		s.Close()
+		second := a.mercurePublish(t, "/mercure/"+acct.TenantID+mercurePathForTest, pub, url.Values{"topic": {"https://example.com/2"}, "data": {"two"}})
+		r := b.mercureSubscribe(t, mercureRequest{path: mercurePathForTest, host: host, query: topics("https://example.com/{x}"),
+			header: http.Header{"Last-Event-ID": {first}}})
+		r.expectUpdate(second, "two")
+	}
+}
+
+const mercurePathForTest = "/.well-known/mercure"
