@@ -58,7 +58,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	if c.NodeID == "" {
 		c.NodeID = streamgate.NewID("node-")[:13]
 	} else if !streamgate.ValidID(c.NodeID) {
-		r.Fail(errors.New("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9, _, -, . and :"))
+		r.Fail(errors.New("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9, _, -, . and : (colon)"))
 	}
 	c.SignupOpen = r.OneOf("STREAMGATE_SIGNUP", "open", "open", "closed") == "open"
 	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")

@@ -47,7 +47,7 @@ func startNode(t testing.TB, rs *redistest.Server, env map[string]string) *node 
 }
 
 // startNodeContext is startNode with run's context made from parent, which may carry test hooks
-// (telemetry.WithTracerProvider).
+// (under telemetry.ProviderKey).
 func startNodeContext(parent context.Context, t testing.TB, rs *redistest.Server, env map[string]string) *node {
 	t.Helper()
 	if rs == nil {

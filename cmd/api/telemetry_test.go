@@ -190,7 +190,7 @@ func logAttr(t testing.TB, logs *logSink, msg, key string) string {
 // spanRecorder is a tracer provider whose spans are kept in memory, shaped like a node's.
 func spanRecorder(t testing.TB) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(telemetry.Sampler()))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(nodeSampler(t)))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp, exp
 }
@@ -217,7 +217,7 @@ const (
 func TestTraceThroughWorker(t *testing.T) {
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
-	n := startNodeContext(telemetry.WithTracerProvider(context.Background(), tp), t, rs, nil)
+	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)
 
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { rdb.Close() })
@@ -335,7 +335,7 @@ func (r *otlpReceiver) find(name string, parent []byte) *tracepb.Span {
 func TestTraceThroughWorkerProcess(t *testing.T) {
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
-	n := startNodeContext(telemetry.WithTracerProvider(context.Background(), tp), t, rs, nil)
+	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)
 	collector := startOTLPReceiver(t)
 	startWorker(t, rs, "exporting", "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=50")
 
@@ -362,4 +362,13 @@ func TestTraceThroughWorkerProcess(t *testing.T) {
 	waitFor(t, 10*time.Second, "the apply script's Redis span over OTLP", func() bool {
 		return collector.find("evalsha", apply.SpanId) != nil
 	})
+}
+
+// nodeSampler is the sampler a node uses with no OTEL_TRACES_SAMPLER set.
+func nodeSampler(t testing.TB) sdktrace.Sampler {
+	s, err := telemetry.Sampler(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

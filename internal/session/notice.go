@@ -20,12 +20,6 @@ type disconnectData struct {
 	Reconnect bool   `json:"reconnect"`
 }
 
-// Lagging returns the final frame for a session evicted because its client reads too slowly.
-// The frame is shared: like every Frame, it must not be modified.
-func Lagging() *streamgate.Frame {
-	return lagging
-}
-
 // AuthFailed returns the final frame for a session whose credential no longer holds: its token
 // expired, or the signing key it was signed with was deleted.
 func AuthFailed(reason string) *streamgate.Frame {

@@ -227,7 +227,7 @@ func TestEvictAfterMaxConsecutiveDrops(t *testing.T) {
 	if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrEvicted) {
 		t.Fatalf("drop %d: err = %v, want ErrEvicted", DefaultMaxConsecutiveDrops+1, err)
 	}
-	assertFinal(t, s, Lagging())
+	assertFinal(t, s, lagging)
 	assertGone(t, r, "ses_1")
 	st := r.TenantStats("tn_a")
 	want := TenantStats{Dropped: DefaultMaxConsecutiveDrops + 1, Evicted: 1}
@@ -295,7 +295,7 @@ func TestTotalDropsEvictIntermittentlySlowClient(t *testing.T) {
 				if drops != DefaultMaxTotalDrops+1 {
 					t.Errorf("evicted on drop %d, want %d", drops, DefaultMaxTotalDrops+1)
 				}
-				assertFinal(t, s, Lagging())
+				assertFinal(t, s, lagging)
 				assertGone(t, r, "ses_1")
 				return
 			}
@@ -541,7 +541,7 @@ func TestBroadcastSlowSessionDoesNotStopFast(t *testing.T) {
 	if evictedAt != 14 {
 		t.Errorf("slow session evicted at event %d, want 14", evictedAt)
 	}
-	assertFinal(t, slow, Lagging())
+	assertFinal(t, slow, lagging)
 	st := r.TenantStats("tn_a")
 	if want := (TenantStats{Connections: 1, Subscriptions: 1, Delivered: 30, Dropped: 11, Evicted: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
@@ -691,8 +691,8 @@ func TestCloseVariants(t *testing.T) {
 	}
 	s := mustRegister(t, r, "tn_a", "ses_1")
 	r.Close("ses_1", bye)
-	r.Close("ses_1", Lagging())
-	s.close(Lagging()) // first close wins
+	r.Close("ses_1", lagging)
+	s.close(lagging) // first close wins
 	assertFinal(t, s, bye)
 }
 
@@ -854,7 +854,7 @@ func TestNoticeFrames(t *testing.T) {
 		f    *streamgate.Frame
 		want string
 	}{
-		{"lagging", Lagging(), "event: lagging\ndata: {\"reason\":\"client too slow: buffer full\"}\n\n"},
+		{"lagging", lagging, "event: lagging\ndata: {\"reason\":\"client too slow: buffer full\"}\n\n"},
 		{"auth_failed", AuthFailed("token expired"), "event: auth_failed\ndata: {\"reason\":\"token expired\"}\n\n"},
 		{"auth_failed escaped", AuthFailed("a \"b\"\nevent: x"), "event: auth_failed\ndata: {\"reason\":\"a \\\"b\\\"\\nevent: x\"}\n\n"},
 		{"disconnect", Disconnect("node shutting down", true), "event: disconnect\ndata: {\"reason\":\"node shutting down\",\"reconnect\":true}\n\n"},

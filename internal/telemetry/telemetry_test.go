@@ -130,7 +130,7 @@ func TestSampler(t *testing.T) {
 		{"traceidratio", "0", false, false, false},
 		{"parentbased_traceidratio", "0", false, true, false},
 	} {
-		s, err := samplerFromEnv(env(map[string]string{"OTEL_TRACES_SAMPLER": tc.sampler, "OTEL_TRACES_SAMPLER_ARG": tc.arg}))
+		s, err := Sampler(env(map[string]string{"OTEL_TRACES_SAMPLER": tc.sampler, "OTEL_TRACES_SAMPLER_ARG": tc.arg}))
 		if err != nil {
 			t.Fatal(err)
 		}
