@@ -21,6 +21,7 @@ import (
 // operator would: sign in, watch connections arrive live, change a limit, evict a session. The
 // page must write no error to the browser console on the way.
 func TestAdminDashboardInBrowser(t *testing.T) {
+	t.Parallel()
 	browserPath := findChromium()
 	if browserPath == "" {
 		if os.Getenv("CI") != "" {

@@ -59,6 +59,7 @@ func startNodeContext(parent context.Context, t testing.TB, rs *redistest.Server
 		"STREAMGATE_ADMIN_TOKEN": testAdminToken,
 		"STREAMGATE_SECRET_KEY":  testSecretKey,
 		"STREAMGATE_LOG_LEVEL":   "debug",
+		"STREAMGATE_DRAIN_DELAY": "0", // tests that stop a node and want the delay set it
 	}
 	for k, v := range env {
 		vars[k] = v

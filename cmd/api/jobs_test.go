@@ -109,6 +109,7 @@ func jobEvent(t testing.TB, ev sseclient.Event) jobState {
 }
 
 func TestJobLifecycle(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -163,6 +164,7 @@ func TestJobLifecycle(t *testing.T) {
 }
 
 func TestWorkflowStepsMergeInArrivalOrder(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -209,6 +211,7 @@ func TestWorkflowStepsMergeInArrivalOrder(t *testing.T) {
 }
 
 func TestJobUpdateValidation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES": "100"})
 	a := n.signup(t, "Acme")
 	for name, tc := range map[string]struct {
@@ -245,6 +248,7 @@ func TestJobUpdateValidation(t *testing.T) {
 }
 
 func TestJobTenantIsolation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "A")
@@ -267,6 +271,7 @@ func TestJobTenantIsolation(t *testing.T) {
 // order), applied by 3 workers: every subscriber sees its job's progress in accepted order and
 // every final state is the last update's.
 func TestManyUpdatesManyWorkers(t *testing.T) {
+	t.Parallel()
 	// A buffer that holds the whole burst: this test is about order, not backpressure.
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000", "STREAMGATE_SESSION_BUFFER": "4096"})
 	var workers []*workerProc
@@ -360,6 +365,7 @@ func pendingOf(t testing.TB, rdb *redis.Client, consumer string) int64 {
 }
 
 func TestKilledWorkersEntriesAreClaimedAndAppliedOnce(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")
@@ -404,6 +410,7 @@ func TestKilledWorkersEntriesAreClaimedAndAppliedOnce(t *testing.T) {
 }
 
 func TestPoisonEntryIsDeadLetteredWithoutHoldingUpOthers(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")
@@ -433,6 +440,7 @@ func TestPoisonEntryIsDeadLetteredWithoutHoldingUpOthers(t *testing.T) {
 }
 
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")

@@ -27,6 +27,7 @@ func startClusterNode(t testing.TB, cl *redistest.Cluster) *node {
 // tenants land on different shards, live events use sharded pub/sub, and no command crosses
 // slots.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 3)
 	a := startClusterNode(t, cl)
 	b := startClusterNode(t, cl)

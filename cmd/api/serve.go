@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -142,7 +143,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	if err := telemetry.ObserveSessions(meter, n.registry.Stats); err != nil {
+	if err := telemetry.ObserveSessions(meter, n.registry.Stats, cfg.MetricsTenants); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	if err := telemetry.ObserveBacklog(meter, func(ctx context.Context) (int64, int64, error) {
@@ -166,7 +167,8 @@ func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
 }
 
 // run starts every loop of the node and serves ln until ctx ends, then shuts down.
-func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
+func (n *apiNode) run(ctx context.Context, l net.Listener) error {
+	ln := &onceCloseListener{Listener: l}
 	httpSrv := &http.Server{
 		Handler:           n.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -174,14 +176,20 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// The loops outlive ctx: during a graceful stop the node keeps delivering until its streams
+	// were told to go. They end when shutdown is over, or when one of them fails.
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	readiness, stopReadiness := context.WithCancel(loops)
+	defer stopReadiness()
+	g, gctx := errgroup.WithContext(loops)
 	g.Go(func() error { return n.registry.Run(gctx) })
 	g.Go(func() error { return n.hub.Run(gctx) })
 	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
 	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.leases.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
-	g.Go(func() error { return watchReadiness(gctx, n.calls, &n.ready, n.log) })
+	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })
 	}
@@ -197,27 +205,44 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 		})
 	}
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		// Shutdown closes ln itself before it tells the server: either error means a stop.
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		<-gctx.Done()
-		n.shutdown(httpSrv)
+		drain := true
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+			drain = false // a loop failed: no point in waiting for a load balancer
+		}
+		stopReadiness()
+		n.shutdown(httpSrv, ln, drain)
+		stopLoops()
 		return nil
 	})
 	return g.Wait()
 }
 
-// shutdown stops the node in order: not ready, streams told to go (disconnect, reconnect: true),
-// connections drained, streams' last notices written, within the shutdown timeout.
-func (n *apiNode) shutdown(httpSrv *http.Server) {
-	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
+// shutdown stops the node in order: /readyz fails at once; the node keeps serving for the
+// drain delay so that load balancers notice; then it stops accepting, tells its streams to go
+// (disconnect, reconnect: true), drains in-flight requests and waits for the streams' last
+// notices, within the shutdown timeout.
+func (n *apiNode) shutdown(httpSrv *http.Server, ln net.Listener, drain bool) {
 	n.ready.Store(false)
-	n.streams.Stop()
+	if drain && n.cfg.DrainDelay > 0 {
+		n.log.Info("draining: not ready, still serving", "delay", n.cfg.DrainDelay.String())
+		time.Sleep(n.cfg.DrainDelay)
+	}
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
+	// No new connection once streams are told to reconnect: they must land on another node.
+	// Hijacked streams are not the HTTP server's to wait for; Drain does.
+	ln.Close()
+	n.streams.Stop()
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		n.log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
 		httpSrv.Close()
@@ -225,6 +250,18 @@ func (n *apiNode) shutdown(httpSrv *http.Server) {
 	if err := n.streams.Drain(sctx); err != nil {
 		n.log.Warn("shutdown deadline passed with streams still writing their last notice")
 	}
+}
+
+// onceCloseListener lets shutdown close the listener before http.Server.Shutdown does.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one in dev mode.
@@ -242,8 +279,23 @@ func openRedis(cfg apiConfig, log *slog.Logger) (redis.UniversalClient, func(), 
 	}
 	log.Warn("DEV MODE: no REDIS_URL, using an embedded in-memory Redis; nothing persists and this node cannot be clustered",
 		"embedded_redis", mr.Addr())
+	// miniredis expires keys only when told that time passed: without this, rate-limit windows
+	// and every other TTL would never end.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mr.FastForward(100 * time.Millisecond)
+			}
+		}
+	}()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	return rdb, func() { rdb.Close(); mr.Close() }, nil
+	return rdb, func() { close(stop); rdb.Close(); mr.Close() }, nil
 }
 
 // watchReadiness keeps the readiness flag in step with a canary that the node publishes to

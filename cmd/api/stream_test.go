@@ -14,6 +14,7 @@ import (
 )
 
 func TestSignupPublishReceive(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "user-42", []string{"chat.*"}, 0)
@@ -68,6 +69,7 @@ func TestSignupPublishReceive(t *testing.T) {
 }
 
 func TestTokenInHeader(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -79,6 +81,7 @@ func TestTokenInHeader(t *testing.T) {
 }
 
 func TestPerChannelOrderOfRapidPublishes(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
 	a := n.signup(t, "Acme")
 	channels := []string{"a", "b", "c", "d"}
@@ -129,6 +132,7 @@ func idLess(a, b string) bool {
 }
 
 func TestBatchPublish(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"x", "y"}, 0)
@@ -177,6 +181,7 @@ func TestBatchPublish(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "orders")
@@ -217,6 +222,7 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "A")
 	b := n.signup(t, "B")
@@ -247,6 +253,7 @@ func TestTenantIsolation(t *testing.T) {
 }
 
 func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{
 		"STREAMGATE_SESSION_BUFFER":             "8",
 		"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000",
@@ -312,6 +319,7 @@ func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
 }
 
 func TestTokenExpiryClosesStream(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	var out struct {
@@ -338,6 +346,7 @@ func TestTokenExpiryClosesStream(t *testing.T) {
 }
 
 func TestSigningKeyDeletionClosesSessions(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -369,6 +378,7 @@ func TestSigningKeyDeletionClosesSessions(t *testing.T) {
 }
 
 func TestShutdownSendsReconnectableDisconnect(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "c")
@@ -380,5 +390,46 @@ func TestShutdownSendsReconnectableDisconnect(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || ev.Event != "disconnect" || !d.Reconnect {
 		t.Fatalf("got %s %s, want disconnect with reconnect true", ev.Event, ev.Data)
+	}
+}
+
+// A graceful stop drains in order: /readyz fails first while the node keeps serving and
+// delivering (the load balancer's time to notice), then the listener closes and streams get
+// disconnect with reconnect: true.
+func TestShutdownDrainsInOrder(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DRAIN_DELAY": "8s"})
+	a := n.signup(t, "Acme")
+	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "c")
+	stopped := make(chan error, 1)
+	go func() { stopped <- n.Stop() }()
+	waitFor(t, 5*time.Second, "/readyz to fail", func() bool {
+		resp, err := testClient.Get(n.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	// Still serving: a publish is accepted and reaches the open stream.
+	n.publish(t, a, "c", 1)
+	if got := dataInt(t, decodeMessage(t, s.next(5*time.Second)).Data); got != 1 {
+		t.Fatalf("delivered %d during the drain, want 1", got)
+	}
+	ev := s.next(20 * time.Second)
+	var d struct{ Reconnect bool }
+	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || ev.Event != "disconnect" || !d.Reconnect {
+		t.Fatalf("got %s %s, want disconnect with reconnect true", ev.Event, ev.Data)
+	}
+	// By then the listener is closed: a reconnecting client goes elsewhere.
+	c := &http.Client{Timeout: 5 * time.Second}
+	if resp, err := c.Get(n.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a new connection was accepted after the streams were told to go: %d", resp.StatusCode)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not stop")
 	}
 }

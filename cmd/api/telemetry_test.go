@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -108,7 +109,12 @@ func (m metrics) atLeast(t testing.TB, name string, want float64, labels ...stri
 // TestMetrics scrapes /metrics of an api node and of a worker after traffic and checks the
 // instruments by name, and that their values follow what happened.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
+	// An idle node has its node-wide gauges, at 0: a dashboard shows 0, not "no data".
+	idle := scrape(t, n.URL+"/metrics")
+	idle.want(t, "streamgate_node_connections", 0)
+	idle.want(t, "streamgate_node_subscriptions", 0)
 	a := n.signup(t, "Acme")
 	other := n.signup(t, "Other")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -132,6 +138,8 @@ func TestMetrics(t *testing.T) {
 	})
 	m.want(t, "streamgate_connections", 1, tenant)
 	m.want(t, "streamgate_subscriptions", 2, tenant)
+	m.want(t, "streamgate_node_connections", 1)
+	m.want(t, "streamgate_node_subscriptions", 2)
 	m.want(t, "streamgate_published_total", 5, tenant)
 	m.want(t, "streamgate_published_total", 1, "tenant="+other.TenantID)
 	m.want(t, "streamgate_dropped_total", 0, tenant)
@@ -168,6 +176,32 @@ func TestMetrics(t *testing.T) {
 	})
 	m.want(t, "streamgate_updates_lag", 0)
 	m.atLeast(t, "streamgate_publish_to_delivery_seconds_count", 6) // the job's new state came too
+}
+
+// Per-tenant series stop at STREAMGATE_METRICS_TENANTS tenants; the rest are summed as "other".
+func TestMetricsTenantLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_METRICS_TENANTS": "2"})
+	counts := []int{3, 2, 1, 1}
+	var ids []string
+	for i, c := range counts {
+		acct := n.signup(t, fmt.Sprintf("T%d", i))
+		ids = append(ids, acct.TenantID)
+		tok := n.token(t, acct, "u", []string{"*"}, 0)
+		for range c {
+			n.openStream(t, tok, "x")
+		}
+	}
+	m := scrape(t, n.URL+"/metrics")
+	m.want(t, "streamgate_connections", 3, "tenant="+ids[0])
+	m.want(t, "streamgate_connections", 2, "tenant="+ids[1])
+	m.want(t, "streamgate_connections", 2, "tenant=other")
+	for _, id := range ids[2:] {
+		if _, ok := m.get("streamgate_connections", "tenant="+id); ok {
+			t.Errorf("tenant %s outside the top 2 has its own series", id)
+		}
+	}
+	m.want(t, "streamgate_node_connections", 7)
 }
 
 // logAttr waits for a log line with msg and returns its attribute key.
@@ -215,6 +249,7 @@ const (
 // call of the apply script that publishes the new state — all kept by an in-memory exporter,
 // the api booted through run and a worker in this process sharing it.
 func TestTraceThroughWorker(t *testing.T) {
+	t.Parallel()
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
 	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)
@@ -333,6 +368,7 @@ func (r *otlpReceiver) find(name string, parent []byte) *tracepb.Span {
 // TestTraceThroughWorkerProcess: a cmd/worker process, told by the standard OTEL_* variables to
 // export over OTLP, continues the api's trace from the update stream entry.
 func TestTraceThroughWorkerProcess(t *testing.T) {
+	t.Parallel()
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
 	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)

@@ -3,6 +3,7 @@ package keys
 import "testing"
 
 func TestChannelRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ tenant, channel string }{
 		{"tn_a", "chat"},
 		{"tn_a", "job:42"},
@@ -21,6 +22,7 @@ func TestChannelRoundTrip(t *testing.T) {
 }
 
 func TestTenantKeysShareHashTag(t *testing.T) {
+	t.Parallel()
 	for _, k := range []string{Tenant("tn_x"), APIKeys("tn_x"), SigningKeys("tn_x"), Sequence("tn_x"),
 		History("tn_x", "c"), Idempotency("tn_x", "k"), Channel("tn_x", "c"), APIKeysUsed("tn_x")} {
 		if got := k[3:9]; got != "{tn_x}" {

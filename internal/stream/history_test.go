@@ -10,6 +10,7 @@ import (
 )
 
 func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)
@@ -55,6 +56,7 @@ func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
 }
 
 func TestSnapshotReportsGapsExactly(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)

@@ -44,6 +44,7 @@ func parseID(t *testing.T, id string) (ms, seq int64) {
 }
 
 func TestPublishIDsAreOrderedAcrossChannels(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	w := Window{Events: 100, Seconds: 60}
@@ -69,6 +70,7 @@ func TestPublishIDsAreOrderedAcrossChannels(t *testing.T) {
 }
 
 func TestPublishKeepsHistoryWindow(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	ids := publishN(t, p, "tn_a", Window{Events: 5, Seconds: 60}, "c", 12)
@@ -95,6 +97,7 @@ func TestPublishKeepsHistoryWindow(t *testing.T) {
 }
 
 func TestPublishTrimsByAge(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	publishN(t, p, "tn_a", Window{Events: 100, Seconds: 1}, "c", 3)
@@ -107,6 +110,7 @@ func TestPublishTrimsByAge(t *testing.T) {
 }
 
 func TestIdempotentPublish(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	w := Window{Events: 100, Seconds: 60}
@@ -125,6 +129,7 @@ func TestIdempotentPublish(t *testing.T) {
 }
 
 func TestPositionAndEpoch(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)
@@ -202,6 +207,7 @@ func startHub(t *testing.T, rs *redistest.Server, d Deliverer, control func([]by
 }
 
 func TestHubDeliversOnlyAcquiredChannels(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	rec := newRecorder()
 	h := startHub(t, rs, rec, nil)
@@ -227,6 +233,7 @@ func TestHubDeliversOnlyAcquiredChannels(t *testing.T) {
 }
 
 func TestHubReferenceCounting(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	rec := newRecorder()
 	h := startHub(t, rs, rec, nil)
@@ -269,6 +276,7 @@ func numSub(t *testing.T, rs *redistest.Server, name string) int64 {
 }
 
 func TestHubResubscribesAfterRedisRestart(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	rec := newRecorder()
 	var controls sync.Map
@@ -303,6 +311,7 @@ func TestHubResubscribesAfterRedisRestart(t *testing.T) {
 }
 
 func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"", "no-newline", "id\nkind-only", "not-an-id\nmessage\n{}"} {
 		if _, ok := EncodeFrame("c", bad); ok {
 			t.Errorf("EncodeFrame(%q) accepted", bad)
@@ -315,6 +324,7 @@ func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
 }
 
 func TestHashSlotMatchesRedis(t *testing.T) {
+	t.Parallel()
 	// Values from CLUSTER KEYSLOT on Redis 7.
 	for key, want := range map[string]int{"foo": 12182, "{user1000}.following": 3443, "sg:{tn_a}:ch:x": hashSlot("tn_a"), "a{}b": hashSlot("a{}b")} {
 		if got := hashSlot(key); got != want {

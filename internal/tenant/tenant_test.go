@@ -15,6 +15,7 @@ const apiDefaults = `{"max_connections": 10000, "max_subscriptions_per_session":
  "max_message_bytes": 65536, "history_events": 10000, "history_seconds": 300}`
 
 func TestDefaultLimitsMatchAPI(t *testing.T) {
+	t.Parallel()
 	var want Limits
 	dec := json.NewDecoder(bytes.NewReader([]byte(apiDefaults)))
 	dec.DisallowUnknownFields()
@@ -42,6 +43,7 @@ func TestDefaultLimitsMatchAPI(t *testing.T) {
 }
 
 func TestLimitsValidate(t *testing.T) {
+	t.Parallel()
 	with := func(mod func(*Limits)) Limits {
 		l := DefaultLimits()
 		mod(&l)
@@ -88,6 +90,7 @@ func TestLimitsValidate(t *testing.T) {
 }
 
 func TestLimitsPatchApply(t *testing.T) {
+	t.Parallel()
 	base := Limits{1, 2, 3, 4, 5, 6}
 	tests := []struct {
 		name  string
@@ -126,6 +129,7 @@ func TestLimitsPatchApply(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	a := mustCreate(t, s, "Acme")

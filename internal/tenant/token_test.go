@@ -44,6 +44,7 @@ func checkClaims(tb testing.TB, got, want Claims) {
 func ptr[T any](v T) *T { return &v }
 
 func TestVerifyToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	now := fixedClock(s)
@@ -231,6 +232,7 @@ func TestVerifyToken(t *testing.T) {
 // A deleted signing key stops working at once where it was deleted and within 1 s everywhere,
 // even on a node that had it cached; the tenant's other keys keep working.
 func TestVerifyTokenDeletedSigningKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	ctx := t.Context()
 	s := env.store
@@ -296,6 +298,7 @@ func pollRefused(tb testing.TB, limit time.Duration, verify func() error, since 
 }
 
 func TestMintToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	now := fixedClock(s)
@@ -357,6 +360,7 @@ func TestMintToken(t *testing.T) {
 // A token that MintToken hands out must be one that VerifyToken accepts: a tenant has no way
 // to tell otherwise until its users get 401s.
 func TestMintTokenNeverMintsAnUnverifiableToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	a := mustCreate(t, s, "Acme")
@@ -379,6 +383,7 @@ func TestMintTokenNeverMintsAnUnverifiableToken(t *testing.T) {
 // MintToken signs with the newest key, falls back to the next when it is deleted, and reports
 // ErrNoSigningKey when none is left.
 func TestMintTokenUsesNewestKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
