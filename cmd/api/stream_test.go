@@ -216,6 +216,14 @@ func TestIdempotencyKey(t *testing.T) {
 	if fmt.Sprint(b1.IDs) != fmt.Sprint(b2.IDs) {
 		t.Errorf("batch retry ids %v, want %v", b2.IDs, b1.IDs)
 	}
+	s.next(5 * time.Second)
+	s.next(5 * time.Second)
+	// The same key on another request is refused, not answered with the first call's ids.
+	n.do(t, call{method: "POST", path: "/v1/events", auth: a.APIKey, header: map[string]string{"Idempotency-Key": "batch-1"},
+		body: `{"events":[{"channel":"orders","data":3}]}`}).want(t, 422, "idempotency_mismatch")
+	n.do(t, call{method: "POST", path: "/v1/channels/orders/events", auth: a.APIKey,
+		header: map[string]string{"Idempotency-Key": "order-1"}, body: `{"data":{"n":2}}`}).want(t, 422, "idempotency_mismatch")
+	s.expectNone(300 * time.Millisecond)
 
 	n.do(t, call{method: "POST", path: "/v1/channels/orders/events", auth: a.APIKey,
 		header: map[string]string{"Idempotency-Key": strings.Repeat("k", 201)}, body: `{"data":1}`}).want(t, 400, "invalid_request")

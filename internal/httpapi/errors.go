@@ -78,6 +78,7 @@ var sentinels = []struct {
 	{delivery.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrShuttingDown, http.StatusServiceUnavailable, CodeUnavailable},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
+	{stream.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrNoReply, http.StatusServiceUnavailable, CodeUnavailable},
 }

@@ -7,20 +7,28 @@
 -- ARGV[1]    an epoch to store if the tenant has none yet (a fresh counter)
 -- ARGV[2]    history window: most events kept per channel
 -- ARGV[3]    history window: seconds kept
--- ARGV[4]    "1" when an Idempotency-Key was given
+-- ARGV[4]    the request's fingerprint when an Idempotency-Key was given, else ""
 -- ARGV[5+4(i-1)] .. ARGV[8+4(i-1)]  event i: channel, pub/sub channel, kind, payload
 --
--- Returns {"ok" | "dup", epoch, comma-separated ids}.
+-- Returns {"ok" | "dup", epoch, comma-separated ids}, or {"mismatch"} when the key was used
+-- by a request with another fingerprint.
 local seqKey, idemKey, trimKey = KEYS[1], KEYS[2], KEYS[3]
 local maxLen = tonumber(ARGV[2])
 local maxAgeMs = tonumber(ARGV[3]) * 1000
-local useIdem = ARGV[4] == '1'
+local fingerprint = ARGV[4]
+local useIdem = fingerprint ~= ''
 
 if useIdem then
   local prev = redis.call('GET', idemKey)
   if prev then
+    local fp, ids = string.match(prev, '^([^|]*)|(.*)$')
+    if not fp then
+      ids = prev -- stored before requests had fingerprints
+    elseif fp ~= fingerprint then
+      return {'mismatch', '', ''}
+    end
     redis.call('HSETNX', seqKey, 'epoch', ARGV[1])
-    return {'dup', redis.call('HGET', seqKey, 'epoch'), prev}
+    return {'dup', redis.call('HGET', seqKey, 'epoch'), ids}
   end
 end
 
@@ -37,6 +45,6 @@ end
 
 local joined = table.concat(ids, ',')
 if useIdem then
-  redis.call('SET', idemKey, joined, 'PX', maxAgeMs)
+  redis.call('SET', idemKey, fingerprint .. '|' .. joined, 'PX', maxAgeMs)
 end
 return {'ok', redis.call('HGET', seqKey, 'epoch'), joined}

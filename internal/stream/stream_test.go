@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,6 +126,19 @@ func TestIdempotentPublish(t *testing.T) {
 	}
 	if n, _ := p.Published(t.Context(), "tn_a"); n != 2 {
 		t.Errorf("published %d events, want 2 (the retry adds none)", n)
+	}
+	// The same key with other events is a client bug, not a retry: refused, nothing stored.
+	for _, other := range [][]Event{
+		{ev[0]},
+		{ev[0], {Channel: "d", Event: "e", Data: json.RawMessage(`3`)}},
+		{ev[0], {Channel: "d", Event: "f", Data: json.RawMessage(`2`)}},
+	} {
+		if _, err := p.Publish(t.Context(), "tn_a", w, other, "k1"); !errors.Is(err, ErrIdempotencyMismatch) {
+			t.Errorf("reuse with %v: err = %v, want a mismatch", other, err)
+		}
+	}
+	if n, _ := p.Published(t.Context(), "tn_a"); n != 2 {
+		t.Errorf("published %d events after refused reuses, want 2", n)
 	}
 }
 
