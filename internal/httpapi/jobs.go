@@ -250,6 +250,12 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 		return
 	}
 	t := tenantOf(c)
+	// Updates share the tenant's publish_per_second with publishes: one tenant cannot flood the
+	// update stream that every tenant's jobs go through.
+	if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
+		s.abort(c, e)
+		return
+	}
 	// The update carries this request's span context, so the worker's handling of it continues
 	// the request's trace.
 	carrier := propagation.MapCarrier{}

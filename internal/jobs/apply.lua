@@ -45,7 +45,8 @@ local function set(field)
 end
 
 -- mergeSteps folds incoming steps into the stored list: by name, in order of arrival; a field
--- an incoming step leaves out keeps its value.
+-- an incoming step leaves out keeps its value. A workflow holds at most 1,000 steps: names
+-- beyond them are not added.
 local function mergeSteps(incoming)
   local steps = cjson.decode(redis.call('HGET', stateKey, 'steps') or '[]')
   for _, s in ipairs(incoming) do
@@ -58,7 +59,7 @@ local function mergeSteps(incoming)
     if found then
       if s.status then found.status = s.status end
       if s.error then found.error = s.error end
-    else
+    elseif #steps < 1000 then
       table.insert(steps, {name = s.name, status = s.status or 'pending', error = s.error})
     end
   end
