@@ -472,11 +472,12 @@ func (r *Registry) CleanupStale(maxIdle time.Duration) []string {
 	return ids
 }
 
-// Heartbeat queues streamgate.Ping to every session with no write for HeartbeatInterval.
-// A session with something already pending gets nothing (that write will do), so a full
-// buffer is never a drop here.
+// Heartbeat queues streamgate.Ping to every session with no write for HeartbeatInterval less
+// one SweepInterval, so that with a sweep every SweepInterval no session goes longer than
+// HeartbeatInterval without a write. A session with something already pending gets nothing
+// (that write will do), so a full buffer is never a drop here.
 func (r *Registry) Heartbeat() {
-	cutoff := r.now() - int64(r.cfg.HeartbeatInterval)
+	cutoff := r.now() - int64(r.cfg.HeartbeatInterval-min(r.cfg.SweepInterval, r.cfg.HeartbeatInterval/2))
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, s := range r.sessions {

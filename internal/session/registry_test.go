@@ -225,21 +225,23 @@ func TestEvictAfterMaxConsecutiveDrops(t *testing.T) {
 	if err := r.Send("ses_1", message("fill")); err != nil {
 		t.Fatal(err)
 	}
-	for i := range DefaultMaxConsecutiveDrops {
+	// API.md: "After 10 consecutive or 50 total drops the session gets lagging": drops 1–9
+	// are tolerated, the 10th evicts.
+	for i := range DefaultMaxConsecutiveDrops - 1 {
 		if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrFull) {
 			t.Fatalf("drop %d: err = %v, want ErrFull", i+1, err)
 		}
 	}
 	if isDone(s) || r.Stats().Connections != 1 {
-		t.Fatal("evicted before crossing the threshold")
+		t.Fatal("evicted before reaching the threshold")
 	}
 	if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrEvicted) {
-		t.Fatalf("drop %d: err = %v, want ErrEvicted", DefaultMaxConsecutiveDrops+1, err)
+		t.Fatalf("drop %d: err = %v, want ErrEvicted", DefaultMaxConsecutiveDrops, err)
 	}
 	assertFinal(t, s, lagging)
 	assertGone(t, r, "ses_1")
 	st := r.TenantStats("tn_a")
-	want := TenantStats{Dropped: DefaultMaxConsecutiveDrops + 1, Evicted: 1}
+	want := TenantStats{Dropped: DefaultMaxConsecutiveDrops, Evicted: 1}
 	if st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
@@ -276,7 +278,7 @@ func TestDropCounterResetsOnSuccessfulSend(t *testing.T) {
 	if err := r.Send("ses_1", message("ok")); err != nil {
 		t.Fatalf("Send after drain: %v", err)
 	}
-	for i := range DefaultMaxConsecutiveDrops {
+	for i := range DefaultMaxConsecutiveDrops - 1 {
 		if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrFull) {
 			t.Fatalf("fresh drop %d: err = %v, want ErrFull", i+1, err)
 		}
@@ -303,8 +305,8 @@ func TestTotalDropsEvictIntermittentlySlowClient(t *testing.T) {
 			err := r.Send("ses_1", message("x"))
 			drops++
 			if errors.Is(err, ErrEvicted) {
-				if drops != DefaultMaxTotalDrops+1 {
-					t.Errorf("evicted on drop %d, want %d", drops, DefaultMaxTotalDrops+1)
+				if drops != DefaultMaxTotalDrops {
+					t.Errorf("evicted on drop %d, want %d", drops, DefaultMaxTotalDrops)
 				}
 				assertFinal(t, s, lagging)
 				assertGone(t, r, "ses_1")
@@ -558,13 +560,13 @@ func TestBroadcastSlowSessionDoesNotStopFast(t *testing.T) {
 	if len(got) != 30 {
 		t.Errorf("fast session got %d frames, want 30", len(got))
 	}
-	// 4 fill the buffer, 10 drops are tolerated, the 11th evicts: event index 14.
-	if evictedAt != 14 {
-		t.Errorf("slow session evicted at event %d, want 14", evictedAt)
+	// 4 fill the buffer, 9 drops are tolerated, the 10th evicts: event index 13.
+	if evictedAt != 13 {
+		t.Errorf("slow session evicted at event %d, want 13", evictedAt)
 	}
 	assertFinal(t, slow, lagging)
 	st := r.TenantStats("tn_a")
-	if want := (TenantStats{Connections: 1, Subscriptions: 1, Delivered: 30, Dropped: 11, Evicted: 1}); st != want {
+	if want := (TenantStats{Connections: 1, Subscriptions: 1, Delivered: 30, Dropped: 10, Evicted: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
 }

@@ -110,9 +110,9 @@ func (s *Session) offer(f *streamgate.Frame, now int64, cfg *Config) outcome {
 	if len(s.queue) >= cfg.BufferSize {
 		s.consecutive++
 		s.drops++
-		// The Forge thresholds: evict on the drop that makes either count exceed its maximum,
-		// so a client gets exactly MaxConsecutiveDrops drops in a row for free.
-		if s.consecutive > cfg.MaxConsecutiveDrops || s.drops > cfg.MaxTotalDrops {
+		// The contract's thresholds: evict on the drop that makes either count reach its
+		// maximum (the 10th in a row or the 50th in all, by default).
+		if s.consecutive >= cfg.MaxConsecutiveDrops || s.drops >= cfg.MaxTotalDrops {
 			s.closeLocked(lagging)
 			s.mu.Unlock()
 			return evicted
