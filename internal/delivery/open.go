@@ -198,8 +198,10 @@ func window(t tenant.Tenant) stream.Window {
 	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
 }
 
-// recordTTL is how long a session's record is kept: its tenant's history window (beyond it a
-// resume can only reset), plus a margin for the periodic refresh.
+// recordTTL is how long a session's record is kept after its last refresh: max(history window,
+// 1 h), as long as a quiet channel's log lingers, plus a margin for the periodic refresh. A
+// session quiet for longer than its window still resumes without a reset when nothing it
+// subscribes to was published since.
 func recordTTL(t tenant.Tenant) time.Duration {
-	return time.Duration(t.Limits.HistorySeconds)*time.Second + 2*recordRefresh
+	return stream.Linger(window(t)) + 2*recordRefresh
 }

@@ -104,9 +104,11 @@ func (h *History) Snapshot(ctx context.Context, tenantID string, channels []stri
 		return snap, nil
 	}
 	afterMs, afterSeq, _ := ParseID(after)
-	// A cursor older than the window, of a tenant that published since, may have missed
-	// events in a log that expired whole after a quiet spell.
-	stale := afterMs+uint64(w.Seconds)*1000 < uint64(h.now().UnixMilli()) && snap.Seq > afterSeq
+	// A channel's log expires whole window + linger after its last event. So a log that is
+	// gone proves nothing was published on it after a cursor younger than that; only an older
+	// cursor, of a tenant that published since, may have missed events in it.
+	keep := time.Duration(w.Seconds)*time.Second + Linger(w)
+	stale := afterMs+uint64(keep.Milliseconds()) < uint64(h.now().UnixMilli()) && snap.Seq > afterSeq
 	for i, v := range trimmed.Val() {
 		if _, seq, ok := ParseID(str(v)); ok && seq > afterSeq {
 			snap.Gap = true // an event after the cursor was trimmed
@@ -118,6 +120,12 @@ func (h *History) Snapshot(ctx context.Context, tenantID string, channels []stri
 		}
 	}
 	return snap, nil
+}
+
+// Linger is how long a quiet channel's log outlives its window: max(window, 1 h). A session
+// record is kept as long, so that a quiet session resumes without a needless reset.
+func Linger(w Window) time.Duration {
+	return max(time.Duration(w.Seconds)*time.Second, time.Hour)
 }
 
 func str(v any) string {
