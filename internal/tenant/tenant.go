@@ -1,5 +1,6 @@
-// Package tenant owns tenants, their limits, API keys and signing keys, and the verification of
-// end-user tokens. It knows Redis and nothing of HTTP.
+// Package tenant owns tenants, their limits, API keys, signing keys and identity providers, and
+// the verification of end-user tokens. It knows Redis, and of HTTP only the JWKS documents it
+// fetches.
 package tenant
 
 import (
