@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/streamgate/streamgate/internal/redistest"
 )
 
 type providerView struct {
@@ -230,4 +232,40 @@ func TestIdentityProviderErrors(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PATCH %s: %d, want 405", path, resp.StatusCode)
 	}
+}
+
+// On a Redis Cluster the per-tenant records and the global issuer+audience index live in
+// different slots: create, conflict, stream and delete still work across nodes.
+func TestRedisClusterIdentityProvider(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	na, nb := startClusterNode(t, cl), startClusterNode(t, cl)
+	a, b := na.signup(t, "Acme"), nb.signup(t, "Beta")
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(priv.Public())
+	spec := map[string]any{"issuer": "https://keycloak.example/realms/acme", "audience": "streamgate",
+		"public_key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "algorithm": "EdDSA"}
+	var p providerView
+	na.do(t, call{method: "POST", path: "/v1/identity-providers", auth: a.APIKey, body: spec}).want(t, 201).decode(t, &p)
+	nb.do(t, call{method: "POST", path: "/v1/identity-providers", auth: b.APIKey, body: spec}).want(t, 409, "conflict")
+
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": spec["issuer"], "aud": "streamgate",
+		"sub": "kc-7", "exp": time.Now().Add(time.Hour).Unix(), "channels": []string{"*"}}).SignedString(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := nb.openStream(t, tok, "room")
+	na.publish(t, a, "room", 1)
+	decodeMessage(t, s.next(5*time.Second))
+
+	na.do(t, call{method: "DELETE", path: "/v1/identity-providers/" + p.ID, auth: a.APIKey}).want(t, 204)
+	if ev := s.next(5 * time.Second); ev.Event != "auth_failed" {
+		t.Fatalf("got %s %s, want auth_failed", ev.Event, ev.Data)
+	}
+	nb.do(t, call{method: "GET", path: "/v1/stream?channel=room&token=" + tok}).want(t, 401, "unauthorized")
+	// The pair is free again.
+	nb.do(t, call{method: "POST", path: "/v1/identity-providers", auth: b.APIKey, body: spec}).want(t, 201)
 }
