@@ -39,6 +39,8 @@ type apiConfig struct {
 	LogLevel        string
 	Rates           httpapi.Rates
 	TrustedProxies  []string
+	// AllowPrivateURLs lets JWKS (and webhook) URLs reach loopback and private addresses.
+	AllowPrivateURLs bool
 }
 
 // readConfig reads the environment table of the README. Every problem is reported at once.
@@ -107,6 +109,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 		StreamTenant: readRate(r, "STREAMGATE_RATE_STREAM_TENANT", "6000-M"),
 		Tokens:       readRate(r, "STREAMGATE_RATE_TOKENS", "6000-M"),
 	}
+	c.AllowPrivateURLs = r.OneOf("STREAMGATE_ALLOW_PRIVATE_URLS", "false", "true", "false") == "true"
 	if proxies := r.String("STREAMGATE_TRUSTED_PROXIES", ""); proxies != "" {
 		for _, p := range strings.Split(proxies, ",") {
 			if p = strings.TrimSpace(p); p == "" {

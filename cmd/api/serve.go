@@ -25,6 +25,7 @@ import (
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/urlguard"
 )
 
 // serve runs the node until ctx ends: telemetry and Redis first, then the node's parts (newNode),
@@ -85,7 +86,8 @@ type apiNode struct {
 func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry, log *slog.Logger) (*apiNode, error) {
 	n := &apiNode{cfg: cfg, log: log}
 	meter := telemetry.Meter(tel.Meter)
-	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits)
+	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits,
+		tenant.WithURLGuard(urlguard.Guard{AllowPrivate: cfg.AllowPrivateURLs}))
 	if err != nil {
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
@@ -97,7 +99,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	n.calls = cluster.NewCalls(rdb, cfg.NodeID, log)
 	n.hub = stream.NewHub(rdb, cfg.NodeID, stream.Handlers{
 		Deliver: deliverer,
-		Control: delivery.ControlHandler(n.registry, log),
+		Control: delivery.ControlHandler(n.registry, log, tenants.Forget),
 		Node:    n.calls.Receive,
 	}, log)
 	history := stream.NewHistory(rdb)

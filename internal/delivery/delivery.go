@@ -188,13 +188,18 @@ func (s *Service) stopped() bool {
 func (s *Service) Control(ev tenant.Event) { applyControl(s.Registry, ev, s.log) }
 
 // ControlHandler returns what the hub calls with each control-channel payload: it closes the
-// sessions a change ends on this node (a deleted signing key, a suspended tenant).
-func ControlHandler(reg *session.Registry, log *slog.Logger) func(payload []byte) {
+// sessions a change ends on this node (a deleted signing key or identity provider, a suspended
+// tenant), after passing the change to each of also (caches that must forget it first, so
+// that a client reconnecting at once is refused).
+func ControlHandler(reg *session.Registry, log *slog.Logger, also ...func(tenant.Event)) func(payload []byte) {
 	return func(payload []byte) {
 		var ev tenant.Event
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			log.Warn("malformed control event", "err", err)
 			return
+		}
+		for _, f := range also {
+			f(ev)
 		}
 		applyControl(reg, ev, log)
 	}
@@ -205,6 +210,11 @@ func applyControl(reg *session.Registry, ev tenant.Event, log *slog.Logger) {
 	case tenant.EventSigningKeyDeleted:
 		if n := reg.CloseKey(ev.TenantID, ev.KeyID, session.AuthFailed(streamgate.ReasonKeyDeleted)); n > 0 {
 			log.Info("closed sessions of a deleted signing key", "tenant", ev.TenantID, "sessions", n)
+		}
+	case tenant.EventIdentityProviderDeleted:
+		// Sessions opened with a provider's token carry the provider's id as their key.
+		if n := reg.CloseKey(ev.TenantID, ev.KeyID, session.AuthFailed(streamgate.ReasonProviderDeleted)); n > 0 {
+			log.Info("closed sessions of a deleted identity provider", "tenant", ev.TenantID, "sessions", n)
 		}
 	case tenant.EventSuspended:
 		n := reg.CloseTenant(ev.TenantID, session.Disconnect(streamgate.ReasonSuspended, false))

@@ -71,6 +71,8 @@ var sentinels = []struct {
 	{tenant.ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},
 	{tenant.ErrSuspended, http.StatusForbidden, CodeForbidden},
 	{tenant.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{tenant.ErrConflict, http.StatusConflict, CodeConflict},
+	{tenant.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{session.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{session.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrInvalid, http.StatusBadRequest, CodeInvalid},

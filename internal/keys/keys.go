@@ -37,6 +37,15 @@ func SigningKeys(tenantID string) string { return tenantPrefix(tenantID) + "sigk
 // SigningKeyIndex is the global index from a signing key id (a token's kid) to its tenant.
 func SigningKeyIndex(keyID string) string { return prefix + "sigkey:" + keyID }
 
+// IdentityProviders is the tenant's hash of identity provider id → provider record (issuer,
+// audience, public key or JWKS URL).
+func IdentityProviders(tenantID string) string { return tenantPrefix(tenantID) + "idps" }
+
+// IdentityProviderIndex is the global index from an issuer and audience pair (the SHA-256, hex,
+// of both) to the one tenant and provider that hold it: how a token without one of our kids
+// finds its tenant.
+func IdentityProviderIndex(pairSHA256hex string) string { return prefix + "idp:" + pairSHA256hex }
+
 // Sequence is the tenant's hash of the event sequence: seq (last number), ms (last id time) and
 // epoch (changes whenever the counter had to start again).
 func Sequence(tenantID string) string { return tenantPrefix(tenantID) + "seq" }
@@ -61,7 +70,7 @@ func ParseChannel(name string) (tenantID, channel string, ok bool) {
 }
 
 // Control is the global pub/sub channel on which nodes tell each other about changes that
-// affect live sessions (a deleted signing key, a suspended tenant).
+// affect live sessions (a deleted signing key or identity provider, a suspended tenant).
 func Control() string { return prefix + "control" }
 
 // Session is the record of a session that lets it resume on any node.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +21,14 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/urlguard"
 )
 
 // Prefixes of the ids and secrets this package issues. Clients treat ids as opaque.
 const (
 	apiKeySecretPrefix = "sgk_"
-	// cacheTTL bounds how long a node may act on a revoked key, a deleted signing key or changed
-	// limits: the contract promises 1 s for keys and 2 s for limits.
+	// cacheTTL bounds how long a node may act on a revoked key, a deleted signing key or
+	// identity provider, or changed limits: the contract promises 1 s for keys and 2 s for limits.
 	cacheTTL = 500 * time.Millisecond
 )
 
@@ -41,6 +43,22 @@ type Store struct {
 	tenants *cache[Tenant]
 	apiKeys *cache[apiKeyRef]
 	sigKeys *cache[sigKeyRef]
+	idps    *cache[idpRef]
+
+	// guard and fetcher reach identity providers' JWKS URLs; jwks keeps their documents.
+	guard   urlguard.Guard
+	fetcher *http.Client
+	jwks    *jwksCache
+}
+
+// Option changes how a Store works.
+type Option func(*Store)
+
+// WithURLGuard sets which addresses identity providers' JWKS URLs may reach. The default allows
+// public addresses only; tests and private networks allow private ones
+// (STREAMGATE_ALLOW_PRIVATE_URLS).
+func WithURLGuard(g urlguard.Guard) Option {
+	return func(s *Store) { s.guard = g }
 }
 
 type apiKeyRef struct {
@@ -69,7 +87,7 @@ type sigKeyRecord struct {
 
 // NewStore returns a store on rdb. secretKey (32 bytes) encrypts signing-key secrets at rest;
 // defaults are the limits a new tenant gets.
-func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*Store, error) {
+func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits, opts ...Option) (*Store, error) {
 	if len(secretKey) != 32 {
 		return nil, fmt.Errorf("secret key must be 32 bytes, got %d", len(secretKey))
 	}
@@ -84,7 +102,7 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*St
 	if err != nil {
 		return nil, fmt.Errorf("secret key: %w", err)
 	}
-	return &Store{
+	s := &Store{
 		rdb:      rdb,
 		aead:     aead,
 		defaults: defaults,
@@ -92,7 +110,14 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*St
 		tenants:  newCache[Tenant](cacheTTL),
 		apiKeys:  newCache[apiKeyRef](cacheTTL),
 		sigKeys:  newCache[sigKeyRef](cacheTTL),
-	}, nil
+		idps:     newCache[idpRef](cacheTTL),
+		jwks:     newJWKSCache(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.fetcher = s.guard.Client(jwksTimeout)
+	return s, nil
 }
 
 // Defaults returns the limits a new tenant gets.

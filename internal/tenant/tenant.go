@@ -1,8 +1,10 @@
-// Package tenant owns tenants, their limits, API keys and signing keys, and the verification of
-// end-user tokens. It knows Redis and nothing of HTTP.
+// Package tenant owns tenants, their limits, API keys, signing keys and identity providers, and
+// the verification of end-user tokens. It knows Redis, and of HTTP only the JWKS documents it
+// fetches.
 package tenant
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +17,10 @@ var (
 	ErrSuspended    = errors.New("tenant is suspended")
 	ErrInvalid      = errors.New("invalid request")
 	ErrNoSigningKey = errors.New("the tenant has no signing key: create one with POST /v1/signing-keys")
+	// ErrConflict means another tenant (or this one) already holds what was asked for.
+	ErrConflict = errors.New("conflict")
+	// ErrLimitExceeded means a per-tenant cap on credentials (identity providers) is reached.
+	ErrLimitExceeded = errors.New("limit exceeded")
 )
 
 // Limits are a tenant's caps. Zero values never reach the store: every field is validated.
@@ -121,11 +127,15 @@ type SigningKey struct {
 
 // Claims are what a verified end-user token grants.
 type Claims struct {
-	TenantID  string
+	TenantID string
+	// KeyID is what vouches for the token: the signing key's id, or the identity provider's
+	// for a token the tenant's own provider minted. Deleting it ends the token's sessions.
 	KeyID     string
 	Sub       string
 	Channels  []string
 	ExpiresAt time.Time
+	// Info is the token's info claim (a JSON object of at most 1 KiB, compacted), or nil.
+	Info json.RawMessage
 }
 
 // Event tells every node about a change that affects live sessions. It travels on the control
@@ -139,6 +149,8 @@ type Event struct {
 // Event types.
 const (
 	EventSigningKeyDeleted = "signing_key_deleted"
-	EventSuspended         = "tenant_suspended"
-	EventLimitsChanged     = "limits_changed"
+	// EventIdentityProviderDeleted carries the provider id as KeyID.
+	EventIdentityProviderDeleted = "identity_provider_deleted"
+	EventSuspended               = "tenant_suspended"
+	EventLimitsChanged           = "limits_changed"
 )

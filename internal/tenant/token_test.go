@@ -36,7 +36,8 @@ func signWith(tb testing.TB, m jwt.SigningMethod, kid any, claims jwt.MapClaims,
 func checkClaims(tb testing.TB, got, want Claims) {
 	tb.Helper()
 	if got.TenantID != want.TenantID || got.KeyID != want.KeyID || got.Sub != want.Sub ||
-		!slices.Equal(got.Channels, want.Channels) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		!slices.Equal(got.Channels, want.Channels) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+		string(got.Info) != string(want.Info) {
 		tb.Errorf("claims = %+v, want %+v", got, want)
 	}
 }
@@ -182,6 +183,16 @@ func TestVerifyToken(t *testing.T) {
 		{"channel pattern with a slash", hs256(func(m jwt.MapClaims) { m["channels"] = []string{"a/b"} }), nil},
 		{"channel pattern over 200 characters", hs256(func(m jwt.MapClaims) { m["channels"] = []string{strings.Repeat("a", 201)} }), nil},
 		{"channels not a list", hs256(func(m jwt.MapClaims) { m["channels"] = "chat.*" }), nil},
+
+		{"info object kept, compacted", hs256(func(m jwt.MapClaims) { m["info"] = json.RawMessage(`{ "name": "Ada" }`) }),
+			wantA(func(c *Claims) { c.Info = json.RawMessage(`{"name":"Ada"}`) })},
+		{"info null is none", hs256(func(m jwt.MapClaims) { m["info"] = nil }), wantA(nil)},
+		{"info of 1 KiB", hs256(func(m jwt.MapClaims) { m["info"] = map[string]string{"n": strings.Repeat("x", 1024-8)} }),
+			wantA(func(c *Claims) { c.Info = json.RawMessage(`{"n":"` + strings.Repeat("x", 1024-8) + `"}`) })},
+		{"info over 1 KiB", hs256(func(m jwt.MapClaims) { m["info"] = map[string]string{"n": strings.Repeat("x", 1024-7)} }), nil},
+		{"info not an object", hs256(func(m jwt.MapClaims) { m["info"] = "Ada" }), nil},
+		{"iss and aud do not replace a kid", hs256(func(m jwt.MapClaims) { m["iss"] = "https://idp.example/"; m["aud"] = "sg" }),
+			wantA(nil)},
 
 		{"tenant suspended after minting", suspendedToken, nil},
 		{"payload tampered", tampered, nil},
