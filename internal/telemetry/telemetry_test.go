@@ -189,7 +189,7 @@ func TestMetricsServed(t *testing.T) {
 	tel := setup(t, nil)
 	m := Meter(tel.Meter)
 	stats := session.NodeStats{Tenants: map[string]session.TenantStats{"tn_a": {Connections: 2, Subscriptions: 3, Delivered: 7, Dropped: 1, Evicted: 1}}}
-	if err := ObserveSessions(m, func() session.NodeStats { return stats }); err != nil {
+	if err := ObserveSessions(m, func() session.NodeStats { return stats }, 20); err != nil {
 		t.Fatal(err)
 	}
 	d := &countingDeliverer{}
