@@ -50,6 +50,8 @@ type History interface {
 type Hub interface {
 	Acquire(ctx context.Context, tenantID, channel string) error
 	Release(tenantID, channel string)
+	// Reconnected is signalled after pub/sub came back from a break.
+	Reconnected() <-chan struct{}
 }
 
 // Records keeps what a session needs to resume on any node.
@@ -82,9 +84,11 @@ type Calls interface {
 	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
 }
 
-// Tenants reads a tenant's current limits.
+// Tenants reads a tenant's current limits, and what was revoked of the credentials live
+// sessions were opened with.
 type Tenants interface {
 	Cached(ctx context.Context, id string) (tenant.Tenant, error)
+	Revocations(ctx context.Context, creds map[string][]string) ([]tenant.Event, error)
 }
 
 // Config is the lifecycle's behaviour that operators set.
@@ -92,6 +96,10 @@ type Config struct {
 	NodeID string
 	// Retry is the reconnection delay streams advise to EventSource. Default 2 s.
 	Retry time.Duration
+	// Revalidate is how often live sessions are re-checked against Redis for revocations a
+	// lost control message did not bring (a deleted key, a suspended tenant). Default 10 s.
+	// They are re-checked after every pub/sub reconnect too.
+	Revalidate time.Duration
 }
 
 // Deps are the parts of the node a stream's life runs on.
@@ -123,6 +131,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
+	if cfg.Revalidate <= 0 {
+		cfg.Revalidate = 10 * time.Second
+	}
 	return &Service{cfg: cfg, Deps: d, log: log, live: liveSet{m: make(map[string]*Stream)}, stopping: make(chan struct{})}
 }
 
@@ -131,20 +142,47 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 const recordRefresh = 30 * time.Second
 
 // Run keeps the records of this node's sessions fresh in Redis, so that they can be resumed
-// for as long as their history lasts, until ctx ends.
+// for as long as their history lasts, and re-checks live sessions for revocations
+// periodically and after every pub/sub reconnect, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(recordRefresh)
-	defer t.Stop()
+	refresh := time.NewTicker(recordRefresh)
+	defer refresh.Stop()
+	revalidate := time.NewTicker(s.cfg.Revalidate)
+	defer revalidate.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-refresh.C:
+			live := s.live.records()
+			if err := s.Records.Touch(ctx, live); err != nil && ctx.Err() == nil {
+				s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+			}
+		case <-revalidate.C:
+			s.revalidate(ctx)
+		case <-s.Hub.Reconnected():
+			s.revalidate(ctx)
 		}
-		live := s.live.records()
-		if err := s.Records.Touch(ctx, live); err != nil && ctx.Err() == nil {
-			s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+	}
+}
+
+// revalidate closes the live sessions whose tenant was suspended or whose key was deleted
+// while this node may have missed the control message. Its cost is one pipelined round trip
+// for the whole node.
+func (s *Service) revalidate(ctx context.Context) {
+	creds := s.Registry.Credentials()
+	if len(creds) == 0 {
+		return
+	}
+	events, err := s.Tenants.Revocations(ctx, creds)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("re-check revocations", "tenants", len(creds), "err", err)
 		}
+		return
+	}
+	for _, ev := range events {
+		applyControl(s.Registry, ev, s.log)
 	}
 }
 

@@ -654,6 +654,23 @@ func (r *Registry) TenantStats(tenantID string) TenantStats {
 }
 
 // SessionInfo describes a live session for listings.
+// Credentials lists, per tenant with sessions on this node, the distinct key ids (signing keys
+// or identity providers) its sessions were opened with: what a periodic re-check of
+// revocations must look at.
+func (r *Registry) Credentials() map[string][]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string][]string, len(r.tenants))
+	for id, t := range r.tenants {
+		for _, s := range t.sessions {
+			if !slices.Contains(out[id], s.info.KeyID) {
+				out[id] = append(out[id], s.info.KeyID)
+			}
+		}
+	}
+	return out
+}
+
 type SessionInfo struct {
 	ID, TenantID, Sub, KeyID string
 	ConnectedAt              time.Time

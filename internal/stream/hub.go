@@ -50,6 +50,8 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[string]*subscription // pub/sub name → state
 	shards map[int]*psConn          // hash slot → sharded connection (cluster only)
+
+	reconnected chan struct{} // signalled after a pub/sub connection came back
 }
 
 type subscription struct {
@@ -97,6 +99,7 @@ func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logg
 		cancel:         cancel,
 		subs:           make(map[string]*subscription),
 		shards:         make(map[int]*psConn),
+		reconnected:    make(chan struct{}, 1),
 	}
 	hub.main = hub.newConn(rdb.Subscribe(ctx), false)
 	return hub
@@ -347,7 +350,16 @@ func (h *Hub) recovered(c *psConn) {
 	if len(names) > 0 {
 		h.log.Info("pub/sub reconnected: streams catch up from history", "channels", len(names))
 	}
+	select {
+	case h.reconnected <- struct{}{}:
+	default: // one signal pending is enough
+	}
 }
+
+// Reconnected is signalled after a pub/sub connection came back from a break: control
+// messages sent during the break (a deleted key, a suspended tenant) were missed and must be
+// re-checked.
+func (h *Hub) Reconnected() <-chan struct{} { return h.reconnected }
 
 func (h *Hub) dispatch(name, payload string) {
 	switch name {

@@ -532,3 +532,56 @@ func randomString(n int) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// Revocations reads, for each tenant and the key ids its live sessions were opened with
+// (signing keys or identity providers), what was revoked: the tenant suspended or gone, a key
+// deleted. It returns the control events those changes sent, so that a node that missed one
+// (pub/sub down at that moment) can act on it now, and drops this node's cached copies. One
+// pipelined round trip for all tenants.
+func (s *Store) Revocations(ctx context.Context, creds map[string][]string) ([]Event, error) {
+	type check struct {
+		tenantID, keyID string
+		exists          *redis.BoolCmd
+	}
+	suspended := make(map[string]*redis.SliceCmd, len(creds))
+	var checks []check
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, keyIDs := range creds {
+			suspended[id] = p.HMGet(ctx, keys.Tenant(id), "name", "suspended")
+			for _, k := range keyIDs {
+				switch {
+				case strings.HasPrefix(k, "sig_"):
+					checks = append(checks, check{id, k, p.HExists(ctx, keys.SigningKeys(id), k)})
+				case strings.HasPrefix(k, "idp_"):
+					checks = append(checks, check{id, k, p.HExists(ctx, keys.IdentityProviders(id), k)})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("re-check revocations: %w", err)
+	}
+	var out []Event
+	gone := make(map[string]bool)
+	for id, cmd := range suspended {
+		v := cmd.Val()
+		if len(v) == 2 && (v[0] == nil || v[1] == "1") {
+			gone[id] = true
+			out = append(out, Event{Type: EventSuspended, TenantID: id})
+			s.tenants.drop(id)
+		}
+	}
+	for _, c := range checks {
+		if gone[c.tenantID] || c.exists.Val() {
+			continue
+		}
+		ev := Event{Type: EventSigningKeyDeleted, TenantID: c.tenantID, KeyID: c.keyID}
+		if strings.HasPrefix(c.keyID, "idp_") {
+			ev.Type = EventIdentityProviderDeleted
+		}
+		s.Forget(ev)
+		out = append(out, ev)
+	}
+	return out, nil
+}
