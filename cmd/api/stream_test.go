@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -440,4 +444,43 @@ func TestShutdownDrainsInOrder(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the node did not stop")
 	}
+}
+
+// A client that sends bytes after its stream request (EventSource never does) is closed, and
+// its session leaves the node.
+func TestStreamClientThatSendsIsClosed(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	a := n.signup(t, "Acme")
+	tok := n.token(t, a, "u", []string{"*"}, 0)
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(n.URL, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "GET /v1/stream?channel=c&token=%s HTTP/1.1\r\nHost: x\r\n\r\n", tok)
+	br := bufio.NewReader(conn)
+	var head strings.Builder
+	for !strings.HasSuffix(head.String(), "event: connected\n") {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("before connected: %v (%q)", err, head.String())
+		}
+		head.WriteString(strings.TrimPrefix(line, "\r"))
+	}
+	if _, err := conn.Write([]byte("unexpected bytes from the client")); err != nil {
+		t.Fatal(err)
+	}
+	// EOF, or a reset (the server closed with our bytes unread): either way closed; only a
+	// timeout means the server kept it.
+	var ne net.Error
+	if _, err := io.Copy(io.Discard, br); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server kept the connection: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the session to leave", func() bool {
+		var st struct{ Connections int }
+		n.do(t, call{method: "GET", path: "/v1/stats", auth: a.APIKey}).want(t, 200).decode(t, &st)
+		return st.Connections == 0
+	})
 }
