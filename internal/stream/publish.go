@@ -22,6 +22,10 @@ import (
 	"github.com/streamgate/streamgate/internal/keys"
 )
 
+// requestIDTTL is how long a publish without an Idempotency-Key is remembered: long enough for
+// the Redis client's retry of a lost answer.
+const requestIDTTL = time.Minute
+
 // ErrIdempotencyMismatch means an Idempotency-Key came back with other events than its first use.
 var ErrIdempotencyMismatch = errors.New("idempotency key reused")
 
@@ -101,11 +105,7 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, even
 		}
 		entries[i] = pubEntry{channel: ev.Channel, kind: streamgate.EventMessage, payload: payload}
 	}
-	fingerprint := ""
-	if idemKey != "" {
-		fingerprint = fingerprintOf(events)
-	}
-	return p.publish(ctx, tenantID, w, entries, idemKey, fingerprint)
+	return p.publish(ctx, tenantID, w, entries, idemKey, fingerprintOf(events))
 }
 
 // fingerprintOf identifies a request's events (channels, names, data), so that an
@@ -140,9 +140,15 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 		return Result{}, errors.New("publish: no events")
 	}
 	ks := make([]string, 0, 3+len(entries))
+	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
+	// client retries a command whose answer was lost, and the script may have run.
+	remember := time.Duration(w.Seconds) * time.Second
+	if idemKey == "" {
+		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
+	}
 	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
-	args := make([]any, 0, 4+4*len(entries))
-	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprint)
+	args := make([]any, 0, 5+4*len(entries))
+	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprint, remember.Milliseconds())
 	for _, e := range entries {
 		ks = append(ks, keys.History(tenantID, e.channel))
 		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
