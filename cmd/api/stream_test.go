@@ -277,7 +277,9 @@ func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
 
 	// The slow reader opens the stream and then does not read: its socket buffers fill, its
 	// writer blocks, its session buffer fills and publishes are dropped for it alone.
-	slowResp, err := testClient.Get(streamURL(n, tok, "feed"))
+	// Its own client: the whole test, publishing 24 MB included, must fit in its deadline even
+	// on a busy machine.
+	slowResp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(streamURL(n, tok, "feed"))
 	if err != nil {
 		t.Fatal(err)
 	}
