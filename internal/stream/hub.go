@@ -42,6 +42,10 @@ type Hub struct {
 	log      *slog.Logger
 	// ConfirmTimeout bounds how long Acquire waits for Redis to confirm a subscription.
 	ConfirmTimeout time.Duration
+	// idleCheck is how long a pub/sub connection may be quiet before it is pinged, and
+	// pongTimeout how long the ping may go unanswered before the connection counts as dead
+	// and is replaced (followed by catch-up). See WithKeepalive.
+	idleCheck, pongTimeout time.Duration
 
 	ctx    context.Context // lives until Run returns; receive loops run under it
 	cancel context.CancelFunc
@@ -86,7 +90,7 @@ type Handlers struct {
 }
 
 // NewHub returns the hub of node nodeID, handing what it receives to h.
-func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger) *Hub {
+func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger, opts ...HubOption) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	hub := &Hub{
 		rdb:            rdb,
@@ -95,14 +99,29 @@ func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logg
 		handlers:       h,
 		log:            log,
 		ConfirmTimeout: 5 * time.Second,
+		idleCheck:      15 * time.Second,
+		pongTimeout:    10 * time.Second,
 		ctx:            ctx,
 		cancel:         cancel,
 		subs:           make(map[string]*subscription),
 		shards:         make(map[int]*psConn),
 		reconnected:    make(chan struct{}, 1),
 	}
+	for _, o := range opts {
+		o(hub)
+	}
 	hub.main = hub.newConn(rdb.Subscribe(ctx), false)
 	return hub
+}
+
+// HubOption changes a hub's defaults.
+type HubOption func(*Hub)
+
+// WithKeepalive sets how long a pub/sub connection may be quiet before it is pinged, and how
+// long that ping may go unanswered before the connection counts as dead. The defaults, 15 s
+// and 10 s, notice a half-open connection within 25 s.
+func WithKeepalive(idle, pong time.Duration) HubOption {
+	return func(h *Hub) { h.idleCheck, h.pongTimeout = idle, pong }
 }
 
 func (h *Hub) newConn(ps *redis.PubSub, sharded bool) *psConn {
@@ -281,18 +300,33 @@ func (h *Hub) Run(ctx context.Context) error {
 // Errors are retried with backoff; the client reconnects and resubscribes by itself.
 func (h *Hub) receive(c *psConn) {
 	backoff := 50 * time.Millisecond
+	awaitingPong := false
 	for {
-		msg, err := c.ps.ReceiveTimeout(h.ctx, 30*time.Second)
+		var msg any
+		var err error
+		if awaitingPong {
+			// A keepalive ping is out: with a zero timeout the read is bounded by the context
+			// alone, and go-redis then counts a timeout as a dead connection and reconnects.
+			// That is what catches a half-open connection (no RST: a paused Redis, a dropped
+			// link), which would otherwise look quiet for ever.
+			ctx, cancel := context.WithTimeout(h.ctx, h.pongTimeout)
+			msg, err = c.ps.ReceiveTimeout(ctx, 0)
+			cancel()
+		} else {
+			msg, err = c.ps.ReceiveTimeout(h.ctx, h.idleCheck)
+		}
 		if h.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
 			return
 		}
 		if err != nil {
 			var nerr interface{ Timeout() bool }
-			if errors.As(err, &nerr) && nerr.Timeout() {
+			if !awaitingPong && errors.As(err, &nerr) && nerr.Timeout() {
 				// Quiet for a while: make sure the connection is still alive.
 				_ = c.ps.Ping(h.ctx, "sg:keepalive")
+				awaitingPong = true
 				continue
 			}
+			awaitingPong = false
 			h.log.Warn("redis pub/sub receive", "err", err, "retry_in", backoff.String())
 			h.broke(c)
 			select {
@@ -303,6 +337,7 @@ func (h *Hub) receive(c *psConn) {
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
+		awaitingPong = false // anything received proves the connection alive
 		backoff = 50 * time.Millisecond
 		if c.broken {
 			h.recovered(c)

@@ -453,3 +453,98 @@ func TestPublishRetriedByTheClientIsStoredOnce(t *testing.T) {
 		t.Fatalf("ids %v", res.IDs)
 	}
 }
+
+// stallingProxy forwards connections to addr until stall is called: from then on the
+// connections open at that moment carry nothing either way and stay open (a half-open link),
+// while new connections work.
+func stallingProxy(t *testing.T, addr string) (proxyAddr string, stall func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var stalled []*atomic.Bool
+	pipe := func(dst, src net.Conn, dead *atomic.Bool) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if dead.Load() {
+				continue // swallowed; the link stays open but carries nothing
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				dst.Close()
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			dead := &atomic.Bool{}
+			mu.Lock()
+			stalled = append(stalled, dead)
+			mu.Unlock()
+			t.Cleanup(func() { c.Close(); s.Close() })
+			go pipe(s, c, dead)
+			go pipe(c, s, dead)
+		}
+	}()
+	return ln.Addr().String(), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range stalled {
+			d.Store(true)
+		}
+	}
+}
+
+// A pub/sub connection that stops answering without being closed is noticed by the keepalive,
+// replaced, and followed by catch-up: new events arrive again.
+func TestHubReplacesAHalfOpenConnection(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	addr, stall := stallingProxy(t, rs.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	rec := newRecorder()
+	h := NewHub(rdb, "node-test", Handlers{Deliver: rec}, quiet, WithKeepalive(200*time.Millisecond, 300*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := h.Acquire(t.Context(), "tn_a", "c"); err != nil {
+		t.Fatal(err)
+	}
+	stall()
+	select {
+	case <-h.Reconnected():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the half-open pub/sub connection was never replaced")
+	}
+	// The streams were told to catch up, and live events flow on the new connection.
+	frames := rec.waitFor(t, "tn_a/c", 1)
+	if !frames[0].Resync {
+		t.Errorf("first frame after the reconnect is not the catch-up marker: %+v", frames[0])
+	}
+	p := NewPublisher(rs.Client())
+	ids := publishN(t, p, "tn_a", Window{Events: 10, Seconds: 60}, "c", 1)
+	frames = rec.waitFor(t, "tn_a/c", 2)
+	if frames[1].ID != ids[0] {
+		t.Errorf("after the reconnect got %+v, want event %s", frames[1], ids[0])
+	}
+}
