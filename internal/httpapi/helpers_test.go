@@ -323,7 +323,7 @@ func (s *testServer) openStream(t testing.TB, token string, channels ...string) 
 // count: what a refused publish must leave untouched.
 func (s *testServer) published(t testing.TB, tenantID string, channels ...string) (entries int, total int64) {
 	t.Helper()
-	es, _, err := s.history.Read(t.Context(), tenantID, channels, "", "", 1000)
+	es, _, err := s.history.Read(t.Context(), tenantID, channels, "0-0", "+", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
