@@ -21,10 +21,10 @@ func (s *Server) Handler() http.Handler {
 	r.RedirectFixedPath = false
 	r.Use(s.observe(), s.recoverer(), s.cors())
 	r.NoRoute(func(c *gin.Context) {
-		writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.Path))
+		writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.EscapedPath()))
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeError(c.Writer, errorf(http.StatusMethodNotAllowed, CodeMethod, "Method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+		writeError(c.Writer, errorf(http.StatusMethodNotAllowed, CodeMethod, "Method %s is not allowed on %s", c.Request.Method, c.Request.URL.EscapedPath()))
 	})
 
 	r.GET("/healthz", s.handleHealth())
@@ -40,7 +40,7 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/sessions/:id/subscriptions", s.handleSubscribe())
 	v1.DELETE("/sessions/:id/subscriptions/:channel", s.handleUnsubscribe())
 
-	key := v1.Group("", s.requireAPIKey())
+	key := v1.Group("", s.requireAPIKey(), s.checkIDs())
 	key.GET("/tenant", s.handleGetTenant())
 	key.POST("/api-keys", s.handleCreateAPIKey())
 	key.GET("/api-keys", s.handleListAPIKeys())
@@ -64,7 +64,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())
 	r.GET("/admin/assets/*file", s.handleAdminAssets())
-	admin := r.Group("/admin/api", s.requireAdmin())
+	admin := r.Group("/admin/api", s.requireAdmin(), s.checkIDs())
 	admin.GET("/stats", s.handleAdminStats())
 	admin.GET("/stats/stream", gin.WrapH(s.adminStatsStream()))
 	admin.GET("/tenants/:id", s.handleAdminTenant())

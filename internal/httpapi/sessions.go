@@ -16,6 +16,14 @@ func (s *Server) handleSubscribe() gin.HandlerFunc {
 		Channel *string `json:"channel"`
 	}
 	return func(c *gin.Context) {
+		claims, t, ok := s.endUser(c)
+		if !ok {
+			return
+		}
+		if e := pathIDs(c); e != nil {
+			s.abort(c, e)
+			return
+		}
 		var req request
 		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
@@ -23,10 +31,6 @@ func (s *Server) handleSubscribe() gin.HandlerFunc {
 		}
 		if req.Channel == nil || !streamgate.ValidChannel(*req.Channel) {
 			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"channel\" must be a channel name: 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,"))
-			return
-		}
-		claims, t, ok := s.endUser(c)
-		if !ok {
 			return
 		}
 		if err := s.streams.Subscribe(c.Request.Context(), claims, t, c.Param("id"), *req.Channel); err != nil {
@@ -41,13 +45,17 @@ func (s *Server) handleSubscribe() gin.HandlerFunc {
 // the session does not have is not an error: retries stay harmless.
 func (s *Server) handleUnsubscribe() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		claims, t, ok := s.endUser(c)
+		if !ok {
+			return
+		}
+		if e := pathIDs(c); e != nil {
+			s.abort(c, e)
+			return
+		}
 		ch := c.Param("channel")
 		if !streamgate.ValidChannel(ch) {
 			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Channel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,"))
-			return
-		}
-		claims, t, ok := s.endUser(c)
-		if !ok {
 			return
 		}
 		if err := s.streams.Unsubscribe(c.Request.Context(), claims, t, c.Param("id"), ch); err != nil {
