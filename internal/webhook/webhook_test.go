@@ -251,7 +251,7 @@ func TestSlowEndpointDelaysNoOtherTenant(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	t.Cleanup(slow.Close)
-	t.Cleanup(func() { close(release) })
+	defer close(release) // before the dispatcher stops: it waits for its sends
 	fast := newReceiver(t)
 	f.create(t, "tn_slow", slow.URL, EventChannelOccupied)
 	f.create(t, "tn_fast", fast.srv.URL, EventChannelOccupied)
