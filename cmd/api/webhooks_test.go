@@ -264,3 +264,22 @@ func TestWebhookRoutes(t *testing.T) {
 		t.Errorf("another tenant sees %d webhooks", len(list.Webhooks))
 	}
 }
+
+// In dev mode (the embedded Redis, the in-process worker) webhooks work as well.
+func TestWebhooksInDevMode(t *testing.T) {
+	n := bootNode(t, nil, map[string]string{"STREAMGATE_ADDR": "127.0.0.1:0", "STREAMGATE_ALLOW_PRIVATE_URLS": "true", "STREAMGATE_DEMO": "off"})
+	a := n.signup(t, "Acme")
+	srv, got := hookReceiver(t)
+	var created struct {
+		Secret string `json:"secret"`
+	}
+	n.do(t, call{method: "POST", path: "/v1/webhooks", auth: a.APIKey, body: map[string]any{
+		"url": srv.URL, "events": []string{"job.finished", "channel.occupied"}}}).want(t, 201).decode(t, &created)
+	n.openStream(t, n.token(t, a, "u", []string{"room"}, 0), "room")
+	nextHook(t, got, created.Secret, "channel.occupied")
+	n.do(t, call{method: "PUT", path: "/v1/jobs/j1", auth: a.APIKey, body: map[string]any{"status": "failed", "error": "disk full"}}).want(t, 202)
+	p := nextHook(t, got, created.Secret, "job.finished")
+	if !strings.Contains(string(p.Data), `"disk full"`) {
+		t.Errorf("job.finished data %s", p.Data)
+	}
+}
