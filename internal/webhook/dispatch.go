@@ -62,6 +62,10 @@ type DispatcherConfig struct {
 	// ClaimIdle is how long an event may sit read but not fanned out by another (presumably
 	// dead) worker before this one takes it over. Default 30 s.
 	ClaimIdle time.Duration
+	// StopGrace is how long sends in flight may go on once Run is told to stop; then they are
+	// abandoned and their deliveries put back, unattempted, for another worker. Default 5 s,
+	// within the worker's shutdown timeout.
+	StopGrace time.Duration
 }
 
 func (c DispatcherConfig) withDefaults() DispatcherConfig {
@@ -95,6 +99,9 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	if c.ClaimIdle <= 0 {
 		c.ClaimIdle = 30 * time.Second
 	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 5 * time.Second
+	}
 	return c
 }
 
@@ -120,6 +127,8 @@ type Dispatcher struct {
 	lease  time.Duration
 
 	wake chan struct{} // a delivery was queued or a send ended: look for due ones again
+	// sends is the context of sends in flight: it outlives Run's by StopGrace.
+	sends context.Context
 
 	mu       sync.Mutex
 	inFlight int
@@ -148,13 +157,18 @@ func (d *Dispatcher) Stats() DispatcherStats {
 		Dead: d.dead.Load(), Disabled: d.disabled.Load()}
 }
 
-// Run routes and sends until ctx ends; then it starts nothing new, lets the sends in flight
-// finish (each within the timeout) and returns.
+// Run routes and sends until ctx ends; then it starts nothing new, gives the sends in flight
+// StopGrace to finish, puts back the deliveries of those that did not, and returns. Run once.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	sends, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	d.sends = sends
 	g := new(errgroup.Group)
 	g.Go(func() error { return d.route(ctx) })
 	g.Go(func() error { return d.schedule(ctx) })
 	err := g.Wait()
+	grace := time.AfterFunc(d.cfg.StopGrace, abandon)
+	defer grace.Stop()
 	d.senders.Wait()
 	return err
 }
@@ -411,7 +425,7 @@ func (d *Dispatcher) startDue(ctx context.Context, room int) (int, error) {
 				return started, err
 			}
 			for _, del := range dels {
-				d.start(ctx, del)
+				d.start(del)
 			}
 			started += len(dels)
 			room -= len(dels)
@@ -451,8 +465,8 @@ func (d *Dispatcher) acquire(ctx context.Context, p int, tenantID, webhookID str
 }
 
 // start sends one delivery on a goroutine of its own, counted against the worker's and the
-// tenant's bounds until it ends. The send finishes even when ctx ends meanwhile.
-func (d *Dispatcher) start(ctx context.Context, del delivery) {
+// tenant's bounds until it ends.
+func (d *Dispatcher) start(del delivery) {
 	d.mu.Lock()
 	d.inFlight++
 	d.byTenant[del.TenantID]++
@@ -469,7 +483,7 @@ func (d *Dispatcher) start(ctx context.Context, del delivery) {
 			d.senders.Done()
 			d.nudge()
 		}()
-		d.send(context.WithoutCancel(ctx), del)
+		d.send(d.sends, del)
 	}()
 }
 
@@ -494,6 +508,14 @@ func (d *Dispatcher) send(ctx context.Context, del delivery) {
 		return
 	}
 	status, problem := d.post(ctx, rec.URL, del, secrets, started)
+	if ctx.Err() != nil {
+		// Abandoned by a stopping worker: not an attempt the endpoint failed. Put back for
+		// another worker; the endpoint may have received it, and gets it again.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		d.release(rctx, del, "retry", time.Now(), log)
+		return
+	}
 
 	attempt := del.Attempts + 1
 	row := Attempt{ID: del.ID, EventType: del.Type, Attempt: attempt, CreatedAt: started.UTC()}

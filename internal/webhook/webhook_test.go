@@ -571,3 +571,47 @@ func TestOccupancy(t *testing.T) {
 		t.Errorf("%d channels still have holders", n)
 	}
 }
+
+// A worker told to stop gives its sends a grace period, then puts back what is still in flight,
+// unattempted, and another worker delivers it.
+func TestStoppingWorkerPutsDeliveriesBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, open)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	var calls atomic.Int32
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // the first worker's send: never answered while it runs
+			case <-stuck:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(hang.Close)
+	ep, _ := f.create(t, "tn_a", hang.URL, EventChannelOccupied)
+
+	first := NewDispatcher(f.store, DispatcherConfig{Poll: 20 * time.Millisecond, StopGrace: 100 * time.Millisecond}, quietLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = first.Run(ctx) }()
+	f.emit(t, "tn_a", EventChannelOccupied, map[string]string{"channel": "x"})
+	waitFor(t, 10*time.Second, "the first send", func() bool { return calls.Load() == 1 })
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dispatcher did not stop after its grace period")
+	}
+
+	f.dispatch(t, DispatcherConfig{})
+	waitFor(t, 10*time.Second, "the delivery by another worker", func() bool {
+		rows := f.attempts(t, "tn_a", ep.ID)
+		return len(rows) == 1 && rows[0].Status == StatusSucceeded
+	})
+	if row := f.attempts(t, "tn_a", ep.ID)[0]; row.Attempt != 1 {
+		t.Errorf("the abandoned send counted as an attempt: %+v", row)
+	}
+}
