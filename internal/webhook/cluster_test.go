@@ -80,6 +80,12 @@ func TestOnRedisCluster(t *testing.T) {
 		rcv.next(t, 10*time.Second)
 	}
 	for _, tn := range tenants {
+		if _, err := f.store.RotateSecret(ctx, tn, ids[tn]); err != nil {
+			t.Errorf("rotate on a cluster: %v", err)
+		}
+		if ep, err := f.store.Update(ctx, tn, ids[tn], Patch{Description: ptr("on a shard")}); err != nil || ep.Description != "on a shard" {
+			t.Errorf("update on a cluster: %+v, %v", ep, err)
+		}
 		waitFor(t, 10*time.Second, "the dead delivery of "+tn, func() bool {
 			n, _ := f.store.DeadCount(ctx, tn, ids[tn])
 			return n == 1
