@@ -16,7 +16,7 @@ func TestEvictionReason(t *testing.T) {
 		reason  string
 		evicted bool
 	}{
-		{session.Lagging(), streamgate.ReasonLagging, true},
+		{streamgate.Notice(streamgate.EventLagging, map[string]string{"reason": streamgate.ReasonLagging}), streamgate.ReasonLagging, true},
 		{session.AuthFailed(streamgate.ReasonTokenExpired), streamgate.ReasonTokenExpired, true},
 		{session.AuthFailed(streamgate.ReasonKeyDeleted), streamgate.ReasonKeyDeleted, true},
 		{session.Disconnect(streamgate.ReasonEvicted, false), streamgate.ReasonEvicted, true},

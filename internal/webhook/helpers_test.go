@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/urlguard"
 )
@@ -103,6 +105,12 @@ func (f *fixture) attempts(t testing.TB, tenantID, id string) []Attempt {
 		t.Fatalf("attempts: %v", err)
 	}
 	return rows
+}
+
+// DeadCount (for the tests) is how many dead deliveries of an endpoint are kept.
+func (s *Store) DeadCount(ctx context.Context, tenantID, id string) (int64, error) {
+	cutoff := s.now().Add(-DeadRetention).UnixMilli()
+	return s.rdb.ZCount(ctx, keys.WebhookDeadIndex(tenantID, id), fmt.Sprint(cutoff), "+inf").Result()
 }
 
 // request is one request a receiver got.

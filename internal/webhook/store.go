@@ -340,11 +340,11 @@ func dropQueue(ctx context.Context, rdb redis.UniversalClient, tenantID, id stri
 // Test queues a webhook.test event for one endpoint and returns its delivery id. A disabled
 // endpoint is sent nothing: ErrInvalid. ErrNotFound for an unknown endpoint.
 func (s *Store) Test(ctx context.Context, tenantID, id string) (string, error) {
-	r, err := s.record(ctx, tenantID, id)
+	ep, err := s.Get(ctx, tenantID, id)
 	if err != nil {
 		return "", err
 	}
-	if r.Disabled {
+	if ep.Disabled {
 		return "", fmt.Errorf("webhook %s is disabled and is sent nothing: enable it first (PATCH with \"disabled\": false): %w", id, ErrInvalid)
 	}
 	now := s.now().UTC()
@@ -376,16 +376,6 @@ func (s *Store) Dead(ctx context.Context, tenantID, id string, limit int) ([]Att
 	}
 	cutoff := s.now().Add(-DeadRetention).UnixMilli()
 	return s.rows(ctx, keys.WebhookDeadIndex(tenantID, id), keys.WebhookDead(tenantID, id), cutoff, limit)
-}
-
-// DeadCount returns how many dead deliveries of the endpoint are kept.
-func (s *Store) DeadCount(ctx context.Context, tenantID, id string) (int64, error) {
-	cutoff := s.now().Add(-DeadRetention).UnixMilli()
-	n, err := s.rdb.ZCount(ctx, keys.WebhookDeadIndex(tenantID, id), fmt.Sprint(cutoff), "+inf").Result()
-	if err != nil {
-		return 0, fmt.Errorf("count dead deliveries of webhook %s: %w", id, err)
-	}
-	return n, nil
 }
 
 // rows reads the newest rows of an index (scores above after) and their hash, newest first.
