@@ -39,7 +39,7 @@ type apiConfig struct {
 	LogLevel        string
 	Rates           httpapi.Rates
 	TrustedProxies  []string
-	// AllowPrivateURLs lets JWKS (and webhook) URLs reach loopback and private addresses.
+	// AllowPrivateURLs lets JWKS and webhook URLs reach loopback and private addresses.
 	AllowPrivateURLs bool
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
 	"github.com/streamgate/streamgate/internal/urlguard"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // serve runs the node until ctx ends: telemetry and Redis first, then the node's parts (newNode),
@@ -78,7 +79,9 @@ type apiNode struct {
 	streams   *delivery.Service
 	api       *httpapi.Server
 	heartbeat *cluster.Heartbeat
-	worker    *jobs.Worker // dev mode only: there is no separate worker
+	occupancy *webhook.Occupancy
+	worker    *jobs.Worker        // dev mode only: there is no separate worker
+	webhooks  *webhook.Dispatcher // dev mode only, likewise
 	ready     atomic.Bool
 }
 
@@ -91,6 +94,12 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	if err != nil {
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
+	events := webhook.NewEvents(rdb, log)
+	webhooks, err := webhook.NewStore(rdb, cfg.SecretKey, urlguard.Guard{AllowPrivate: cfg.AllowPrivateURLs}, events)
+	if err != nil {
+		return nil, fmt.Errorf("webhook store: %w", err)
+	}
+	n.occupancy = webhook.NewOccupancy(rdb, cfg.NodeID, events, log)
 	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
 	deliverer, err := telemetry.MeasureDelivery(meter, n.registry)
 	if err != nil {
@@ -98,9 +107,10 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	}
 	n.calls = cluster.NewCalls(rdb, cfg.NodeID, log)
 	n.hub = stream.NewHub(rdb, cfg.NodeID, stream.Handlers{
-		Deliver: deliverer,
-		Control: delivery.ControlHandler(n.registry, log, tenants.Forget),
-		Node:    n.calls.Receive,
+		Deliver:   deliverer,
+		Control:   delivery.ControlHandler(n.registry, log, tenants.Forget),
+		Node:      n.calls.Receive,
+		Occupancy: n.occupancy,
 	}, log)
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
@@ -114,6 +124,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Leases:   n.leases,
 		Calls:    n.calls,
 		Tenants:  tenants,
+		Events:   events,
 	}, log)
 	updates := jobs.NewUpdates(rdb)
 	updates.Retention = cfg.JobRetention
@@ -132,6 +143,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Cluster:   view,
 		JobStates: jobs.NewStates(history),
 		Updates:   updates,
+		Webhooks:  webhooks,
 		Ready:     n.ready.Load,
 		Limiter:   ratelimit.New(rdb),
 		Tracer:    tel.Tracer,
@@ -140,7 +152,8 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	})
 	n.heartbeat = cluster.NewHeartbeat(rdb, cfg.NodeID, n.registry.Stats, log)
 	if cfg.Redis.DevMode() {
-		n.worker = jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
+		n.worker = jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer, Notify: events}, log)
+		n.webhooks = webhook.NewDispatcher(webhooks, webhook.DispatcherConfig{Consumer: cfg.NodeID}, log)
 		if err := telemetry.ObserveWorker(meter, n.worker.Stats); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
@@ -191,12 +204,14 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.leases.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
+	g.Go(func() error { return n.occupancy.Run(gctx) })
 	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })
 	}
 	if n.worker != nil {
 		g.Go(func() error { return n.worker.Run(gctx) })
+		g.Go(func() error { return n.webhooks.Run(gctx) })
 	}
 	if n.cfg.Demo {
 		g.Go(func() error {
@@ -252,6 +267,8 @@ func (n *apiNode) shutdown(httpSrv *http.Server, ln net.Listener, drain bool) {
 	if err := n.streams.Drain(sctx); err != nil {
 		n.log.Warn("shutdown deadline passed with streams still writing their last notice")
 	}
+	// Every stream has let go of its channels: those this node was the last to hold are vacated.
+	n.occupancy.Close(sctx)
 }
 
 // onceCloseListener lets shutdown close the listener before http.Server.Shutdown does.

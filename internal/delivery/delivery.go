@@ -84,6 +84,12 @@ type Calls interface {
 	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
 }
 
+// Events hears of sessions the server ended in a way a tenant's backend may want to know of
+// (webhooks): evicted for lagging, a failed authentication, or by the operator.
+type Events interface {
+	SessionEvicted(ctx context.Context, tenantID, sessionID, sub, reason string) error
+}
+
 // Tenants reads a tenant's current limits, and what was revoked of the credentials live
 // sessions were opened with.
 type Tenants interface {
@@ -112,6 +118,8 @@ type Deps struct {
 	Leases   Leases
 	Calls    Calls
 	Tenants  Tenants
+	// Events hears of evicted sessions; nil tells no one.
+	Events Events
 }
 
 // Service opens and runs the streams of one node. Build it with New.

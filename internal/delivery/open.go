@@ -59,7 +59,7 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t), leased: leased}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, window: window(t), ttl: recordTTL(t), leased: leased}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()

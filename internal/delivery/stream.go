@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ type Stream struct {
 	svc      *Service
 	sess     *session.Session
 	tenantID string
+	sub      string
 	window   stream.Window
 	ttl      time.Duration
 	// connectedAt is when the session first connected, kept across resumes.
@@ -126,10 +129,58 @@ func (st *Stream) Serve(out Sink) {
 			// resume. A session closed because the client left has none.
 			if f := sess.Final(); f != nil {
 				_ = w.write([]*streamgate.Frame{f})
+				st.evicted(f)
 			}
 			return
 		}
 	}
+}
+
+// evicted tells the tenant's backend (session.evicted) when the final notice f ends the session
+// for lagging, a failed authentication or the operator's eviction.
+func (st *Stream) evicted(f *streamgate.Frame) {
+	ev := st.svc.Events
+	if ev == nil {
+		return
+	}
+	reason, ok := evictionReason(f)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ev.SessionEvicted(ctx, st.tenantID, st.sess.ID(), st.sub, reason); err != nil {
+		st.svc.log.Warn("session.evicted webhook not queued", "tenant", st.tenantID, "session", st.sess.ID(), "err", err)
+	}
+}
+
+// evictionReason reads a final notice ("event: <name>\ndata: {\"reason\": …}"): lagging and
+// auth_failed are evictions, and so is a disconnect by the operator; a shutdown, a suspension
+// or a takeover by a resume are not.
+func evictionReason(f *streamgate.Frame) (string, bool) {
+	rest, ok := strings.CutPrefix(string(f.Body), "event: ")
+	if !ok {
+		return "", false
+	}
+	name, rest, _ := strings.Cut(rest, "\n")
+	rest, ok = strings.CutPrefix(rest, "data: ")
+	if !ok {
+		return "", false
+	}
+	data, _, _ := strings.Cut(rest, "\n")
+	var d struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal([]byte(data), &d) != nil {
+		return "", false
+	}
+	switch name {
+	case streamgate.EventLagging, streamgate.EventAuthFailed:
+		return d.Reason, true
+	case streamgate.EventDisconnect:
+		return d.Reason, d.Reason == streamgate.ReasonEvicted
+	}
+	return "", false
 }
 
 // writeLive writes a batch of live frames. A resync marker among them (this node's

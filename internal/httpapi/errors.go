@@ -19,6 +19,7 @@ import (
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // Error is a refusal in the public contract's shape: a status, a snake_case code and a message
@@ -79,6 +80,9 @@ var sentinels = []struct {
 	{delivery.ErrForbidden, http.StatusForbidden, CodeForbidden},
 	{delivery.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrShuttingDown, http.StatusServiceUnavailable, CodeUnavailable},
+	{webhook.ErrInvalid, http.StatusBadRequest, CodeInvalid},
+	{webhook.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{webhook.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{stream.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},

@@ -60,6 +60,13 @@ func (s *Server) Handler() http.Handler {
 	key.PUT("/workflows/:id", s.handlePutWorkflow())
 	key.GET("/workflows/:id", s.handleGetWorkflow())
 	key.PUT("/workflows/:id/steps/:name", s.handlePutStep())
+	key.POST("/webhooks", s.handleCreateWebhook())
+	key.GET("/webhooks", s.handleListWebhooks())
+	key.PATCH("/webhooks/:id", s.handlePatchWebhook())
+	key.DELETE("/webhooks/:id", s.handleDeleteWebhook())
+	key.POST("/webhooks/:id/test", s.handleTestWebhook())
+	key.GET("/webhooks/:id/deliveries", s.handleWebhookDeliveries())
+	key.POST("/webhooks/:id/rotate-secret", s.handleRotateWebhookSecret())
 
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())

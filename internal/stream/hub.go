@@ -22,6 +22,14 @@ type Deliverer interface {
 	Broadcast(tenantID, channel string, f *streamgate.Frame) int
 }
 
+// Occupancy hears when this node starts and stops holding a tenant channel: its first local
+// subscriber came, or its last one left. Both run with the hub's lock held: they must return at
+// once, without calling back into the hub.
+type Occupancy interface {
+	Occupied(tenantID, channel string)
+	Vacated(tenantID, channel string)
+}
+
 // ErrUnavailable means Redis did not confirm a subscription in time.
 var ErrUnavailable = errors.New("redis unavailable")
 
@@ -87,6 +95,9 @@ type Handlers struct {
 	// Node receives the payloads of this node's own channel: calls from other nodes and their
 	// replies. Nil ignores them.
 	Node func(payload string)
+	// Occupancy hears of the node's first and last subscriber of each tenant channel (for
+	// webhooks). Nil tells no one.
+	Occupancy Occupancy
 }
 
 // NewHub returns the hub of node nodeID, handing what it receives to h.
@@ -143,6 +154,9 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	s.refs++
 	if s.refs == 1 {
+		if h.handlers.Occupancy != nil {
+			h.handlers.Occupancy.Occupied(tenantID, channel)
+		}
 		var err error
 		s.conn, err = h.subscribeLocked(ctx, name)
 		if err != nil {
@@ -202,6 +216,11 @@ func (h *Hub) releaseLocked(name string, s *subscription) {
 		return
 	}
 	delete(h.subs, name)
+	if h.handlers.Occupancy != nil {
+		if tenantID, channel, ok := keys.ParseChannel(name); ok {
+			h.handlers.Occupancy.Vacated(tenantID, channel)
+		}
+	}
 	c := s.conn
 	c.names--
 	if c.sharded && c.names == 0 {
