@@ -44,6 +44,7 @@ type History interface {
 	Snapshot(ctx context.Context, tenantID string, channels []string, after string, w stream.Window, states bool) (stream.Snapshot, error)
 	Read(ctx context.Context, tenantID string, channels []string, after, upto string, limit int) ([]stream.Entry, bool, error)
 	State(ctx context.Context, tenantID, channel string) (stream.Entry, bool, error)
+	Page(ctx context.Context, tenantID, channel, epoch, after string, limit int, w stream.Window) (stream.Page, error)
 }
 
 // Hub makes this node receive a tenant channel's live events, reference-counted.
