@@ -30,6 +30,7 @@ type apiConfig struct {
 	ShutdownTimeout time.Duration
 	WriteTimeout    time.Duration
 	Heartbeat       time.Duration
+	TokenWarning    time.Duration
 	SessionBuffer   int
 	JobRetention    time.Duration
 	Demo            bool
@@ -89,6 +90,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
+	c.TokenWarning = r.Duration("STREAMGATE_TOKEN_WARNING", 60*time.Second, time.Second, 24*time.Hour)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
 	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", jobs.DefaultRetention, time.Minute, 365*24*time.Hour)
 	demoDefault := "off"

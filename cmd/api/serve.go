@@ -88,7 +88,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	if err != nil {
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
-	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
+	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat, TokenWarning: cfg.TokenWarning})
 	deliverer, err := telemetry.MeasureDelivery(meter, n.registry)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)

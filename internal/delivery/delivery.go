@@ -81,6 +81,7 @@ type Calls interface {
 	Unsubscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
 	Evict(ctx context.Context, nodeID, sessionID string) error
 	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
+	RefreshToken(ctx context.Context, nodeID string, r cluster.TokenRefresh) error
 }
 
 // Tenants reads a tenant's current limits.

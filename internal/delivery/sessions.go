@@ -310,6 +310,10 @@ func (h nodeHandler) Evict(ctx context.Context, sessionID string) error {
 	return toWire(h.s.evictHere(ctx, sessionID))
 }
 
+func (h nodeHandler) RefreshToken(ctx context.Context, r cluster.TokenRefresh) error {
+	return toWire(h.s.refreshHere(ctx, r))
+}
+
 func (h nodeHandler) Sessions(_ context.Context, tenantID string) ([]cluster.SessionSummary, error) {
 	return h.s.sessionsHere(tenantID), nil
 }

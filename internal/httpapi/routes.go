@@ -39,6 +39,7 @@ func (s *Server) Handler() http.Handler {
 
 	v1.POST("/sessions/:id/subscriptions", s.handleSubscribe())
 	v1.DELETE("/sessions/:id/subscriptions/:channel", s.handleUnsubscribe())
+	v1.POST("/sessions/:id/token", s.handleRefreshToken())
 	// Reads of a channel take the API key or an end-user token that grants the channel.
 	v1.GET("/channels/:channel/events", s.handleReadHistory())
 
