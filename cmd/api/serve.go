@@ -19,6 +19,7 @@ import (
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -73,6 +74,7 @@ type apiNode struct {
 	calls     *cluster.Calls
 	hub       *stream.Hub
 	leases    *cluster.Leases
+	presence  *presence.Tracker
 	streams   *delivery.Service
 	api       *httpapi.Server
 	heartbeat *cluster.Heartbeat
@@ -102,6 +104,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
+	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb)}, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
 		Registry: n.registry,
 		Hub:      n.hub,
@@ -111,6 +114,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Leases:   n.leases,
 		Calls:    n.calls,
 		Tenants:  tenants,
+		Presence: n.presence,
 	}, log)
 	updates := jobs.NewUpdates(rdb)
 	updates.Retention = cfg.JobRetention
@@ -180,6 +184,7 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
 	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.leases.Run(gctx) })
+	g.Go(func() error { return n.presence.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return watchReadiness(gctx, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {

@@ -1,7 +1,7 @@
 // Package delivery is the life of an end user's stream on one node, free of HTTP: open (a
 // verified identity, the requested channels and a cursor), authorize, register, replay or resume,
-// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API, and
-// close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
+// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API,
+// token refresh, presence on the channels that keep it, and close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
 // that puts bytes on its connection.
 package delivery
 
@@ -15,6 +15,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -84,7 +85,16 @@ type Calls interface {
 	RefreshToken(ctx context.Context, nodeID string, r cluster.TokenRefresh) error
 }
 
-// Tenants reads a tenant's current limits.
+// Presence counts the sessions on the tenants' presence channels, cluster-wide. Join and Leave
+// never fail: a change Redis may have missed is counted anew by the tracker itself.
+type Presence interface {
+	Join(ctx context.Context, tenantID, sub string, info json.RawMessage, channels []string)
+	Leave(ctx context.Context, tenantID, sub string, channels []string)
+	Read(ctx context.Context, tenantID, channel string, limit int) (presence.List, error)
+	Channels(ctx context.Context, tenantIDs ...string) (map[string]int64, error)
+}
+
+// Tenants reads a tenant's current limits and settings.
 type Tenants interface {
 	Cached(ctx context.Context, id string) (tenant.Tenant, error)
 }
@@ -106,6 +116,8 @@ type Deps struct {
 	Leases   Leases
 	Calls    Calls
 	Tenants  Tenants
+	// Presence may be nil: then no channel keeps presence.
+	Presence Presence
 }
 
 // Service opens and runs the streams of one node. Build it with New.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -42,4 +43,25 @@ func (s *Service) ReadHistory(ctx context.Context, r Reader, channel, after stri
 		}
 	}
 	return s.History.Page(ctx, r.Tenant.ID, channel, epoch, id, limit, window(r.Tenant))
+}
+
+// ReadPresence returns the members of channel (at most presence.MaxRead of them, with the
+// exact count). A channel that never kept presence has none. It returns ErrForbidden for a
+// channel the reader's token does not grant.
+func (s *Service) ReadPresence(ctx context.Context, r Reader, channel string) (presence.List, error) {
+	if err := r.may(channel); err != nil {
+		return presence.List{}, err
+	}
+	if s.Presence == nil {
+		return presence.List{}, nil
+	}
+	return s.Presence.Read(ctx, r.Tenant.ID, channel, presence.MaxRead)
+}
+
+// PresenceChannels returns how many channels have members now, per tenant.
+func (s *Service) PresenceChannels(ctx context.Context, tenantIDs ...string) (map[string]int64, error) {
+	if s.Presence == nil {
+		return map[string]int64{}, nil
+	}
+	return s.Presence.Channels(ctx, tenantIDs...)
 }

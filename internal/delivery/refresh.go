@@ -105,6 +105,7 @@ func (st *Stream) refresh(ctx context.Context, r cluster.TokenRefresh) error {
 	if len(removed) == 0 {
 		return nil
 	}
+	st.exitLocked(ctx, removed)
 	// The stream has lost them whatever the record says: it is told first.
 	for _, ch := range removed {
 		_ = s.Registry.Send(st.sess.ID(), channelNotice(streamgate.EventUnsubscribed, ch))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -108,5 +109,38 @@ func (s *Server) handleReadHistory() gin.HandlerFunc {
 			next = m.ID
 		}
 		writeJSON(c.Writer, http.StatusOK, gin.H{"events": events, "next": next, "truncated": page.Truncated})
+	}
+}
+
+type presenceMember struct {
+	Sub      string          `json:"sub"`
+	Info     json.RawMessage `json:"info"`
+	Sessions int             `json:"sessions"`
+	JoinedAt time.Time       `json:"joined_at"`
+}
+
+// handleReadPresence serves GET /v1/channels/{channel}/presence: who is on the channel now, for
+// the tenant's backend or an end user whose token grants the channel.
+func (s *Server) handleReadPresence() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ch := c.Param("channel")
+		if !streamgate.ValidChannel(ch) {
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Channel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,"))
+			return
+		}
+		r, ok := s.reader(c)
+		if !ok {
+			return
+		}
+		l, err := s.streams.ReadPresence(c.Request.Context(), r, ch)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		members := make([]presenceMember, len(l.Members))
+		for i, m := range l.Members {
+			members[i] = presenceMember{Sub: m.Sub, Info: m.Info, Sessions: m.Sessions, JoinedAt: m.JoinedAt}
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"channel": ch, "count": l.Count, "members": members, "truncated": l.Truncated})
 	}
 }

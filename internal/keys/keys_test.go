@@ -22,7 +22,8 @@ func TestChannelRoundTrip(t *testing.T) {
 
 func TestTenantKeysShareHashTag(t *testing.T) {
 	for _, k := range []string{Tenant("tn_x"), APIKeys("tn_x"), SigningKeys("tn_x"), Sequence("tn_x"),
-		History("tn_x", "c"), Idempotency("tn_x", "k"), Channel("tn_x", "c"), APIKeysUsed("tn_x")} {
+		History("tn_x", "c"), Idempotency("tn_x", "k"), Channel("tn_x", "c"), APIKeysUsed("tn_x"),
+		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x")} {
 		if got := k[3:9]; got != "{tn_x}" {
 			t.Errorf("%s: hash tag %q, want {tn_x}", k, got)
 		}

@@ -1,7 +1,9 @@
 package tenant
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -23,8 +25,29 @@ const (
 )
 
 type tokenClaims struct {
-	Channels []string `json:"channels,omitempty"`
+	Channels []string        `json:"channels,omitempty"`
+	Info     json.RawMessage `json:"info,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// MaxInfoBytes bounds a token's info claim, compacted.
+const MaxInfoBytes = 1024
+
+// tokenInfo returns a token's info claim compacted, nil when absent or null. Anything but a
+// JSON object of at most MaxInfoBytes wraps ErrInvalid.
+func tokenInfo(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if raw[0] != '{' || json.Compact(&buf, raw) != nil {
+		return nil, fmt.Errorf("info must be a JSON object: %w", ErrInvalid)
+	}
+	if buf.Len() > MaxInfoBytes {
+		return nil, fmt.Errorf("info is %d bytes, over %d: %w", buf.Len(), MaxInfoBytes, ErrInvalid)
+	}
+	return buf.Bytes(), nil
 }
 
 // MintToken signs an end-user token with the tenant's newest signing key. It returns
@@ -112,6 +135,10 @@ func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 	if err := validateGrant(claims.Subject, claims.Channels); err != nil {
 		return Claims{}, fmt.Errorf("token claims: %v: %w", err, ErrUnauthorized)
 	}
+	info, err := tokenInfo(claims.Info)
+	if err != nil {
+		return Claims{}, fmt.Errorf("token claims: %v: %w", err, ErrUnauthorized)
+	}
 	t, err := s.Cached(ctx, tenantID)
 	if errors.Is(err, ErrNotFound) {
 		return Claims{}, fmt.Errorf("token of a deleted tenant: %w", ErrUnauthorized)
@@ -128,6 +155,7 @@ func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 		Sub:       claims.Subject,
 		Channels:  claims.Channels,
 		ExpiresAt: claims.ExpiresAt.Time,
+		Info:      info,
 	}, nil
 }
 
