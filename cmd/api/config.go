@@ -13,6 +13,7 @@ import (
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -32,6 +33,8 @@ type apiConfig struct {
 	MetricsTenants  int
 	WriteTimeout    time.Duration
 	Heartbeat       time.Duration
+	TokenWarning    time.Duration
+	PresenceLease   time.Duration
 	SessionBuffer   int
 	JobRetention    time.Duration
 	Demo            bool
@@ -95,6 +98,8 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.MetricsTenants = r.Int("STREAMGATE_METRICS_TENANTS", 20, 0, 10_000)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
+	c.TokenWarning = r.Duration("STREAMGATE_TOKEN_WARNING", 60*time.Second, time.Second, 24*time.Hour)
+	c.PresenceLease = r.Duration("STREAMGATE_PRESENCE_LEASE", presence.DefaultLease, 300*time.Millisecond, 40*time.Second)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
 	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", jobs.DefaultRetention, time.Minute, 365*24*time.Hour)
 	demoDefault := "off"

@@ -20,6 +20,7 @@ import (
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -76,6 +77,7 @@ type apiNode struct {
 	calls     *cluster.Calls
 	hub       *stream.Hub
 	leases    *cluster.Leases
+	presence  *presence.Tracker
 	streams   *delivery.Service
 	api       *httpapi.Server
 	heartbeat *cluster.Heartbeat
@@ -100,7 +102,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		return nil, fmt.Errorf("webhook store: %w", err)
 	}
 	n.occupancy = webhook.NewOccupancy(rdb, cfg.NodeID, events, log)
-	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
+	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat, TokenWarning: cfg.TokenWarning})
 	deliverer, err := telemetry.MeasureDelivery(meter, n.registry)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -115,6 +117,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
+	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb)}, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
 		Registry: n.registry,
 		Hub:      n.hub,
@@ -125,6 +128,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Calls:    n.calls,
 		Tenants:  tenants,
 		Events:   events,
+		Presence: n.presence,
 	}, log)
 	updates := jobs.NewUpdates(rdb)
 	updates.Retention = cfg.JobRetention
@@ -203,6 +207,7 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
 	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.leases.Run(gctx) })
+	g.Go(func() error { return n.presence.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.occupancy.Run(gctx) })
 	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })

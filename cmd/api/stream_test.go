@@ -343,6 +343,10 @@ func TestTokenExpiryClosesStream(t *testing.T) {
 	n.do(t, call{method: "POST", path: "/v1/tokens", auth: a.APIKey,
 		body: map[string]any{"sub": "u", "channels": []string{"*"}, "ttl_seconds": 2}}).want(t, 201).decode(t, &out)
 	s := n.openStream(t, out.Token, "c")
+	// A token that expires within the warning time is warned about first.
+	if ev := s.next(10 * time.Second); ev.Event != "token_expiring" {
+		t.Fatalf("got %s %s, want token_expiring first", ev.Event, ev.Data)
+	}
 	ev := s.next(10 * time.Second)
 	closedAt := time.Now()
 	if ev.Event != "auth_failed" || !strings.Contains(ev.Data, "token expired") {

@@ -1,7 +1,7 @@
 // Package delivery is the life of an end user's stream on one node, free of HTTP: open (a
 // verified identity, the requested channels and a cursor), authorize, register, replay or resume,
-// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API, and
-// close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
+// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API,
+// token refresh, presence on the channels that keep it, and close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
 // that puts bytes on its connection.
 package delivery
 
@@ -15,6 +15,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -44,6 +45,7 @@ type History interface {
 	Snapshot(ctx context.Context, tenantID string, channels []string, after string, w stream.Window, states bool) (stream.Snapshot, error)
 	Read(ctx context.Context, tenantID string, channels []string, after, upto string, limit int) ([]stream.Entry, bool, error)
 	State(ctx context.Context, tenantID, channel string) (stream.Entry, bool, error)
+	Page(ctx context.Context, tenantID, channel, epoch, after string, limit int, w stream.Window) (stream.Page, error)
 }
 
 // Hub makes this node receive a tenant channel's live events, reference-counted.
@@ -82,6 +84,7 @@ type Calls interface {
 	Unsubscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
 	Evict(ctx context.Context, nodeID, sessionID string) error
 	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
+	RefreshToken(ctx context.Context, nodeID string, r cluster.TokenRefresh) error
 }
 
 // Events hears of sessions the server ended in a way a tenant's backend may want to know of
@@ -90,8 +93,17 @@ type Events interface {
 	SessionEvicted(ctx context.Context, tenantID, sessionID, sub, reason string) error
 }
 
-// Tenants reads a tenant's current limits, and what was revoked of the credentials live
-// sessions were opened with.
+// Presence counts the sessions on the tenants' presence channels, cluster-wide. Join and Leave
+// never fail: a change Redis may have missed is counted anew by the tracker itself.
+type Presence interface {
+	Join(ctx context.Context, tenantID, sub string, info json.RawMessage, channels []string)
+	Leave(ctx context.Context, tenantID, sub string, channels []string)
+	Read(ctx context.Context, tenantID, channel string, limit int) (presence.List, error)
+	Channels(ctx context.Context, tenantIDs ...string) (map[string]int64, error)
+}
+
+// Tenants reads a tenant's current limits and settings, and what was revoked of the
+// credentials live sessions were opened with.
 type Tenants interface {
 	Cached(ctx context.Context, id string) (tenant.Tenant, error)
 	Revocations(ctx context.Context, creds map[string][]string) ([]tenant.Event, error)
@@ -120,6 +132,8 @@ type Deps struct {
 	Tenants  Tenants
 	// Events hears of evicted sessions; nil tells no one.
 	Events Events
+	// Presence may be nil: then no channel keeps presence.
+	Presence Presence
 }
 
 // Service opens and runs the streams of one node. Build it with New.

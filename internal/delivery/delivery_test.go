@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/sseclient"
@@ -30,6 +33,7 @@ const wait = 10 * time.Second
 
 type fixture struct {
 	t       *testing.T
+	rdb     *redis.Client
 	svc     *Service
 	reg     *session.Registry
 	pub     *stream.Publisher
@@ -40,12 +44,17 @@ type fixture struct {
 
 func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 	t.Helper()
+	return newFixtureFor(t, tenant.Tenant{ID: streamgate.NewID("tn_"), Name: "Test", Limits: limits})
+}
+
+func newFixtureFor(t *testing.T, tn tenant.Tenant) *fixture {
+	t.Helper()
 	rdb := redistest.Start(t).Client()
-	f := &fixture{t: t, clock: &clock{now: time.Now()}}
+	f := &fixture{t: t, rdb: rdb, clock: &clock{now: time.Now()}}
 	f.reg = session.NewRegistry("node-a", session.Config{Now: f.clock.Now})
 	f.pub = stream.NewPublisher(rdb)
 	f.history = &gatedHistory{History: stream.NewHistory(rdb)}
-	f.tenant = tenant.Tenant{ID: streamgate.NewID("tn_"), Name: "Test", Limits: limits}
+	f.tenant = tn
 	f.svc = New(Config{NodeID: "node-a"}, Deps{
 		Registry: f.reg,
 		Hub:      nopHub{},
@@ -55,6 +64,7 @@ func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 		Leases:   cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)),
 		Calls:    nil, // one node: nothing is ever called remotely
 		Tenants:  staticTenants{f.tenant},
+		Presence: presence.New(rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
 	}, slog.New(slog.DiscardHandler))
 	return f
 }

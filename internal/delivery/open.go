@@ -59,7 +59,7 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, window: window(t), ttl: recordTTL(t), leased: leased}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: window(t), ttl: recordTTL(t), leased: leased}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()
@@ -73,6 +73,11 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 	// Only a stream set up in full is visible to the sessions API.
 	s.live.add(st)
 	s.streams.Add(1)
+	st.mu.Lock()
+	if !st.closed {
+		st.enterLocked(ctx, t.Settings, plan.channels)
+	}
+	st.mu.Unlock()
 	return st, nil
 }
 

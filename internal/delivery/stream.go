@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
 )
 
 // replayPage is how many history entries a resume reads per round trip.
@@ -23,6 +25,7 @@ type Stream struct {
 	sess     *session.Session
 	tenantID string
 	sub      string
+	info     json.RawMessage // the token's info claim, shown in presence
 	window   stream.Window
 	ttl      time.Duration
 	// connectedAt is when the session first connected, kept across resumes.
@@ -39,8 +42,9 @@ type Stream struct {
 	reset      string
 	states     []stream.Entry // current job and workflow states to send first, as of the floor
 
-	mu       sync.Mutex // guards acquired, closed and leased against the sessions API and takeovers
+	mu       sync.Mutex // guards acquired, present, closed and leased against the sessions API and takeovers
 	acquired []string
+	present  []string // the channels on which the session counts in presence
 	closed   bool
 	leased   bool // holds one of the tenant's max_connections
 
@@ -66,14 +70,53 @@ func (st *Stream) release() {
 	st.svc.live.remove(st)
 	st.svc.Registry.Leave(st.sess)
 	st.mu.Lock()
-	acquired, leased := st.acquired, st.leased
-	st.acquired, st.closed, st.leased = nil, true, false
+	acquired, leased, present := st.acquired, st.leased, st.present
+	st.acquired, st.closed, st.leased, st.present = nil, true, false, nil
 	st.mu.Unlock()
 	for _, ch := range acquired {
 		st.svc.Hub.Release(st.tenantID, ch)
 	}
 	if leased {
 		st.svc.Leases.Release(st.tenantID)
+	}
+	if len(present) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st.svc.Presence.Leave(ctx, st.tenantID, st.sub, present)
+	}
+}
+
+// enterLocked counts the session in presence on those of channels that keep it (by the
+// tenant's settings now) and where it does not count yet; st.mu must be held.
+func (st *Stream) enterLocked(ctx context.Context, settings tenant.Settings, channels []string) {
+	if st.svc.Presence == nil {
+		return
+	}
+	var on []string
+	for _, ch := range channels {
+		if settings.Presence(ch) && !slices.Contains(st.present, ch) {
+			on = append(on, ch)
+		}
+	}
+	if len(on) == 0 {
+		return
+	}
+	st.present = append(st.present, on...)
+	st.svc.Presence.Join(ctx, st.tenantID, st.sub, st.info, on)
+}
+
+// exitLocked takes the session out of presence on those of channels where it counts, whatever
+// the settings say now; st.mu must be held.
+func (st *Stream) exitLocked(ctx context.Context, channels []string) {
+	var off []string
+	for _, ch := range channels {
+		if i := slices.Index(st.present, ch); i >= 0 {
+			st.present = slices.Delete(st.present, i, i+1)
+			off = append(off, ch)
+		}
+	}
+	if len(off) > 0 {
+		st.svc.Presence.Leave(ctx, st.tenantID, st.sub, off)
 	}
 }
 

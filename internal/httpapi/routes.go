@@ -39,6 +39,10 @@ func (s *Server) Handler() http.Handler {
 
 	v1.POST("/sessions/:id/subscriptions", s.handleSubscribe())
 	v1.DELETE("/sessions/:id/subscriptions/:channel", s.handleUnsubscribe())
+	v1.POST("/sessions/:id/token", s.handleRefreshToken())
+	// Reads of a channel take the API key or an end-user token that grants the channel.
+	v1.GET("/channels/:channel/events", s.handleReadHistory())
+	v1.GET("/channels/:channel/presence", s.handleReadPresence())
 
 	key := v1.Group("", s.requireAPIKey(), s.checkIDs())
 	key.GET("/tenant", s.handleGetTenant())
@@ -55,6 +59,8 @@ func (s *Server) Handler() http.Handler {
 	key.POST("/channels/:channel/events", s.handlePublish())
 	key.POST("/events", s.handlePublishBatch())
 	key.GET("/stats", s.handleTenantStats())
+	key.GET("/settings", s.handleGetSettings())
+	key.PUT("/settings", s.handlePutSettings())
 	key.PUT("/jobs/:id", s.handlePutJob())
 	key.GET("/jobs/:id", s.handleGetJob())
 	key.PUT("/workflows/:id", s.handlePutWorkflow())

@@ -66,6 +66,41 @@ func (s *Server) handleUnsubscribe() gin.HandlerFunc {
 	}
 }
 
+// handleRefreshToken serves POST /v1/sessions/{id}/token: the new token in the body is the only
+// credential, and must be of the session's tenant and user. Any node answers.
+func (s *Server) handleRefreshToken() gin.HandlerFunc {
+	type request struct {
+		Token *string `json:"token"`
+	}
+	return func(c *gin.Context) {
+		var req request
+		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		if req.Token == nil || *req.Token == "" {
+			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Field \"token\" is required: the new end-user token"))
+			return
+		}
+		ctx := c.Request.Context()
+		claims, err := s.tenants.VerifyToken(ctx, *req.Token)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		t, err := s.tenants.Cached(ctx, claims.TenantID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.streams.RefreshToken(ctx, claims, t, c.Param("id")); err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"expires_at": claims.ExpiresAt.UTC()})
+	}
+}
+
 // endUser verifies the end-user token of a request; on a refusal it answers and ok is false.
 func (s *Server) endUser(c *gin.Context) (claims tenant.Claims, t tenant.Tenant, ok bool) {
 	ctx := c.Request.Context()

@@ -84,6 +84,29 @@ func Trimmed(tenantID string) string { return tenantPrefix(tenantID) + "trimmed"
 // exact count behind max_connections, where a node's share stops counting when its lease ends.
 func Connections(tenantID string) string { return tenantPrefix(tenantID) + "conns" }
 
+// PresenceMembers is a presence channel's hash of sub → "<sessions> <info JSON>": who is there
+// now, with how many sessions over the cluster and the info of the one that joined last.
+func PresenceMembers(tenantID, channel string) string {
+	return tenantPrefix(tenantID) + "pm:" + channel
+}
+
+// PresenceOrder is a presence channel's sorted set of subs by the time they joined (Unix ms).
+func PresenceOrder(tenantID, channel string) string { return tenantPrefix(tenantID) + "pz:" + channel }
+
+// PresenceHolder is one holder's hash of "<channel>\n<sub>" → sessions it holds there. A holder
+// is one node's share of the tenant's presence; its entries live as long as its lease.
+func PresenceHolder(tenantID, holder string) string { return tenantPrefix(tenantID) + "pn:" + holder }
+
+// PresenceLeases is the tenant's hash of holder → lease expiry (Unix ms).
+func PresenceLeases(tenantID string) string { return tenantPrefix(tenantID) + "pl" }
+
+// PresenceChannels is the tenant's set of channels that have members now.
+func PresenceChannels(tenantID string) string { return tenantPrefix(tenantID) + "pch" }
+
+// PresenceLeaseIndex is the global sorted set of "<tenant>\n<holder>" by lease expiry (Unix
+// ms), where live nodes find the leases of dead ones to clear their members.
+func PresenceLeaseIndex() string { return prefix + "presence:leases" }
+
 // Node is the pub/sub channel on which a node takes calls from other nodes.
 func Node(nodeID string) string { return prefix + "node:" + nodeID }
 

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	streamgate "github.com/streamgate/streamgate"
 )
 
@@ -31,4 +33,14 @@ func AuthFailed(reason string) *streamgate.Frame {
 // (reconnect false).
 func Disconnect(reason string, reconnect bool) *streamgate.Frame {
 	return streamgate.Notice(streamgate.EventDisconnect, disconnectData{Reason: reason, Reconnect: reconnect})
+}
+
+type expiringData struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// TokenExpiring returns the notice that a session's token expires at exp: the client should
+// refresh it (POST /v1/sessions/{id}/token) before then.
+func TokenExpiring(exp time.Time) *streamgate.Frame {
+	return streamgate.Notice(streamgate.EventTokenExpiring, expiringData{ExpiresAt: exp.UTC()})
 }

@@ -48,6 +48,7 @@ const (
 	DefaultHeartbeatInterval   = 15 * time.Second
 	DefaultMaxIdle             = 2 * time.Minute
 	DefaultSweepInterval       = time.Second
+	DefaultTokenWarning        = time.Minute
 )
 
 // Config tunes a Registry. Zero (or negative) fields take the defaults.
@@ -67,6 +68,9 @@ type Config struct {
 	// SweepInterval is how often Run sweeps (token expiry, heartbeat, stale cleanup). It bounds
 	// how late an expired token is noticed on a quiet channel.
 	SweepInterval time.Duration
+	// TokenWarning is how long before its token expires a session gets token_expiring, once
+	// per token, so that the client can refresh it in time.
+	TokenWarning time.Duration
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
 }
@@ -89,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.TokenWarning <= 0 {
+		c.TokenWarning = DefaultTokenWarning
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -445,11 +452,43 @@ func (r *Registry) ExpireTokens() []string {
 	victims := r.collect(func(s *Session) bool { return s.expires && now >= s.exp })
 	var ids []string
 	for _, s := range victims {
-		if s.close(tokenExpired) {
+		if s.expireIfDue(now) {
 			s.tenant.evicted.Add(1)
 			ids = append(ids, s.info.ID)
 		}
 		r.detach(s)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// WarnTokens sends token_expiring to every session whose token expires within TokenWarning and
+// was not warned yet, and returns their ids, sorted. The notice goes through the session's
+// buffer like any frame: a full buffer drops it (and counts the drop).
+func (r *Registry) WarnTokens() []string {
+	now := r.now()
+	lead := int64(r.cfg.TokenWarning)
+	victims := r.collect(func(s *Session) bool { return s.expires && now >= s.exp-lead && !s.warned.Load() })
+	var ids []string
+	for _, s := range victims {
+		if !s.warned.CompareAndSwap(false, true) {
+			continue
+		}
+		r.mu.RLock()
+		exp, due := s.info.TokenExp, s.expires && now >= s.exp-lead
+		r.mu.RUnlock()
+		if !due {
+			s.warned.Store(false) // refreshed since the look
+			continue
+		}
+		var c tally
+		o := s.offer(TokenExpiring(exp), now, &r.cfg)
+		c.add(o)
+		c.flush(s.tenant)
+		if o.leaving() {
+			r.detach(s)
+		}
+		ids = append(ids, s.info.ID)
 	}
 	slices.Sort(ids)
 	return ids
@@ -487,7 +526,7 @@ func (r *Registry) Heartbeat() {
 	}
 }
 
-// Run sweeps every SweepInterval (ExpireTokens, Heartbeat, CleanupStale(MaxIdle)) until ctx
+// Run sweeps every SweepInterval (WarnTokens, ExpireTokens, Heartbeat, CleanupStale(MaxIdle)) until ctx
 // ends, then returns nil. One sweeper serves every session, so sessions need no timers.
 func (r *Registry) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.cfg.SweepInterval)
@@ -497,6 +536,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			r.WarnTokens()
 			r.ExpireTokens()
 			r.Heartbeat()
 			r.CleanupStale(r.cfg.MaxIdle)

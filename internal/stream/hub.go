@@ -441,7 +441,8 @@ func (h *Hub) dispatch(name, payload string) {
 }
 
 // EncodeFrame turns a payload published on channel ("<id>\n<kind>\n<json>") into the SSE
-// frame every subscriber on this node receives.
+// frame every subscriber on this node receives. A payload without an id is a live event that
+// is neither kept nor replayed (presence): its frame has no id.
 func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	id, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
@@ -450,6 +451,12 @@ func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	kind, data, ok := strings.Cut(rest, "\n")
 	if !ok {
 		return nil, false
+	}
+	if id == "" {
+		if !streamgate.ValidEventName(kind) {
+			return nil, false
+		}
+		return &streamgate.Frame{Channel: channel, Body: streamgate.AppendEvent(nil, kind, data)}, true
 	}
 	_, seq, ok := ParseID(id)
 	if !ok {

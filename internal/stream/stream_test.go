@@ -331,7 +331,7 @@ func TestHubResubscribesAfterRedisRestart(t *testing.T) {
 
 func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
 	t.Parallel()
-	for _, bad := range []string{"", "no-newline", "id\nkind-only", "not-an-id\nmessage\n{}"} {
+	for _, bad := range []string{"", "no-newline", "id\nkind-only", "not-an-id\nmessage\n{}", "\nbad kind\n{}", "\n\n{}"} {
 		if _, ok := EncodeFrame("c", bad); ok {
 			t.Errorf("EncodeFrame(%q) accepted", bad)
 		}
@@ -339,6 +339,11 @@ func TestEncodeFrameRejectsMalformedPayloads(t *testing.T) {
 	f, ok := EncodeFrame("c", "1-1\njob\n{\"a\":1}")
 	if !ok || string(f.Body) != "1-1\nevent: job\ndata: {\"a\":1}\n\n" || f.ID != "1-1" || f.Seq != 1 || f.Channel != "c" {
 		t.Errorf("EncodeFrame = %q %v", f.Body, ok)
+	}
+	// Without an id: a live event that carries no cursor and is never skipped.
+	f, ok = EncodeFrame("room", "\npresence\n{\"action\":\"join\"}")
+	if !ok || string(f.Body) != "event: presence\ndata: {\"action\":\"join\"}\n\n" || f.ID != "" || f.Seq != 0 || f.Channel != "room" || f.Message {
+		t.Errorf("EncodeFrame without an id = %+v %v", f, ok)
 	}
 }
 

@@ -187,8 +187,41 @@ func (s *Store) Get(ctx context.Context, id string) (Tenant, error) {
 			return Tenant{}, fmt.Errorf("decode limits of tenant %s: %w", id, err)
 		}
 	}
+	if raw := vals["settings"]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &t.Settings); err != nil {
+			return Tenant{}, fmt.Errorf("decode settings of tenant %s: %w", id, err)
+		}
+	}
 	s.tenants.put(id, t)
 	return t, nil
+}
+
+// PutSettings replaces a tenant's settings; nothing changes if they are invalid (ErrInvalid).
+// Every node sees them within the cache's time (half a second).
+func (s *Store) PutSettings(ctx context.Context, id string, st Settings) (Tenant, error) {
+	if err := st.Validate(); err != nil {
+		return Tenant{}, err
+	}
+	patterns := make([]string, 0, len(st.PresenceChannels))
+	for _, p := range st.PresenceChannels {
+		if !slices.Contains(patterns, p) {
+			patterns = append(patterns, p)
+		}
+	}
+	st.PresenceChannels = patterns
+	raw, _ := json.Marshal(st)
+	// HSET on an existing tenant only: a deleted tenant's hash is not brought back.
+	n, err := s.rdb.Exists(ctx, keys.Tenant(id)).Result()
+	if err != nil {
+		return Tenant{}, fmt.Errorf("load tenant %s: %w", id, err)
+	}
+	if n == 0 {
+		return Tenant{}, fmt.Errorf("tenant %s: %w", id, ErrNotFound)
+	}
+	if err := s.rdb.HSet(ctx, keys.Tenant(id), "settings", raw).Err(); err != nil {
+		return Tenant{}, fmt.Errorf("update settings of tenant %s: %w", id, err)
+	}
+	return s.Get(ctx, id)
 }
 
 // Cached returns the tenant as this node last saw it, at most half a second ago, loading it

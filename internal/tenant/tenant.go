@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	streamgate "github.com/streamgate/streamgate"
 )
 
 // Sentinel errors; the HTTP edge maps each to one status and code.
@@ -106,6 +108,34 @@ type Tenant struct {
 	CreatedAt time.Time `json:"created_at"`
 	Suspended bool      `json:"suspended"`
 	Limits    Limits    `json:"limits"`
+	Settings  Settings  `json:"settings"`
+}
+
+// MaxPresencePatterns bounds Settings.PresenceChannels.
+const MaxPresencePatterns = 100
+
+// Settings are what a tenant chooses about its channels.
+type Settings struct {
+	// PresenceChannels are the patterns of the channels that keep presence; none by default.
+	PresenceChannels []string `json:"presence_channels"`
+}
+
+// Validate reports the first setting out of bounds, wrapping ErrInvalid.
+func (s Settings) Validate() error {
+	if len(s.PresenceChannels) > MaxPresencePatterns {
+		return fmt.Errorf("presence_channels may hold at most %d patterns: %w", MaxPresencePatterns, ErrInvalid)
+	}
+	for _, p := range s.PresenceChannels {
+		if !streamgate.ValidPattern(p) {
+			return fmt.Errorf("presence_channels: %q is not a channel pattern (1 to 200 characters of A-Z a-z 0-9 _ - . : @ = , and *): %w", truncate(p, 60), ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Presence reports whether channel keeps presence.
+func (s Settings) Presence(channel string) bool {
+	return streamgate.Granted(s.PresenceChannels, channel)
 }
 
 // APIKey is a tenant backend's credential. Secret is set only when the key is created.

@@ -28,7 +28,8 @@ const (
 // tokenClaims are a token's claims: those we mint, and on parsing every claim by name, for the
 // channels claim an identity provider names and for info.
 type tokenClaims struct {
-	Channels []string `json:"channels,omitempty"`
+	Channels []string        `json:"channels,omitempty"`
+	Info     json.RawMessage `json:"info,omitempty"`
 	jwt.RegisteredClaims
 	all map[string]json.RawMessage
 }
