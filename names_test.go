@@ -6,6 +6,7 @@ import (
 )
 
 func TestValidChannel(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want bool
@@ -31,6 +32,7 @@ func TestValidChannel(t *testing.T) {
 }
 
 func TestValidID(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want bool
@@ -50,6 +52,7 @@ func TestValidID(t *testing.T) {
 }
 
 func TestValidEventName(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want bool
@@ -69,6 +72,7 @@ func TestValidEventName(t *testing.T) {
 }
 
 func TestMatchPattern(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		pattern, channel string
 		want             bool
@@ -97,6 +101,7 @@ func TestMatchPattern(t *testing.T) {
 }
 
 func TestReserved(t *testing.T) {
+	t.Parallel()
 	for ch, want := range map[string]bool{"job:1": true, "workflow:x": true, "jobs:1": false, "chat": false, "job": false} {
 		if got := Reserved(ch); got != want {
 			t.Errorf("Reserved(%q) = %v, want %v", ch, got, want)

@@ -35,6 +35,7 @@ const (
 	ReasonLagging          = "client too slow: buffer full"
 	ReasonTokenExpired     = "token expired"
 	ReasonKeyDeleted       = "signing key deleted"
+	ReasonProviderDeleted  = "identity provider deleted"
 	ReasonShutdown         = "node shutting down"
 	ReasonEvicted          = "evicted by the operator"
 	ReasonSuspended        = "tenant suspended"

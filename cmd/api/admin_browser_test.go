@@ -21,6 +21,7 @@ import (
 // operator would: sign in, watch connections arrive live, change a limit, evict a session. The
 // page must write no error to the browser console on the way.
 func TestAdminDashboardInBrowser(t *testing.T) {
+	t.Parallel()
 	browserPath := findChromium()
 	if browserPath == "" {
 		if os.Getenv("CI") != "" {
@@ -143,6 +144,31 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 	b.screenshot("admin-dashboard-tenant.png", 1280, 900)
 	b.screenshot("admin-dashboard-tenant-phone.png", 390, 844)
 
+	// A limit out of its bounds is refused on the page, and Undo brings the saved value back.
+	b.do("enter a limit out of bounds",
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("lim-max_connections").value = "0"`),
+		chromedp.Click(chromedp.ID("limits-save")),
+	)
+	b.waitJS("the limit refused on the page", 5*time.Second,
+		`!document.getElementById("limits-error").hidden && document.getElementById("limits-error").textContent.includes("whole number") && document.getElementById("lim-max_connections").getAttribute("aria-invalid") === "true"`)
+	b.do("undo the change", chromedp.Click(chromedp.ID("limits-reset")))
+	b.waitJS("the saved limit back", 5*time.Second,
+		`document.getElementById("lim-max_connections").value === "1234" && document.getElementById("limits-error").hidden`)
+
+	// Suspending asks first and closes the tenant's sessions; resuming does not ask.
+	b.do("ask to suspend", chromedp.Click(chromedp.ID("suspend")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	b.do("confirm the suspension", chromedp.Click(chromedp.ID("confirm-ok")))
+	b.waitJS("the tenant shown suspended", 10*time.Second,
+		`document.getElementById("tenant-status").textContent === "Suspended" && document.getElementById("suspend").textContent === "Resume tenant"`)
+	if ev := second.next(10 * time.Second); ev.Event != "disconnect" {
+		t.Fatalf("a session of the suspended tenant got %q %s, want disconnect", ev.Event, ev.Data)
+	}
+	n.do(t, call{method: "GET", path: "/v1/tenant", auth: acme.APIKey}).want(t, 403, "forbidden")
+	b.do("resume", chromedp.Click(chromedp.ID("suspend")))
+	b.waitJS("the tenant shown active", 10*time.Second,
+		`document.getElementById("tenant-status").textContent === "Active" && document.getElementById("notice").textContent.includes("active again")`)
+	n.do(t, call{method: "GET", path: "/v1/tenant", auth: acme.APIKey}).want(t, 200)
+
 	b.checkConsole()
 
 	// The live indicator turns stale when the stats stop, and the page reconnects by itself
@@ -152,6 +178,11 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 	b.waitJS("the stale indicator", 15*time.Second, `document.getElementById("live").dataset.state === "stale"`)
 	startNode(t, n.Redis, map[string]string{"STREAMGATE_ADDR": strings.TrimPrefix(n.URL, "http://")})
 	b.waitJS("live again after the restart", 30*time.Second, `document.getElementById("live").dataset.state === "live"`)
+
+	// Signing out forgets the token in this tab.
+	b.do("sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("view-login")))
+	b.waitJS("the token forgotten", 5*time.Second,
+		`sessionStorage.length === 0 && document.getElementById("session-controls").hidden && document.getElementById("view-overview").hidden`)
 }
 
 // findChromium returns the path of a Chromium or Chrome binary, or "" when there is none.

@@ -36,6 +36,7 @@ type statsView struct {
 }
 
 func TestAdminStatsMatchRealityAcrossNodes(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, nil, nil)
 	b := startNode(t, a.Redis, nil)
 	acme := a.signup(t, "Acme")
@@ -92,6 +93,7 @@ func TestAdminStatsMatchRealityAcrossNodes(t *testing.T) {
 }
 
 func TestAdminStatsStreamTicksEverySecond(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	req, _ := http.NewRequest("GET", n.URL+"/admin/api/stats/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
@@ -124,6 +126,7 @@ func TestAdminStatsStreamTicksEverySecond(t *testing.T) {
 }
 
 func TestAdminPatchLimitsSuspendAndEvict(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	acme := n.signup(t, "Acme")
 	tok := n.token(t, acme, "u", []string{"*"}, 0)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestThreeNodesShareStreamsAndSubscriptions(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, nil, nil)
 	b := startNode(t, a.Redis, nil)
 	c := startNode(t, a.Redis, nil)
@@ -71,6 +72,7 @@ func TestThreeNodesShareStreamsAndSubscriptions(t *testing.T) {
 }
 
 func TestSessionsAPIRefusals(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION": "2"})
 	acct := n.signup(t, "Acme")
 	other := n.signup(t, "Other")
@@ -96,6 +98,7 @@ func TestSessionsAPIRefusals(t *testing.T) {
 }
 
 func TestMaxConnectionsHoldsAcrossNodes(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{"STREAMGATE_DEFAULT_MAX_CONNECTIONS": "2"}
 	a := startNode(t, nil, env)
 	b := startNode(t, a.Redis, env)
@@ -110,6 +113,7 @@ func TestMaxConnectionsHoldsAcrossNodes(t *testing.T) {
 }
 
 func TestKilledNodeClientsResumeElsewhereAndStopCounting(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, nil, nil)
 	dead := startProcessNode(t, a.Redis, nil)
 	acct := a.signup(t, "Acme")
@@ -148,6 +152,7 @@ func TestKilledNodeClientsResumeElsewhereAndStopCounting(t *testing.T) {
 }
 
 func TestRedisRestartStreamsSurviveAndDeliveryResumes(t *testing.T) {
+	t.Parallel()
 	// An append-only Redis keeps the tenant across the restart.
 	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	n := startNode(t, rs, map[string]string{"STREAMGATE_HEARTBEAT": "500ms"})
@@ -185,6 +190,7 @@ func TestRedisRestartStreamsSurviveAndDeliveryResumes(t *testing.T) {
 // are being published: what was published before the node had subscribed again reaches the
 // open stream all the same (from history), once and in order.
 func TestSubscriberConnectionLossLosesNothing(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
 	acct := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, acct, "u", []string{"*"}, 0), "feed")

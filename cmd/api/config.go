@@ -13,6 +13,7 @@ import (
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -28,8 +29,12 @@ type apiConfig struct {
 	CORSOrigins     []string
 	DefaultLimits   tenant.Limits
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
+	MetricsTenants  int
 	WriteTimeout    time.Duration
 	Heartbeat       time.Duration
+	TokenWarning    time.Duration
+	PresenceLease   time.Duration
 	SessionBuffer   int
 	JobRetention    time.Duration
 	Demo            bool
@@ -37,6 +42,8 @@ type apiConfig struct {
 	LogLevel        string
 	Rates           httpapi.Rates
 	TrustedProxies  []string
+	// AllowPrivateURLs lets JWKS and webhook URLs reach loopback and private addresses.
+	AllowPrivateURLs bool
 }
 
 // readConfig reads the environment table of the README. Every problem is reported at once.
@@ -58,7 +65,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	if c.NodeID == "" {
 		c.NodeID = streamgate.NewID("node-")[:13]
 	} else if !streamgate.ValidID(c.NodeID) {
-		r.Fail(errors.New("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9, _, -, . and :"))
+		r.Fail(errors.New("STREAMGATE_NODE_ID must be 1 to 128 characters of A-Z a-z 0-9, _, -, . and : (colon)"))
 	}
 	c.SignupOpen = r.OneOf("STREAMGATE_SIGNUP", "open", "open", "closed") == "open"
 	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")
@@ -87,8 +94,12 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	}
 	c.PprofAddr = r.String("STREAMGATE_PPROF_ADDR", "")
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
+	c.DrainDelay = r.Duration("STREAMGATE_DRAIN_DELAY", 5*time.Second, 0, 5*time.Minute)
+	c.MetricsTenants = r.Int("STREAMGATE_METRICS_TENANTS", 20, 0, 10_000)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
+	c.TokenWarning = r.Duration("STREAMGATE_TOKEN_WARNING", 60*time.Second, time.Second, 24*time.Hour)
+	c.PresenceLease = r.Duration("STREAMGATE_PRESENCE_LEASE", presence.DefaultLease, 300*time.Millisecond, 40*time.Second)
 	c.SessionBuffer = r.Int("STREAMGATE_SESSION_BUFFER", 256, 1, 1<<16)
 	c.JobRetention = r.Duration("STREAMGATE_JOB_RETENTION", jobs.DefaultRetention, time.Minute, 365*24*time.Hour)
 	demoDefault := "off"
@@ -103,6 +114,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 		StreamTenant: readRate(r, "STREAMGATE_RATE_STREAM_TENANT", "6000-M"),
 		Tokens:       readRate(r, "STREAMGATE_RATE_TOKENS", "6000-M"),
 	}
+	c.AllowPrivateURLs = r.OneOf("STREAMGATE_ALLOW_PRIVATE_URLS", "false", "true", "false") == "true"
 	if proxies := r.String("STREAMGATE_TRUSTED_PROXIES", ""); proxies != "" {
 		for _, p := range strings.Split(proxies, ",") {
 			if p = strings.TrimSpace(p); p == "" {

@@ -35,6 +35,7 @@ func composeRedisArgs(t *testing.T) []string {
 // settings, two api nodes and a worker — as processes on loopback, since no container engine is
 // at hand, and sends a publish → stream round trip and a job through both nodes.
 func TestComposeConfigurationAsProcesses(t *testing.T) {
+	t.Parallel()
 	args := composeRedisArgs(t)
 	if !strings.Contains(strings.Join(args, " "), "--appendonly yes") {
 		t.Fatalf("compose Redis runs without AOF: %v", args)

@@ -10,6 +10,7 @@ import (
 // admin token. It must come up on the embedded Redis, say so, print the admin token and a
 // signup command, and serve a publish → stream round trip.
 func TestDevModeRoundTrip(t *testing.T) {
+	t.Parallel()
 	n := bootNode(t, nil, map[string]string{"STREAMGATE_ADDR": "127.0.0.1:0"})
 	if !strings.Contains(n.logs.String(), "DEV MODE") {
 		t.Errorf("dev mode is not said loudly in the log:\n%s", n.logs)

@@ -13,6 +13,7 @@ import (
 // TestErrorRows walks the contract's error table: every refusal has its status, its code and
 // a message, and changes nothing.
 func TestErrorRows(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES": "1000"})
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"chat.*"}, 0)
@@ -100,6 +101,7 @@ func TestErrorRows(t *testing.T) {
 }
 
 func TestSubscriptionAndConnectionCaps(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{
 		"STREAMGATE_DEFAULT_MAX_CONNECTIONS":               "2",
 		"STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION": "3",
@@ -143,6 +145,7 @@ func TestSubscriptionAndConnectionCaps(t *testing.T) {
 }
 
 func TestAPIKeysLifecycle(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	other := startNode(t, n.Redis, nil) // a second node on the same Redis
 	a := n.signup(t, "Acme")
@@ -183,6 +186,7 @@ func TestAPIKeysLifecycle(t *testing.T) {
 }
 
 func TestSignupClosed(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_SIGNUP": "closed"})
 	n.do(t, call{method: "POST", path: "/v1/tenants", body: `{"name":"Acme"}`}).want(t, 401, "unauthorized")
 	n.do(t, call{method: "POST", path: "/v1/tenants", auth: "wrong-admin-token-xxxx", body: `{"name":"Acme"}`}).want(t, 401, "unauthorized")
@@ -190,6 +194,7 @@ func TestSignupClosed(t *testing.T) {
 }
 
 func TestRedisDownAnswers503AndStreamsStayOpen(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_HEARTBEAT": "200ms"})
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "c")
@@ -235,6 +240,7 @@ func TestRedisDownAnswers503AndStreamsStayOpen(t *testing.T) {
 }
 
 func TestHeartbeatComment(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_HEARTBEAT": "300ms"})
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "quiet")
@@ -252,6 +258,7 @@ func TestHeartbeatComment(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	req, _ := http.NewRequest("OPTIONS", n.URL+"/v1/channels/c/events", nil)
 	req.Header.Set("Origin", "https://app.example")
@@ -282,6 +289,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestConfigurationIsValidatedBeforeAnythingOpens(t *testing.T) {
+	t.Parallel()
 	for name, env := range map[string]map[string]string{
 		"no secret key with redis": {"REDIS_URL": "redis://127.0.0.1:1"},
 		"bad secret key":           {"STREAMGATE_SECRET_KEY": "short"},

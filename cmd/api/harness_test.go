@@ -47,7 +47,7 @@ func startNode(t testing.TB, rs *redistest.Server, env map[string]string) *node 
 }
 
 // startNodeContext is startNode with run's context made from parent, which may carry test hooks
-// (telemetry.WithTracerProvider).
+// (under telemetry.ProviderKey).
 func startNodeContext(parent context.Context, t testing.TB, rs *redistest.Server, env map[string]string) *node {
 	t.Helper()
 	if rs == nil {
@@ -59,6 +59,7 @@ func startNodeContext(parent context.Context, t testing.TB, rs *redistest.Server
 		"STREAMGATE_ADMIN_TOKEN": testAdminToken,
 		"STREAMGATE_SECRET_KEY":  testSecretKey,
 		"STREAMGATE_LOG_LEVEL":   "debug",
+		"STREAMGATE_DRAIN_DELAY": "0", // tests that stop a node and want the delay set it
 	}
 	for k, v := range env {
 		vars[k] = v

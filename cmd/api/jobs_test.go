@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +110,7 @@ func jobEvent(t testing.TB, ev sseclient.Event) jobState {
 }
 
 func TestJobLifecycle(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -163,6 +165,7 @@ func TestJobLifecycle(t *testing.T) {
 }
 
 func TestWorkflowStepsMergeInArrivalOrder(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -209,6 +212,7 @@ func TestWorkflowStepsMergeInArrivalOrder(t *testing.T) {
 }
 
 func TestJobUpdateValidation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES": "100"})
 	a := n.signup(t, "Acme")
 	for name, tc := range map[string]struct {
@@ -245,6 +249,7 @@ func TestJobUpdateValidation(t *testing.T) {
 }
 
 func TestJobTenantIsolation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "A")
@@ -267,6 +272,7 @@ func TestJobTenantIsolation(t *testing.T) {
 // order), applied by 3 workers: every subscriber sees its job's progress in accepted order and
 // every final state is the last update's.
 func TestManyUpdatesManyWorkers(t *testing.T) {
+	t.Parallel()
 	// A buffer that holds the whole burst: this test is about order, not backpressure.
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000", "STREAMGATE_SESSION_BUFFER": "4096"})
 	var workers []*workerProc
@@ -360,6 +366,7 @@ func pendingOf(t testing.TB, rdb *redis.Client, consumer string) int64 {
 }
 
 func TestKilledWorkersEntriesAreClaimedAndAppliedOnce(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")
@@ -404,6 +411,7 @@ func TestKilledWorkersEntriesAreClaimedAndAppliedOnce(t *testing.T) {
 }
 
 func TestPoisonEntryIsDeadLetteredWithoutHoldingUpOthers(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")
@@ -433,6 +441,7 @@ func TestPoisonEntryIsDeadLetteredWithoutHoldingUpOthers(t *testing.T) {
 }
 
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	rdb := n.Redis.Client()
 	a := n.signup(t, "Acme")
@@ -473,4 +482,62 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 func mustMarshal(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// Job and workflow updates count against publish_per_second: a tenant cannot flood the update
+// stream every tenant shares. A refused update changes nothing.
+func TestJobUpdatesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "1"})
+	a := n.signup(t, "Acme")
+	other := n.signup(t, "Other")
+	refused := 0
+	for i := range 12 {
+		r := n.do(t, call{method: "PUT", path: fmt.Sprintf("/v1/jobs/j%d", i), auth: a.APIKey, body: `{"status":"running"}`})
+		switch r.Status {
+		case http.StatusAccepted:
+		case http.StatusTooManyRequests:
+			r.want(t, http.StatusTooManyRequests, "rate_limited")
+			refused++
+		default:
+			t.Fatalf("PUT job: %d %s", r.Status, r.Body)
+		}
+	}
+	// Twelve updates at 1 a second: only a machine taking a second per request lets all pass.
+	if refused == 0 {
+		t.Fatal("no job update was refused at 1 per second")
+	}
+	n.do(t, call{method: "PUT", path: "/v1/jobs/j0", auth: other.APIKey, body: `{"status":"running"}`}).want(t, http.StatusAccepted)
+}
+
+// A workflow holds at most 1,000 steps; updates to the ones it has keep working.
+func TestWorkflowStepsAreCapped(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	startWorker(t, n.Redis, "w1")
+	a := n.signup(t, "Acme")
+	for batch := range 11 {
+		var steps []string
+		for i := range 100 {
+			steps = append(steps, fmt.Sprintf(`{"name":"s%04d"}`, batch*100+i))
+		}
+		n.do(t, call{method: "PUT", path: "/v1/workflows/big", auth: a.APIKey,
+			body: `{"status":"running","steps":[` + strings.Join(steps, ",") + `]}`}).want(t, 202)
+	}
+	n.do(t, call{method: "PUT", path: "/v1/workflows/big/steps/s0999", auth: a.APIKey, body: `{"status":"succeeded"}`}).want(t, 202)
+	n.do(t, call{method: "PUT", path: "/v1/workflows/big", auth: a.APIKey, body: `{"status":"succeeded"}`}).want(t, 202)
+	var got struct {
+		Status string
+		Steps  []struct{ Name, Status string }
+	}
+	waitFor(t, 20*time.Second, "the worker to apply every update", func() bool {
+		n.do(t, call{method: "GET", path: "/v1/workflows/big", auth: a.APIKey}).decode(t, &got)
+		return got.Status == "succeeded"
+	})
+	if len(got.Steps) != 1000 {
+		t.Fatalf("%d steps, want the first 1000", len(got.Steps))
+	}
+	if last := got.Steps[999]; last.Name != "s0999" || last.Status != "succeeded" {
+		t.Errorf("step 1000 is %+v, want s0999 succeeded", last)
+	}
 }

@@ -53,7 +53,7 @@ func startProcessNode(t testing.TB, rs *redistest.Server, env map[string]string)
 	cmd := exec.Command(apiBinary(t))
 	cmd.Env = append(os.Environ(),
 		"REDIS_URL="+rs.URL(), "STREAMGATE_ADDR=127.0.0.1:0", "STREAMGATE_ADMIN_TOKEN="+testAdminToken,
-		"STREAMGATE_SECRET_KEY="+testSecretKey)
+		"STREAMGATE_SECRET_KEY="+testSecretKey, "STREAMGATE_DRAIN_DELAY=0")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

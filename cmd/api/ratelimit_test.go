@@ -53,6 +53,7 @@ func batchOf(n int, channel string) map[string]any {
 // counting each of its events; the refusal is the contract's 429 with Retry-After and the
 // X-RateLimit-* headers, and Retry-After is honest.
 func TestPublishRateLimit(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "5"})
 	a := n.signup(t, "Acme")
 	other := n.signup(t, "Other")
@@ -101,6 +102,7 @@ func TestPublishRateLimit(t *testing.T) {
 // token is not; X-Forwarded-For from an untrusted peer changes nothing (none is trusted by
 // default).
 func TestSignupRateLimitPerClient(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_RATE_SIGNUP": "3-M"})
 	for i := range 3 {
 		r := n.do(t, call{method: "POST", path: "/v1/tenants", body: map[string]string{"name": fmt.Sprint("T", i)}}).want(t, http.StatusCreated)
@@ -120,6 +122,7 @@ func TestSignupRateLimitPerClient(t *testing.T) {
 // TestTrustedProxies: with the proxy's address trusted, X-Forwarded-For names the client, for
 // gin routes and for the stream handler alike; an IPv6 client counts by its /64.
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{
 		"STREAMGATE_RATE_SIGNUP":     "1-M",
 		"STREAMGATE_RATE_STREAM_IP":  "1-M",
@@ -171,6 +174,7 @@ func TestTrustedProxies(t *testing.T) {
 // refused with the contract's 429 before the stream starts; a stream that opens carries the
 // X-RateLimit-* headers.
 func TestStreamConnectRateLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("per client", func(t *testing.T) {
 		n := startNode(t, nil, map[string]string{"STREAMGATE_RATE_STREAM_IP": "2-M"})
 		a := n.signup(t, "Acme")
@@ -201,6 +205,7 @@ func TestStreamConnectRateLimits(t *testing.T) {
 
 // TestTokenRateLimit: minting tokens is limited per tenant.
 func TestTokenRateLimit(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_RATE_TOKENS": "2-M"})
 	a, b := n.signup(t, "Acme"), n.signup(t, "Beta")
 	n.token(t, a, "u", nil, 0)
@@ -215,6 +220,7 @@ func TestTokenRateLimit(t *testing.T) {
 // unavailable: not 429, not 500, not a panic, and never lets the request through uncounted.
 // When Redis returns (empty, without the limiter's scripts), limits work again.
 func TestRateLimiterWithoutRedis(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	signup := func() reply {
 		return n.do(t, call{method: "POST", path: "/v1/tenants", body: map[string]string{"name": "T"}})

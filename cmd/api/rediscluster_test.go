@@ -27,6 +27,7 @@ func startClusterNode(t testing.TB, cl *redistest.Cluster) *node {
 // tenants land on different shards, live events use sharded pub/sub, and no command crosses
 // slots.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	cl := redistest.StartCluster(t, 3)
 	a := startClusterNode(t, cl)
 	b := startClusterNode(t, cl)
@@ -104,4 +105,36 @@ func TestRedisCluster(t *testing.T) {
 		b.do(t, call{method: "GET", path: "/v1/stats", auth: acct.APIKey}).want(t, 200).decode(t, &st)
 		return st.Nodes == 2 && st.Connections >= 1
 	})
+
+	clusterRealtime(t, a, b, accts)
+}
+
+// clusterRealtime checks presence, token refresh and history reads on tenants of different
+// shards: the presence scripts publish with SPUBLISH in their tenant's slot.
+func clusterRealtime(t *testing.T, a, b *node, accts []account) {
+	for i, acct := range accts {
+		keepPresence(t, acct, []string{"room"}, a, b)
+		watcher := b.openStream(t, infoToken(acct, "bob", "", "room"), "room")
+		presenceEvent(t, watcher)
+		ada := a.openStream(t, infoToken(acct, "ada", `{"n":1}`, "room", "news"), "room", "news")
+		if got := presenceEvent(t, watcher); got != `join ada room {"n":1}` {
+			t.Fatalf("tenant %d: got %s, want ada's join", i, got)
+		}
+		if got := b.presence(t, acct.APIKey, "room").String(); got != `2: bob×1 null, ada×1 {"n":1}` {
+			t.Fatalf("tenant %d: presence %s", i, got)
+		}
+		presenceEvent(t, ada) // her own join
+		// Refreshed on the other node with a token for news alone: ada leaves the room.
+		b.do(t, call{method: "POST", path: "/v1/sessions/" + ada.connected.SessionID + "/token",
+			body: map[string]string{"token": infoToken(acct, "ada", "", "news")}}).want(t, 200)
+		if ev := ada.next(5 * time.Second); ev.Event != "unsubscribed" || ev.Data != `{"channel":"room"}` {
+			t.Fatalf("tenant %d: got %s %s, want unsubscribed room", i, ev.Event, ev.Data)
+		}
+		if got := presenceEvent(t, watcher); got != `leave ada room {"n":1}` {
+			t.Fatalf("tenant %d: got %s, want ada's leave", i, got)
+		}
+		if got := a.readHistory(t, acct.APIKey, "news", nil); len(got.Events) == 0 || got.Truncated {
+			t.Fatalf("tenant %d: history of news %+v", i, got)
+		}
+	}
 }

@@ -30,6 +30,7 @@ func dataInt(t testing.TB, raw json.RawMessage) int {
 }
 
 func TestResumeOnAnotherNodeReplaysExactlyTheMissedEvents(t *testing.T) {
+	t.Parallel()
 	a1 := startNode(t, nil, nil)
 	a2 := startNode(t, a1.Redis, nil)
 	acct := a1.signup(t, "Acme")
@@ -75,6 +76,7 @@ func TestResumeOnAnotherNodeReplaysExactlyTheMissedEvents(t *testing.T) {
 // TestResumeSeamUnderSteadyPublishing reconnects again and again while events flow and checks
 // that, across all connections, every event arrived exactly once and in order.
 func TestResumeSeamUnderSteadyPublishing(t *testing.T) {
+	t.Parallel()
 	a1 := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
 	a2 := startNode(t, a1.Redis, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
 	nodes := []*node{a1, a2}
@@ -124,6 +126,7 @@ func TestResumeSeamUnderSteadyPublishing(t *testing.T) {
 }
 
 func TestResumeBeyondHistoryWindowResets(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_HISTORY_EVENTS": "5"})
 	acct := n.signup(t, "Acme")
 	tok := n.token(t, acct, "u", []string{"*"}, 0)
@@ -154,6 +157,7 @@ func TestResumeBeyondHistoryWindowResets(t *testing.T) {
 }
 
 func TestResumeAfterEpochChangeResets(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	acct := n.signup(t, "Acme")
 	tok := n.token(t, acct, "u", []string{"*"}, 0)
@@ -170,6 +174,7 @@ func TestResumeAfterEpochChangeResets(t *testing.T) {
 }
 
 func TestResumeRefusesForeignOrGarbageCursors(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "A")
 	b := n.signup(t, "B")

@@ -111,6 +111,7 @@ func userClaims(extra map[string]any) map[string]any {
 // and a deleted signing key. Each forged token is refused with 401 on the stream (query and
 // header) and on the sessions API, where it changes nothing.
 func TestSecurityJWT(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	b := n.signup(t, "Globex")
@@ -171,6 +172,7 @@ func TestSecurityJWT(t *testing.T) {
 // TestSecurityTenantIsolation: a token of tenant A used against tenant B's channels, sessions
 // and jobs, and an API key of A reading B's job or workflow.
 func TestSecurityTenantIsolation(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -259,6 +261,7 @@ func TestSecurityTenantIsolation(t *testing.T) {
 
 // TestSecurityRevokedAPIKey: a revoked key is refused on every route and does nothing.
 func TestSecurityRevokedAPIKey(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	var k struct{ ID, Secret string }
@@ -295,6 +298,7 @@ func TestSecurityRevokedAPIKey(t *testing.T) {
 // (403) and end-user tokens (401) and closes its streams with disconnect, reconnect false;
 // lifting it restores access. Other tenants notice nothing.
 func TestSecuritySuspendedTenant(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	other := n.signup(t, "Globex")
@@ -362,6 +366,7 @@ func TestSecuritySuspendedTenant(t *testing.T) {
 // length limits are refused wherever they enter, and data that looks like SSE fields arrives
 // as one event whose data decodes to exactly what was sent.
 func TestSecurityNamesNeverBreakSSEFraming(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -559,6 +564,7 @@ func rawLinesUntil(t testing.TB, resp *http.Response, until string, timeout time
 // verbatim (never parsed into floats) or refused where a number is expected, and 10 MB bodies
 // get 413. The node stays healthy throughout.
 func TestSecurityJSONBombs(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	startWorker(t, n.Redis, "w1")
 	a := n.signup(t, "Acme")
@@ -673,6 +679,7 @@ func TestSecurityJSONBombs(t *testing.T) {
 // TestSecurityOversizedRequests: headers over the limit, 10,000 query channels and one
 // channel over max_subscriptions_per_session each get a clean 4xx, and the node keeps serving.
 func TestSecurityOversizedRequests(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -727,6 +734,7 @@ func TestSecurityOversizedRequests(t *testing.T) {
 // TestSecurityLastEventID: garbage is a 400, another user's cursor a 403, and another tenant's
 // cursor a fresh session of its own, never the other session.
 func TestSecurityLastEventID(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	b := n.signup(t, "Globex")
@@ -796,6 +804,7 @@ func TestSecurityLastEventID(t *testing.T) {
 // TestSecurityAdminRoutes: every /admin/api route refuses a missing or wrong token with 401 in
 // the contract's shape, and changes nothing.
 func TestSecurityAdminRoutes(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -853,6 +862,7 @@ func TestSecurityAdminRoutes(t *testing.T) {
 // publishes, streams, runs a job and fails authentication in many ways, then greps the api's
 // log and stdout and the worker's log for every secret and token it handled.
 func TestSecuritySecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	n := securityNode(t)
 	w := startWorker(t, n.Redis, "w-secrets")
 	a := n.signup(t, "Acme")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,11 +21,14 @@ import (
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/mercure"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/urlguard"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // serve runs the node until ctx ends: telemetry and Redis first, then the node's parts (newNode),
@@ -74,10 +78,13 @@ type apiNode struct {
 	calls     *cluster.Calls
 	hub       *stream.Hub
 	leases    *cluster.Leases
+	presence  *presence.Tracker
 	streams   *delivery.Service
 	api       *httpapi.Server
 	heartbeat *cluster.Heartbeat
-	worker    *jobs.Worker // dev mode only: there is no separate worker
+	occupancy *webhook.Occupancy
+	worker    *jobs.Worker        // dev mode only: there is no separate worker
+	webhooks  *webhook.Dispatcher // dev mode only, likewise
 	ready     atomic.Bool
 }
 
@@ -85,11 +92,18 @@ type apiNode struct {
 func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry, log *slog.Logger) (*apiNode, error) {
 	n := &apiNode{cfg: cfg, log: log}
 	meter := telemetry.Meter(tel.Meter)
-	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits)
+	tenants, err := tenant.NewStore(rdb, cfg.SecretKey, cfg.DefaultLimits,
+		tenant.WithURLGuard(urlguard.Guard{AllowPrivate: cfg.AllowPrivateURLs}))
 	if err != nil {
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
-	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat})
+	events := webhook.NewEvents(rdb, log)
+	webhooks, err := webhook.NewStore(rdb, cfg.SecretKey, urlguard.Guard{AllowPrivate: cfg.AllowPrivateURLs}, events)
+	if err != nil {
+		return nil, fmt.Errorf("webhook store: %w", err)
+	}
+	n.occupancy = webhook.NewOccupancy(rdb, cfg.NodeID, events, log)
+	n.registry = session.NewRegistry(cfg.NodeID, session.Config{BufferSize: cfg.SessionBuffer, HeartbeatInterval: cfg.Heartbeat, TokenWarning: cfg.TokenWarning})
 	// The tenants' Mercure updates are matched once per node on their way to the sessions.
 	mercureIndex := mercure.NewIndex(stream.MercureChannel, n.registry)
 	deliverer, err := telemetry.MeasureDelivery(meter, mercureIndex)
@@ -98,13 +112,15 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	}
 	n.calls = cluster.NewCalls(rdb, cfg.NodeID, log)
 	n.hub = stream.NewHub(rdb, cfg.NodeID, stream.Handlers{
-		Deliver: deliverer,
-		Control: delivery.ControlHandler(n.registry, log),
-		Node:    n.calls.Receive,
+		Deliver:   deliverer,
+		Control:   delivery.ControlHandler(n.registry, log, tenants.Forget),
+		Node:      n.calls.Receive,
+		Occupancy: n.occupancy,
 	}, log)
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
+	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb)}, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
 		Registry: n.registry,
 		Hub:      n.hub,
@@ -114,6 +130,8 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Leases:   n.leases,
 		Calls:    n.calls,
 		Tenants:  tenants,
+		Events:   events,
+		Presence: n.presence,
 	}, log)
 	updates := jobs.NewUpdates(rdb)
 	updates.Retention = cfg.JobRetention
@@ -134,6 +152,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Cluster:   view,
 		JobStates: jobs.NewStates(history),
 		Updates:   updates,
+		Webhooks:  webhooks,
 		Ready:     n.ready.Load,
 		Limiter:   ratelimit.New(rdb),
 		Tracer:    tel.Tracer,
@@ -142,12 +161,13 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	})
 	n.heartbeat = cluster.NewHeartbeat(rdb, cfg.NodeID, n.registry.Stats, log)
 	if cfg.Redis.DevMode() {
-		n.worker = jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer}, log)
+		n.worker = jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.NodeID, Retention: cfg.JobRetention, Tracer: tel.Tracer, Notify: events}, log)
+		n.webhooks = webhook.NewDispatcher(webhooks, webhook.DispatcherConfig{Consumer: cfg.NodeID}, log)
 		if err := telemetry.ObserveWorker(meter, n.worker.Stats); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	if err := telemetry.ObserveSessions(meter, n.registry.Stats); err != nil {
+	if err := telemetry.ObserveSessions(meter, n.registry.Stats, cfg.MetricsTenants); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	if err := telemetry.ObserveBacklog(meter, func(ctx context.Context) (int64, int64, error) {
@@ -171,7 +191,8 @@ func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
 }
 
 // run starts every loop of the node and serves ln until ctx ends, then shuts down.
-func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
+func (n *apiNode) run(ctx context.Context, l net.Listener) error {
+	ln := &onceCloseListener{Listener: l}
 	httpSrv := &http.Server{
 		Handler:           n.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -179,19 +200,28 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// The loops outlive ctx: during a graceful stop the node keeps delivering until its streams
+	// were told to go. They end when shutdown is over, or when one of them fails.
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	readiness, stopReadiness := context.WithCancel(loops)
+	defer stopReadiness()
+	g, gctx := errgroup.WithContext(loops)
 	g.Go(func() error { return n.registry.Run(gctx) })
 	g.Go(func() error { return n.hub.Run(gctx) })
 	g.Go(func() error { return n.calls.Serve(gctx, n.streams.NodeHandler()) })
 	g.Go(func() error { return n.streams.Run(gctx) })
 	g.Go(func() error { return n.leases.Run(gctx) })
+	g.Go(func() error { return n.presence.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
-	g.Go(func() error { return watchReadiness(gctx, n.calls, &n.ready, n.log) })
+	g.Go(func() error { return n.occupancy.Run(gctx) })
+	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })
 	}
 	if n.worker != nil {
 		g.Go(func() error { return n.worker.Run(gctx) })
+		g.Go(func() error { return n.webhooks.Run(gctx) })
 	}
 	if n.cfg.Demo {
 		g.Go(func() error {
@@ -202,27 +232,44 @@ func (n *apiNode) run(ctx context.Context, ln net.Listener) error {
 		})
 	}
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		// Shutdown closes ln itself before it tells the server: either error means a stop.
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		<-gctx.Done()
-		n.shutdown(httpSrv)
+		drain := true
+		select {
+		case <-ctx.Done():
+		case <-gctx.Done():
+			drain = false // a loop failed: no point in waiting for a load balancer
+		}
+		stopReadiness()
+		n.shutdown(httpSrv, ln, drain)
+		stopLoops()
 		return nil
 	})
 	return g.Wait()
 }
 
-// shutdown stops the node in order: not ready, streams told to go (disconnect, reconnect: true),
-// connections drained, streams' last notices written, within the shutdown timeout.
-func (n *apiNode) shutdown(httpSrv *http.Server) {
-	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
+// shutdown stops the node in order: /readyz fails at once; the node keeps serving for the
+// drain delay so that load balancers notice; then it stops accepting, tells its streams to go
+// (disconnect, reconnect: true), drains in-flight requests and waits for the streams' last
+// notices, within the shutdown timeout.
+func (n *apiNode) shutdown(httpSrv *http.Server, ln net.Listener, drain bool) {
 	n.ready.Store(false)
-	n.streams.Stop()
+	if drain && n.cfg.DrainDelay > 0 {
+		n.log.Info("draining: not ready, still serving", "delay", n.cfg.DrainDelay.String())
+		time.Sleep(n.cfg.DrainDelay)
+	}
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
+	// No new connection once streams are told to reconnect: they must land on another node.
+	// Hijacked streams are not the HTTP server's to wait for; Drain does.
+	ln.Close()
+	n.streams.Stop()
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		n.log.Warn("shutdown deadline passed; closing remaining connections", "err", err)
 		httpSrv.Close()
@@ -230,6 +277,20 @@ func (n *apiNode) shutdown(httpSrv *http.Server) {
 	if err := n.streams.Drain(sctx); err != nil {
 		n.log.Warn("shutdown deadline passed with streams still writing their last notice")
 	}
+	// Every stream has let go of its channels: those this node was the last to hold are vacated.
+	n.occupancy.Close(sctx)
+}
+
+// onceCloseListener lets shutdown close the listener before http.Server.Shutdown does.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // openRedis connects to the configured Redis, or starts the embedded one in dev mode.
@@ -247,8 +308,23 @@ func openRedis(cfg apiConfig, log *slog.Logger) (redis.UniversalClient, func(), 
 	}
 	log.Warn("DEV MODE: no REDIS_URL, using an embedded in-memory Redis; nothing persists and this node cannot be clustered",
 		"embedded_redis", mr.Addr())
+	// miniredis expires keys only when told that time passed: without this, rate-limit windows
+	// and every other TTL would never end.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mr.FastForward(100 * time.Millisecond)
+			}
+		}
+	}()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	return rdb, func() { rdb.Close(); mr.Close() }, nil
+	return rdb, func() { close(stop); rdb.Close(); mr.Close() }, nil
 }
 
 // watchReadiness keeps the readiness flag in step with a canary that the node publishes to

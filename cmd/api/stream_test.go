@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +18,7 @@ import (
 )
 
 func TestSignupPublishReceive(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "user-42", []string{"chat.*"}, 0)
@@ -68,6 +73,7 @@ func TestSignupPublishReceive(t *testing.T) {
 }
 
 func TestTokenInHeader(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -79,6 +85,7 @@ func TestTokenInHeader(t *testing.T) {
 }
 
 func TestPerChannelOrderOfRapidPublishes(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000"})
 	a := n.signup(t, "Acme")
 	channels := []string{"a", "b", "c", "d"}
@@ -129,6 +136,7 @@ func idLess(a, b string) bool {
 }
 
 func TestBatchPublish(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"x", "y"}, 0)
@@ -177,6 +185,7 @@ func TestBatchPublish(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "orders")
@@ -211,12 +220,21 @@ func TestIdempotencyKey(t *testing.T) {
 	if fmt.Sprint(b1.IDs) != fmt.Sprint(b2.IDs) {
 		t.Errorf("batch retry ids %v, want %v", b2.IDs, b1.IDs)
 	}
+	s.next(5 * time.Second)
+	s.next(5 * time.Second)
+	// The same key on another request is refused, not answered with the first call's ids.
+	n.do(t, call{method: "POST", path: "/v1/events", auth: a.APIKey, header: map[string]string{"Idempotency-Key": "batch-1"},
+		body: `{"events":[{"channel":"orders","data":3}]}`}).want(t, 422, "idempotency_mismatch")
+	n.do(t, call{method: "POST", path: "/v1/channels/orders/events", auth: a.APIKey,
+		header: map[string]string{"Idempotency-Key": "order-1"}, body: `{"data":{"n":2}}`}).want(t, 422, "idempotency_mismatch")
+	s.expectNone(300 * time.Millisecond)
 
 	n.do(t, call{method: "POST", path: "/v1/channels/orders/events", auth: a.APIKey,
 		header: map[string]string{"Idempotency-Key": strings.Repeat("k", 201)}, body: `{"data":1}`}).want(t, 400, "invalid_request")
 }
 
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "A")
 	b := n.signup(t, "B")
@@ -247,6 +265,7 @@ func TestTenantIsolation(t *testing.T) {
 }
 
 func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, map[string]string{
 		"STREAMGATE_SESSION_BUFFER":             "8",
 		"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000",
@@ -258,7 +277,9 @@ func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
 
 	// The slow reader opens the stream and then does not read: its socket buffers fill, its
 	// writer blocks, its session buffer fills and publishes are dropped for it alone.
-	slowResp, err := testClient.Get(streamURL(n, tok, "feed"))
+	// Its own client: the whole test, publishing 24 MB included, must fit in its deadline even
+	// on a busy machine.
+	slowResp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(streamURL(n, tok, "feed"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +333,7 @@ func TestSlowReaderEvictedWhileFastReaderGetsEverything(t *testing.T) {
 }
 
 func TestTokenExpiryClosesStream(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	var out struct {
@@ -321,6 +343,10 @@ func TestTokenExpiryClosesStream(t *testing.T) {
 	n.do(t, call{method: "POST", path: "/v1/tokens", auth: a.APIKey,
 		body: map[string]any{"sub": "u", "channels": []string{"*"}, "ttl_seconds": 2}}).want(t, 201).decode(t, &out)
 	s := n.openStream(t, out.Token, "c")
+	// A token that expires within the warning time is warned about first.
+	if ev := s.next(10 * time.Second); ev.Event != "token_expiring" {
+		t.Fatalf("got %s %s, want token_expiring first", ev.Event, ev.Data)
+	}
 	ev := s.next(10 * time.Second)
 	closedAt := time.Now()
 	if ev.Event != "auth_failed" || !strings.Contains(ev.Data, "token expired") {
@@ -338,6 +364,7 @@ func TestTokenExpiryClosesStream(t *testing.T) {
 }
 
 func TestSigningKeyDeletionClosesSessions(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -369,6 +396,7 @@ func TestSigningKeyDeletionClosesSessions(t *testing.T) {
 }
 
 func TestShutdownSendsReconnectableDisconnect(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
 	a := n.signup(t, "Acme")
 	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "c")
@@ -381,4 +409,84 @@ func TestShutdownSendsReconnectableDisconnect(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || ev.Event != "disconnect" || !d.Reconnect {
 		t.Fatalf("got %s %s, want disconnect with reconnect true", ev.Event, ev.Data)
 	}
+}
+
+// A graceful stop drains in order: /readyz fails first while the node keeps serving and
+// delivering (the load balancer's time to notice), then the listener closes and streams get
+// disconnect with reconnect: true.
+func TestShutdownDrainsInOrder(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DRAIN_DELAY": "8s"})
+	a := n.signup(t, "Acme")
+	s := n.openStream(t, n.token(t, a, "u", []string{"*"}, 0), "c")
+	stopped := make(chan error, 1)
+	go func() { stopped <- n.Stop() }()
+	waitFor(t, 5*time.Second, "/readyz to fail", func() bool {
+		resp, err := testClient.Get(n.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	// Still serving: a publish is accepted and reaches the open stream.
+	n.publish(t, a, "c", 1)
+	if got := dataInt(t, decodeMessage(t, s.next(5*time.Second)).Data); got != 1 {
+		t.Fatalf("delivered %d during the drain, want 1", got)
+	}
+	ev := s.next(20 * time.Second)
+	var d struct{ Reconnect bool }
+	if err := json.Unmarshal([]byte(ev.Data), &d); err != nil || ev.Event != "disconnect" || !d.Reconnect {
+		t.Fatalf("got %s %s, want disconnect with reconnect true", ev.Event, ev.Data)
+	}
+	// By then the listener is closed: a reconnecting client goes elsewhere.
+	c := &http.Client{Timeout: 5 * time.Second}
+	if resp, err := c.Get(n.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a new connection was accepted after the streams were told to go: %d", resp.StatusCode)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not stop")
+	}
+}
+
+// A client that sends bytes after its stream request (EventSource never does) is closed, and
+// its session leaves the node.
+func TestStreamClientThatSendsIsClosed(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	a := n.signup(t, "Acme")
+	tok := n.token(t, a, "u", []string{"*"}, 0)
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(n.URL, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "GET /v1/stream?channel=c&token=%s HTTP/1.1\r\nHost: x\r\n\r\n", tok)
+	br := bufio.NewReader(conn)
+	var head strings.Builder
+	for !strings.HasSuffix(head.String(), "event: connected\n") {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("before connected: %v (%q)", err, head.String())
+		}
+		head.WriteString(strings.TrimPrefix(line, "\r"))
+	}
+	if _, err := conn.Write([]byte("unexpected bytes from the client")); err != nil {
+		t.Fatal(err)
+	}
+	// EOF, or a reset (the server closed with our bytes unread): either way closed; only a
+	// timeout means the server kept it.
+	var ne net.Error
+	if _, err := io.Copy(io.Discard, br); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server kept the connection: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the session to leave", func() bool {
+		var st struct{ Connections int }
+		n.do(t, call{method: "GET", path: "/v1/stats", auth: a.APIKey}).want(t, 200).decode(t, &st)
+		return st.Connections == 0
+	})
 }

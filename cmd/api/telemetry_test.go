@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -108,7 +109,12 @@ func (m metrics) atLeast(t testing.TB, name string, want float64, labels ...stri
 // TestMetrics scrapes /metrics of an api node and of a worker after traffic and checks the
 // instruments by name, and that their values follow what happened.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil, nil)
+	// An idle node has its node-wide gauges, at 0: a dashboard shows 0, not "no data".
+	idle := scrape(t, n.URL+"/metrics")
+	idle.want(t, "streamgate_node_connections", 0)
+	idle.want(t, "streamgate_node_subscriptions", 0)
 	a := n.signup(t, "Acme")
 	other := n.signup(t, "Other")
 	tok := n.token(t, a, "u", []string{"*"}, 0)
@@ -132,6 +138,8 @@ func TestMetrics(t *testing.T) {
 	})
 	m.want(t, "streamgate_connections", 1, tenant)
 	m.want(t, "streamgate_subscriptions", 2, tenant)
+	m.want(t, "streamgate_node_connections", 1)
+	m.want(t, "streamgate_node_subscriptions", 2)
 	m.want(t, "streamgate_published_total", 5, tenant)
 	m.want(t, "streamgate_published_total", 1, "tenant="+other.TenantID)
 	m.want(t, "streamgate_dropped_total", 0, tenant)
@@ -170,6 +178,32 @@ func TestMetrics(t *testing.T) {
 	m.atLeast(t, "streamgate_publish_to_delivery_seconds_count", 6) // the job's new state came too
 }
 
+// Per-tenant series stop at STREAMGATE_METRICS_TENANTS tenants; the rest are summed as "other".
+func TestMetricsTenantLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_METRICS_TENANTS": "2"})
+	counts := []int{3, 2, 1, 1}
+	var ids []string
+	for i, c := range counts {
+		acct := n.signup(t, fmt.Sprintf("T%d", i))
+		ids = append(ids, acct.TenantID)
+		tok := n.token(t, acct, "u", []string{"*"}, 0)
+		for range c {
+			n.openStream(t, tok, "x")
+		}
+	}
+	m := scrape(t, n.URL+"/metrics")
+	m.want(t, "streamgate_connections", 3, "tenant="+ids[0])
+	m.want(t, "streamgate_connections", 2, "tenant="+ids[1])
+	m.want(t, "streamgate_connections", 2, "tenant=other")
+	for _, id := range ids[2:] {
+		if _, ok := m.get("streamgate_connections", "tenant="+id); ok {
+			t.Errorf("tenant %s outside the top 2 has its own series", id)
+		}
+	}
+	m.want(t, "streamgate_node_connections", 7)
+}
+
 // logAttr waits for a log line with msg and returns its attribute key.
 func logAttr(t testing.TB, logs *logSink, msg, key string) string {
 	t.Helper()
@@ -190,7 +224,7 @@ func logAttr(t testing.TB, logs *logSink, msg, key string) string {
 // spanRecorder is a tracer provider whose spans are kept in memory, shaped like a node's.
 func spanRecorder(t testing.TB) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(telemetry.Sampler()))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(nodeSampler(t)))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp, exp
 }
@@ -215,9 +249,10 @@ const (
 // call of the apply script that publishes the new state — all kept by an in-memory exporter,
 // the api booted through run and a worker in this process sharing it.
 func TestTraceThroughWorker(t *testing.T) {
+	t.Parallel()
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
-	n := startNodeContext(telemetry.WithTracerProvider(context.Background(), tp), t, rs, nil)
+	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)
 
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { rdb.Close() })
@@ -333,9 +368,10 @@ func (r *otlpReceiver) find(name string, parent []byte) *tracepb.Span {
 // TestTraceThroughWorkerProcess: a cmd/worker process, told by the standard OTEL_* variables to
 // export over OTLP, continues the api's trace from the update stream entry.
 func TestTraceThroughWorkerProcess(t *testing.T) {
+	t.Parallel()
 	tp, exp := spanRecorder(t)
 	rs := redistest.Start(t)
-	n := startNodeContext(telemetry.WithTracerProvider(context.Background(), tp), t, rs, nil)
+	n := startNodeContext(context.WithValue(context.Background(), telemetry.ProviderKey{}, tp), t, rs, nil)
 	collector := startOTLPReceiver(t)
 	startWorker(t, rs, "exporting", "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=50")
 
@@ -362,4 +398,13 @@ func TestTraceThroughWorkerProcess(t *testing.T) {
 	waitFor(t, 10*time.Second, "the apply script's Redis span over OTLP", func() bool {
 		return collector.find("evalsha", apply.SpanId) != nil
 	})
+}
+
+// nodeSampler is the sampler a node uses with no OTEL_TRACES_SAMPLER set.
+func nodeSampler(t testing.TB) sdktrace.Sampler {
+	s, err := telemetry.Sampler(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 // Command worker applies job and workflow updates: it consumes the update stream in a consumer
 // group with the other workers, writes each job's and workflow's state, publishes it to
-// job:<id> or workflow:<id>, and reclaims what dead workers left behind.
+// job:<id> or workflow:<id>, and reclaims what dead workers left behind. It also delivers the
+// tenants' webhooks, sharing that work with the other workers the same way.
 package main
 
 import (
@@ -16,10 +17,14 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/config"
 	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/telemetry"
+	"github.com/streamgate/streamgate/internal/urlguard"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 func main() {
@@ -46,6 +51,10 @@ type workerConfig struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	MetricsAddr     string
+	// SecretKey decrypts the webhook secrets deliveries are signed with; without it this
+	// worker delivers no webhooks.
+	SecretKey        []byte
+	AllowPrivateURLs bool
 }
 
 func readConfig(getenv func(string) string) (workerConfig, error) {
@@ -64,6 +73,8 @@ func readConfig(getenv func(string) string) (workerConfig, error) {
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.LogLevel = r.OneOf("STREAMGATE_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.MetricsAddr = r.String("STREAMGATE_WORKER_METRICS_ADDR", "")
+	c.SecretKey = r.Key32("STREAMGATE_SECRET_KEY")
+	c.AllowPrivateURLs = r.OneOf("STREAMGATE_ALLOW_PRIVATE_URLS", "false", "true", "false") == "true"
 	return c, r.Err()
 }
 
@@ -99,7 +110,18 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	if err := tel.InstrumentRedis(rdb); err != nil {
 		return err
 	}
-	w := jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention, Tracer: tel.Tracer}, log)
+	events := webhook.NewEvents(rdb, log)
+	w := jobs.NewWorker(rdb, jobs.WorkerConfig{Consumer: cfg.Name, ClaimIdle: cfg.ClaimIdle, Retention: cfg.Retention, Tracer: tel.Tracer, Notify: events}, log)
+	var hooks *webhook.Dispatcher
+	if cfg.SecretKey != nil {
+		store, err := webhook.NewStore(rdb, cfg.SecretKey, urlguard.Guard{AllowPrivate: cfg.AllowPrivateURLs}, events)
+		if err != nil {
+			return configError{err}
+		}
+		hooks = webhook.NewDispatcher(store, webhook.DispatcherConfig{Consumer: cfg.Name}, log)
+	} else {
+		log.Warn("STREAMGATE_SECRET_KEY is not set: this worker delivers no webhooks (set it to the api's key)")
+	}
 
 	if cfg.MetricsAddr != "" {
 		stopMetrics, err := serveMetrics(cfg.MetricsAddr, tel, w, log)
@@ -110,8 +132,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	}
 
 	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	log.Info("consuming updates", "claim_idle", cfg.ClaimIdle.String())
+	go func() {
+		g := new(errgroup.Group)
+		g.Go(func() error { return w.Run(ctx) })
+		if hooks != nil {
+			g.Go(func() error { return hooks.Run(ctx) })
+		}
+		done <- g.Wait()
+	}()
+	log.Info("consuming updates", "claim_idle", cfg.ClaimIdle.String(), "webhooks", hooks != nil)
 	select {
 	case err := <-done:
 		return err
@@ -121,10 +150,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Write
 	select {
 	case err := <-done:
 		st := w.Stats()
-		log.Info("stopped", "applied", st.Applied, "dead_lettered", st.DeadLettered)
+		attrs := []any{"applied", st.Applied, "dead_lettered", st.DeadLettered}
+		if hooks != nil {
+			hs := hooks.Stats()
+			attrs = append(attrs, "webhooks_succeeded", hs.Succeeded, "webhooks_dead", hs.Dead)
+		}
+		log.Info("stopped", attrs...)
 		return err
 	case <-time.After(cfg.ShutdownTimeout):
-		return errors.New("shutdown deadline passed with updates still in hand; they stay pending for another worker")
+		return errors.New("shutdown deadline passed with updates or webhook deliveries still in hand; they stay pending for another worker")
 	}
 }
 

@@ -18,8 +18,8 @@ import (
 // Nodes call each other over Redis: every node listens on its own channel (the hub's receive
 // loop hands its messages to Calls.Receive), a request names the channel to answer on, and the
 // caller waits for the answer with a timeout. The calls carry the few operations that must run
-// where a stream is held: the sessions API, admin eviction, listing a node's sessions. A node
-// calls itself directly, never through Redis: see Handler.
+// where a stream is held: the sessions API, token refresh, admin eviction, listing a node's
+// sessions. A node calls itself directly, never through Redis: see Handler.
 
 // Timeouts of node calls: the node doing the work gives up before its caller stops waiting, so
 // that a change the caller reported as failed (503: nothing accepted) is never applied after.
@@ -51,6 +51,16 @@ type SubscriptionChange struct {
 	MaxSubs   int    `json:"max_subs"`
 }
 
+// TokenRefresh gives a session the token its user refreshed: the session expires with it, is
+// closed when KeyID is deleted, and keeps only the channels that Grants still cover.
+type TokenRefresh struct {
+	TenantID  string    `json:"tenant_id"`
+	SessionID string    `json:"session_id"`
+	KeyID     string    `json:"key_id"`
+	Grants    []string  `json:"grants"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
 // SessionSummary describes one live session for the operator.
 type SessionSummary struct {
 	ID          string    `json:"id"`
@@ -71,6 +81,7 @@ type Handler interface {
 	Unsubscribe(ctx context.Context, c SubscriptionChange) error
 	Evict(ctx context.Context, sessionID string) error
 	Sessions(ctx context.Context, tenantID string) ([]SessionSummary, error)
+	RefreshToken(ctx context.Context, r TokenRefresh) error
 }
 
 // The calls' names on the wire.
@@ -79,6 +90,7 @@ const (
 	callUnsubscribe = "unsubscribe"
 	callEvict       = "evict"
 	callSessions    = "sessions"
+	callRefresh     = "refresh_token"
 )
 
 type message struct {
@@ -130,6 +142,11 @@ func (c *Calls) Sessions(ctx context.Context, nodeID, tenantID string) ([]Sessio
 	var out []SessionSummary
 	err := call(ctx, c, nodeID, callSessions, tenantID, &out)
 	return out, err
+}
+
+// RefreshToken asks node nodeID to give a session it holds a refreshed token.
+func (c *Calls) RefreshToken(ctx context.Context, nodeID string, req TokenRefresh) error {
+	return call(ctx, c, nodeID, callRefresh, req, (*struct{})(nil))
 }
 
 // call runs method on node nodeID with req and decodes the answer into out. It returns a
@@ -251,6 +268,11 @@ func (c *Calls) run(ctx context.Context, h Handler, m message) {
 		var tenantID string
 		if err = json.Unmarshal(m.Body, &tenantID); err == nil {
 			out, err = h.Sessions(ctx, tenantID)
+		}
+	case callRefresh:
+		var req TokenRefresh
+		if err = json.Unmarshal(m.Body, &req); err == nil {
+			err = h.RefreshToken(ctx, req)
 		}
 	default:
 		err = &RemoteError{Code: "not_found", Message: "unknown node call " + m.Method}

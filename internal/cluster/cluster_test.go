@@ -13,6 +13,7 @@ import (
 )
 
 func TestHeartbeatsMakeTheClusterFigures(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var delivered atomic.Uint64

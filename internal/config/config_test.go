@@ -9,6 +9,7 @@ import (
 func env(m map[string]string) Env { return func(k string) string { return m[k] } }
 
 func TestReaderReportsEveryProblemByName(t *testing.T) {
+	t.Parallel()
 	r := &Reader{Env: env(map[string]string{
 		"N": "12", "BAD_N": "x", "LOW_N": "0",
 		"D": "250ms", "BAD_D": "soon",
@@ -47,6 +48,7 @@ func TestReaderReportsEveryProblemByName(t *testing.T) {
 }
 
 func TestReadRedis(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		vars    map[string]string
 		dev     bool

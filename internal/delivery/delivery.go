@@ -1,7 +1,7 @@
 // Package delivery is the life of an end user's stream on one node, free of HTTP: open (a
 // verified identity, the requested channels and a cursor), authorize, register, replay or resume,
-// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API, and
-// close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
+// live, catch-up after the hub's pub/sub connection broke, changes through the sessions API,
+// token refresh, presence on the channels that keep it, and close. A transport (the SSE endpoint) parses its request, calls Open, and hands Serve a Sink
 // that puts bytes on its connection.
 package delivery
 
@@ -15,6 +15,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -44,12 +45,15 @@ type History interface {
 	Snapshot(ctx context.Context, tenantID string, channels []string, after string, w stream.Window, states bool) (stream.Snapshot, error)
 	Read(ctx context.Context, tenantID string, channels []string, after, upto string, limit int) ([]stream.Entry, bool, error)
 	State(ctx context.Context, tenantID, channel string) (stream.Entry, bool, error)
+	Page(ctx context.Context, tenantID, channel, epoch, after string, limit int, w stream.Window) (stream.Page, error)
 }
 
 // Hub makes this node receive a tenant channel's live events, reference-counted.
 type Hub interface {
 	Acquire(ctx context.Context, tenantID, channel string) error
 	Release(tenantID, channel string)
+	// Reconnected is signalled after pub/sub came back from a break.
+	Reconnected() <-chan struct{}
 }
 
 // Records keeps what a session needs to resume on any node.
@@ -80,11 +84,29 @@ type Calls interface {
 	Unsubscribe(ctx context.Context, nodeID string, c cluster.SubscriptionChange) error
 	Evict(ctx context.Context, nodeID, sessionID string) error
 	Sessions(ctx context.Context, nodeID, tenantID string) ([]cluster.SessionSummary, error)
+	RefreshToken(ctx context.Context, nodeID string, r cluster.TokenRefresh) error
 }
 
-// Tenants reads a tenant's current limits.
+// Events hears of sessions the server ended in a way a tenant's backend may want to know of
+// (webhooks): evicted for lagging, a failed authentication, or by the operator.
+type Events interface {
+	SessionEvicted(ctx context.Context, tenantID, sessionID, sub, reason string) error
+}
+
+// Presence counts the sessions on the tenants' presence channels, cluster-wide. Join and Leave
+// never fail: a change Redis may have missed is counted anew by the tracker itself.
+type Presence interface {
+	Join(ctx context.Context, tenantID, sub string, info json.RawMessage, channels []string)
+	Leave(ctx context.Context, tenantID, sub string, channels []string)
+	Read(ctx context.Context, tenantID, channel string, limit int) (presence.List, error)
+	Channels(ctx context.Context, tenantIDs ...string) (map[string]int64, error)
+}
+
+// Tenants reads a tenant's current limits and settings, and what was revoked of the
+// credentials live sessions were opened with.
 type Tenants interface {
 	Cached(ctx context.Context, id string) (tenant.Tenant, error)
+	Revocations(ctx context.Context, creds map[string][]string) ([]tenant.Event, error)
 }
 
 // Config is the lifecycle's behaviour that operators set.
@@ -92,6 +114,10 @@ type Config struct {
 	NodeID string
 	// Retry is the reconnection delay streams advise to EventSource. Default 2 s.
 	Retry time.Duration
+	// Revalidate is how often live sessions are re-checked against Redis for revocations a
+	// lost control message did not bring (a deleted key, a suspended tenant). Default 10 s.
+	// They are re-checked after every pub/sub reconnect too.
+	Revalidate time.Duration
 }
 
 // Deps are the parts of the node a stream's life runs on.
@@ -104,6 +130,10 @@ type Deps struct {
 	Leases   Leases
 	Calls    Calls
 	Tenants  Tenants
+	// Events hears of evicted sessions; nil tells no one.
+	Events Events
+	// Presence may be nil: then no channel keeps presence.
+	Presence Presence
 }
 
 // Service opens and runs the streams of one node. Build it with New.
@@ -123,6 +153,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	if cfg.Retry <= 0 {
 		cfg.Retry = 2 * time.Second
 	}
+	if cfg.Revalidate <= 0 {
+		cfg.Revalidate = 10 * time.Second
+	}
 	return &Service{cfg: cfg, Deps: d, log: log, live: liveSet{m: make(map[string]*Stream)}, stopping: make(chan struct{})}
 }
 
@@ -131,20 +164,47 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 const recordRefresh = 30 * time.Second
 
 // Run keeps the records of this node's sessions fresh in Redis, so that they can be resumed
-// for as long as their history lasts, until ctx ends.
+// for as long as their history lasts, and re-checks live sessions for revocations
+// periodically and after every pub/sub reconnect, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(recordRefresh)
-	defer t.Stop()
+	refresh := time.NewTicker(recordRefresh)
+	defer refresh.Stop()
+	revalidate := time.NewTicker(s.cfg.Revalidate)
+	defer revalidate.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-refresh.C:
+			live := s.live.records()
+			if err := s.Records.Touch(ctx, live); err != nil && ctx.Err() == nil {
+				s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+			}
+		case <-revalidate.C:
+			s.revalidate(ctx)
+		case <-s.Hub.Reconnected():
+			s.revalidate(ctx)
 		}
-		live := s.live.records()
-		if err := s.Records.Touch(ctx, live); err != nil && ctx.Err() == nil {
-			s.log.Warn("refresh session records", "sessions", len(live), "err", err)
+	}
+}
+
+// revalidate closes the live sessions whose tenant was suspended or whose key was deleted
+// while this node may have missed the control message. Its cost is one pipelined round trip
+// for the whole node.
+func (s *Service) revalidate(ctx context.Context) {
+	creds := s.Registry.Credentials()
+	if len(creds) == 0 {
+		return
+	}
+	events, err := s.Tenants.Revocations(ctx, creds)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("re-check revocations", "tenants", len(creds), "err", err)
 		}
+		return
+	}
+	for _, ev := range events {
+		applyControl(s.Registry, ev, s.log)
 	}
 }
 
@@ -188,13 +248,18 @@ func (s *Service) stopped() bool {
 func (s *Service) Control(ev tenant.Event) { applyControl(s.Registry, ev, s.log) }
 
 // ControlHandler returns what the hub calls with each control-channel payload: it closes the
-// sessions a change ends on this node (a deleted signing key, a suspended tenant).
-func ControlHandler(reg *session.Registry, log *slog.Logger) func(payload []byte) {
+// sessions a change ends on this node (a deleted signing key or identity provider, a suspended
+// tenant), after passing the change to each of also (caches that must forget it first, so
+// that a client reconnecting at once is refused).
+func ControlHandler(reg *session.Registry, log *slog.Logger, also ...func(tenant.Event)) func(payload []byte) {
 	return func(payload []byte) {
 		var ev tenant.Event
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			log.Warn("malformed control event", "err", err)
 			return
+		}
+		for _, f := range also {
+			f(ev)
 		}
 		applyControl(reg, ev, log)
 	}
@@ -211,6 +276,11 @@ func applyControl(reg *session.Registry, ev tenant.Event, log *slog.Logger) {
 		// under the tenant's new configuration.
 		if n := reg.CloseKey(ev.TenantID, tenant.MercureKeyID, session.Disconnect(streamgate.ReasonReconfigured, true)); n > 0 {
 			log.Info("closed Mercure subscribers of a reconfigured hub", "tenant", ev.TenantID, "sessions", n)
+		}
+	case tenant.EventIdentityProviderDeleted:
+		// Sessions opened with a provider's token carry the provider's id as their key.
+		if n := reg.CloseKey(ev.TenantID, ev.KeyID, session.AuthFailed(streamgate.ReasonProviderDeleted)); n > 0 {
+			log.Info("closed sessions of a deleted identity provider", "tenant", ev.TenantID, "sessions", n)
 		}
 	case tenant.EventSuspended:
 		n := reg.CloseTenant(ev.TenantID, session.Disconnect(streamgate.ReasonSuspended, false))

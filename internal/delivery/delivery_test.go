@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/sseclient"
@@ -30,6 +33,7 @@ const wait = 10 * time.Second
 
 type fixture struct {
 	t       *testing.T
+	rdb     *redis.Client
 	svc     *Service
 	reg     *session.Registry
 	pub     *stream.Publisher
@@ -40,12 +44,17 @@ type fixture struct {
 
 func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 	t.Helper()
+	return newFixtureFor(t, tenant.Tenant{ID: streamgate.NewID("tn_"), Name: "Test", Limits: limits})
+}
+
+func newFixtureFor(t *testing.T, tn tenant.Tenant) *fixture {
+	t.Helper()
 	rdb := redistest.Start(t).Client()
-	f := &fixture{t: t, clock: &clock{now: time.Now()}}
+	f := &fixture{t: t, rdb: rdb, clock: &clock{now: time.Now()}}
 	f.reg = session.NewRegistry("node-a", session.Config{Now: f.clock.Now})
 	f.pub = stream.NewPublisher(rdb)
 	f.history = &gatedHistory{History: stream.NewHistory(rdb)}
-	f.tenant = tenant.Tenant{ID: streamgate.NewID("tn_"), Name: "Test", Limits: limits}
+	f.tenant = tn
 	f.svc = New(Config{NodeID: "node-a"}, Deps{
 		Registry: f.reg,
 		Hub:      nopHub{},
@@ -55,6 +64,7 @@ func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 		Leases:   cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)),
 		Calls:    nil, // one node: nothing is ever called remotely
 		Tenants:  staticTenants{f.tenant},
+		Presence: presence.New(rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
 	}, slog.New(slog.DiscardHandler))
 	return f
 }
@@ -469,6 +479,15 @@ type nopHub struct{}
 
 func (nopHub) Acquire(context.Context, string, string) error { return nil }
 func (nopHub) Release(string, string)                        {}
+func (nopHub) Reconnected() <-chan struct{}                  { return nil }
+
+// reconnectingHub is a hub whose pub/sub can be made to come back from a break.
+type reconnectingHub struct {
+	nopHub
+	ch chan struct{}
+}
+
+func (h reconnectingHub) Reconnected() <-chan struct{} { return h.ch }
 
 type loneNode struct{}
 
@@ -481,6 +500,9 @@ func (loneNode) TenantUsage(context.Context, string, string) (cluster.TenantRepo
 type staticTenants struct{ t tenant.Tenant }
 
 func (s staticTenants) Cached(context.Context, string) (tenant.Tenant, error) { return s.t, nil }
+func (s staticTenants) Revocations(context.Context, map[string][]string) ([]tenant.Event, error) {
+	return nil, nil
+}
 
 type clock struct {
 	mu  sync.Mutex
@@ -523,4 +545,72 @@ func (h *gatedHistory) Read(ctx context.Context, tenantID string, channels []str
 		}
 	}
 	return h.History.Read(ctx, tenantID, channels, after, upto, limit)
+}
+
+// A revocation whose control message never arrived (pub/sub down at that moment) still ends
+// the sessions it affects: after pub/sub comes back, and periodically.
+func TestRevocationsMissedByPubSubAreCaught(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	store, err := tenant.NewStore(rdb, make([]byte, 32), tenant.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	a, err := store.Create(ctx, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Create(ctx, "Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := reconnectingHub{ch: make(chan struct{}, 1)}
+	for _, tc := range []struct {
+		name     string
+		revoke   func() error
+		every    time.Duration
+		signal   bool
+		event    string
+		affected tenant.Signup
+	}{
+		{"key deleted, caught after a pub/sub reconnect", func() error {
+			return store.DeleteSigningKey(ctx, a.Tenant.ID, a.SigningKey.ID)
+		}, time.Hour, true, streamgate.EventAuthFailed, a},
+		{"tenant suspended, caught by the periodic check", func() error {
+			suspend := true
+			_, err := store.Update(ctx, b.Tenant.ID, tenant.LimitsPatch{}, &suspend)
+			return err
+		}, 50 * time.Millisecond, false, streamgate.EventDisconnect, b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := session.NewRegistry("node-a", session.Config{})
+			svc := New(Config{NodeID: "node-a", Revalidate: tc.every}, Deps{
+				Registry: reg, Hub: hub, History: stream.NewHistory(rdb), Records: cluster.NewRecords(rdb),
+				Nodes: loneNode{}, Leases: cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)), Tenants: store,
+			}, slog.New(slog.DiscardHandler))
+			runCtx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- svc.Run(runCtx) }()
+			defer func() { stop(); <-done }()
+
+			claims := tenant.Claims{TenantID: tc.affected.Tenant.ID, KeyID: tc.affected.SigningKey.ID, Sub: "u", Channels: []string{"*"}, ExpiresAt: time.Now().Add(time.Hour)}
+			st, err := svc.Open(ctx, Request{Claims: claims, Tenant: tc.affected.Tenant, Channels: []string{"a"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := serve(t, st)
+			c.expect(streamgate.EventConnected)
+			// Nothing listens to the control channel here: the change's message is lost.
+			if err := tc.revoke(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.signal {
+				hub.ch <- struct{}{}
+			}
+			c.expect(tc.event)
+			c.ended()
+		})
+	}
 }

@@ -90,7 +90,7 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, window: window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()
@@ -104,6 +104,11 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 	// Only a stream set up in full is visible to the sessions API.
 	s.live.add(st)
 	s.streams.Add(1)
+	st.mu.Lock()
+	if !st.closed && st.log == nil { // a log stream's keys are no channels: no presence
+		st.enterLocked(ctx, t.Settings, plan.channels)
+	}
+	st.mu.Unlock()
 	return st, nil
 }
 
@@ -236,8 +241,10 @@ func window(t tenant.Tenant) stream.Window {
 	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
 }
 
-// recordTTL is how long a session's record is kept: its tenant's history window (beyond it a
-// resume can only reset), plus a margin for the periodic refresh.
+// recordTTL is how long a session's record is kept after its last refresh: max(history window,
+// 1 h), as long as a quiet channel's log lingers, plus a margin for the periodic refresh. A
+// session quiet for longer than its window still resumes without a reset when nothing it
+// subscribes to was published since.
 func recordTTL(t tenant.Tenant) time.Duration {
-	return time.Duration(t.Limits.HistorySeconds)*time.Second + 2*recordRefresh
+	return stream.Linger(window(t)) + 2*recordRefresh
 }

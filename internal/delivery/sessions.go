@@ -79,7 +79,11 @@ func (s *Service) changeHere(ctx context.Context, c cluster.SubscriptionChange, 
 		return s.changeRecord(ctx, c, add)
 	}
 	if add {
-		return st.subscribe(ctx, c.Channel, c.MaxSubs)
+		t, err := s.Tenants.Cached(ctx, c.TenantID)
+		if err != nil {
+			return err
+		}
+		return st.subscribe(ctx, c.Channel, c.MaxSubs, t.Settings)
 	}
 	return st.unsubscribe(ctx, c.Channel)
 }
@@ -118,8 +122,9 @@ func subscriptionCap(max int) error {
 }
 
 // subscribe adds a channel to the live stream: the registry's cap, this node's pub/sub, the
-// record, then the notice and, for jobs and workflows, the current state.
-func (st *Stream) subscribe(ctx context.Context, channel string, maxSubs int) error {
+// record, then the notice and, for jobs and workflows, the current state; on a channel that
+// keeps presence (by settings), the session counts there.
+func (st *Stream) subscribe(ctx context.Context, channel string, maxSubs int, settings tenant.Settings) error {
 	s := st.svc
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -146,6 +151,9 @@ func (st *Stream) subscribe(ctx context.Context, channel string, maxSubs int) er
 		return err
 	}
 	_ = s.Registry.Send(st.sess.ID(), channelNotice(streamgate.EventSubscribed, channel))
+	if added {
+		st.enterLocked(ctx, settings, []string{channel})
+	}
 	// Live changes of the channel already flow; its state read now is at least as new as any
 	// of them queued so far, and the writer skips those older than what it wrote.
 	e, ok, err := s.History.State(ctx, st.tenantID, channel)
@@ -176,6 +184,7 @@ func (st *Stream) unsubscribe(ctx context.Context, channel string) error {
 		st.acquired = slices.Delete(st.acquired, i, i+1)
 		s.Hub.Release(st.tenantID, channel)
 	}
+	st.exitLocked(ctx, []string{channel})
 	if err := s.Records.SetChannels(ctx, st.tenantID, st.sess.ID(), st.sess.Channels(), st.ttl); err != nil {
 		return err
 	}
@@ -314,6 +323,10 @@ func (h nodeHandler) Unsubscribe(ctx context.Context, c cluster.SubscriptionChan
 
 func (h nodeHandler) Evict(ctx context.Context, sessionID string) error {
 	return toWire(h.s.evictHere(ctx, sessionID))
+}
+
+func (h nodeHandler) RefreshToken(ctx context.Context, r cluster.TokenRefresh) error {
+	return toWire(h.s.refreshHere(ctx, r))
 }
 
 func (h nodeHandler) Sessions(_ context.Context, tenantID string) ([]cluster.SessionSummary, error) {

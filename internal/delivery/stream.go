@@ -2,13 +2,17 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
+	"github.com/streamgate/streamgate/internal/tenant"
 )
 
 // replayPage is how many history entries a resume reads per round trip.
@@ -20,6 +24,8 @@ type Stream struct {
 	svc      *Service
 	sess     *session.Session
 	tenantID string
+	sub      string
+	info     json.RawMessage // the token's info claim, shown in presence
 	window   stream.Window
 	ttl      time.Duration
 	// connectedAt is when the session first connected, kept across resumes.
@@ -37,8 +43,9 @@ type Stream struct {
 	states     []stream.Entry // current job and workflow states to send first, as of the floor
 	log        *Log           // set for a stream on a tenant-wide log
 
-	mu       sync.Mutex // guards acquired, closed and leased against the sessions API and takeovers
+	mu       sync.Mutex // guards acquired, present, closed and leased against the sessions API and takeovers
 	acquired []string
+	present  []string // the channels on which the session counts in presence
 	closed   bool
 	leased   bool // holds one of the tenant's max_connections
 
@@ -84,14 +91,53 @@ func (st *Stream) release() {
 	st.svc.live.remove(st)
 	st.svc.Registry.Leave(st.sess)
 	st.mu.Lock()
-	acquired, leased := st.acquired, st.leased
-	st.acquired, st.closed, st.leased = nil, true, false
+	acquired, leased, present := st.acquired, st.leased, st.present
+	st.acquired, st.closed, st.leased, st.present = nil, true, false, nil
 	st.mu.Unlock()
 	for _, ch := range acquired {
 		st.svc.Hub.Release(st.tenantID, ch)
 	}
 	if leased {
 		st.svc.Leases.Release(st.tenantID)
+	}
+	if len(present) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st.svc.Presence.Leave(ctx, st.tenantID, st.sub, present)
+	}
+}
+
+// enterLocked counts the session in presence on those of channels that keep it (by the
+// tenant's settings now) and where it does not count yet; st.mu must be held.
+func (st *Stream) enterLocked(ctx context.Context, settings tenant.Settings, channels []string) {
+	if st.svc.Presence == nil {
+		return
+	}
+	var on []string
+	for _, ch := range channels {
+		if settings.Presence(ch) && !slices.Contains(st.present, ch) {
+			on = append(on, ch)
+		}
+	}
+	if len(on) == 0 {
+		return
+	}
+	st.present = append(st.present, on...)
+	st.svc.Presence.Join(ctx, st.tenantID, st.sub, st.info, on)
+}
+
+// exitLocked takes the session out of presence on those of channels where it counts, whatever
+// the settings say now; st.mu must be held.
+func (st *Stream) exitLocked(ctx context.Context, channels []string) {
+	var off []string
+	for _, ch := range channels {
+		if i := slices.Index(st.present, ch); i >= 0 {
+			st.present = slices.Delete(st.present, i, i+1)
+			off = append(off, ch)
+		}
+	}
+	if len(off) > 0 {
+		st.svc.Presence.Leave(ctx, st.tenantID, st.sub, off)
 	}
 }
 
@@ -147,10 +193,58 @@ func (st *Stream) Serve(out Sink) {
 			// resume. A session closed because the client left has none.
 			if f := sess.Final(); f != nil {
 				_ = w.write([]*streamgate.Frame{f})
+				st.evicted(f)
 			}
 			return
 		}
 	}
+}
+
+// evicted tells the tenant's backend (session.evicted) when the final notice f ends the session
+// for lagging, a failed authentication or the operator's eviction.
+func (st *Stream) evicted(f *streamgate.Frame) {
+	ev := st.svc.Events
+	if ev == nil {
+		return
+	}
+	reason, ok := evictionReason(f)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ev.SessionEvicted(ctx, st.tenantID, st.sess.ID(), st.sub, reason); err != nil {
+		st.svc.log.Warn("session.evicted webhook not queued", "tenant", st.tenantID, "session", st.sess.ID(), "err", err)
+	}
+}
+
+// evictionReason reads a final notice ("event: <name>\ndata: {\"reason\": …}"): lagging and
+// auth_failed are evictions, and so is a disconnect by the operator; a shutdown, a suspension
+// or a takeover by a resume are not.
+func evictionReason(f *streamgate.Frame) (string, bool) {
+	rest, ok := strings.CutPrefix(string(f.Body), "event: ")
+	if !ok {
+		return "", false
+	}
+	name, rest, _ := strings.Cut(rest, "\n")
+	rest, ok = strings.CutPrefix(rest, "data: ")
+	if !ok {
+		return "", false
+	}
+	data, _, _ := strings.Cut(rest, "\n")
+	var d struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal([]byte(data), &d) != nil {
+		return "", false
+	}
+	switch name {
+	case streamgate.EventLagging, streamgate.EventAuthFailed:
+		return d.Reason, true
+	case streamgate.EventDisconnect:
+		return d.Reason, d.Reason == streamgate.ReasonEvicted
+	}
+	return "", false
 }
 
 // writeLive writes a batch of live frames. A resync marker among them (this node's

@@ -42,6 +42,8 @@ type adminTotals struct {
 	DeliveredTotal uint64 `json:"delivered_total"`
 	DroppedTotal   uint64 `json:"dropped_total"`
 	EvictedTotal   uint64 `json:"evicted_total"`
+	// PresenceChannels is how many channels have members now.
+	PresenceChannels int64 `json:"presence_channels"`
 }
 
 type adminNode struct {
@@ -63,6 +65,8 @@ type adminTenantStat struct {
 	DeliveredTotal uint64        `json:"delivered_total"`
 	DroppedTotal   uint64        `json:"dropped_total"`
 	EvictedTotal   uint64        `json:"evicted_total"`
+	// PresenceChannels is how many of the tenant's channels have members now.
+	PresenceChannels int64 `json:"presence_channels"`
 }
 
 // statsCache shares one computation of the cluster's figures between every viewer for a second.
@@ -98,6 +102,10 @@ func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
 	if err != nil {
 		return adminStats{}, err
 	}
+	presence, err := s.streams.PresenceChannels(ctx, ids...)
+	if err != nil {
+		return adminStats{}, err
+	}
 	out := adminStats{GeneratedAt: time.Now().UTC(), Nodes: []adminNode{}, Tenants: make([]adminTenantStat, len(tenants))}
 	usage := map[string]cluster.TenantReport{}
 	for _, n := range nodes {
@@ -117,7 +125,9 @@ func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
 			ID: t.ID, Name: t.Name, Suspended: t.Suspended, Limits: t.Limits,
 			Connections: usage[t.ID].Connections, Subscriptions: usage[t.ID].Subscriptions,
 			PublishedTotal: published[t.ID], DeliveredTotal: c.Delivered, DroppedTotal: c.Dropped, EvictedTotal: c.Evicted,
+			PresenceChannels: presence[t.ID],
 		}
+		out.Totals.PresenceChannels += presence[t.ID]
 		out.Totals.PublishedTotal += published[t.ID]
 		out.Totals.DeliveredTotal += c.Delivered
 		out.Totals.DroppedTotal += c.Dropped
@@ -191,7 +201,8 @@ type adminTenant struct {
 		Connections   int `json:"connections"`
 		Subscriptions int `json:"subscriptions"`
 	} `json:"usage"`
-	PublishedTotal int64 `json:"published_total"`
+	PublishedTotal   int64 `json:"published_total"`
+	PresenceChannels int64 `json:"presence_channels"`
 	cluster.Counters
 }
 
@@ -207,6 +218,11 @@ func (s *Server) adminTenantView(ctx context.Context, t tenant.Tenant) (adminTen
 		return out, err
 	}
 	out.Counters = counters[t.ID]
+	presence, err := s.streams.PresenceChannels(ctx, t.ID)
+	if err != nil {
+		return out, err
+	}
+	out.PresenceChannels = presence[t.ID]
 	out.PublishedTotal, err = s.publisher.Published(ctx, t.ID)
 	return out, err
 }

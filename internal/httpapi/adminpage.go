@@ -3,6 +3,7 @@ package httpapi
 import (
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -34,6 +35,12 @@ func (s *Server) handleAdminAssets() gin.HandlerFunc {
 	}
 	files := http.StripPrefix("/admin/assets/", http.FileServer(http.FS(sub)))
 	return func(c *gin.Context) {
+		// Only files: the file server would list a folder and answer a missing file in plain
+		// text, outside the contract's error shape.
+		if fi, err := fs.Stat(sub, strings.TrimPrefix(c.Param("file"), "/")); err != nil || fi.IsDir() {
+			writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No dashboard file at %s", c.Request.URL.EscapedPath()))
+			return
+		}
 		h := c.Writer.Header()
 		h.Set("Content-Security-Policy", adminCSP)
 		h.Set("X-Content-Type-Options", "nosniff")

@@ -9,6 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	streamgate "github.com/streamgate/streamgate"
 )
 
 // Body limits per route kind. Publishing allows the largest max_message_bytes a tenant can have
@@ -49,6 +53,20 @@ func decodeJSON(r *http.Request, limit int64, v any, allowEmpty bool) *Error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errorf(http.StatusBadRequest, CodeInvalid, "The body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// messageIDSyntax is the refusal of an id that breaks the names rules.
+const messageIDSyntax = "Ids and step names are 1 to 128 characters of A-Z a-z 0-9 _ - . :"
+
+// pathIDs refuses a path whose ids (a key, tenant, session, job or workflow id, a step name)
+// break the names rules: an id that cannot exist is neither looked up nor echoed in a message.
+func pathIDs(c *gin.Context) *Error {
+	for _, p := range c.Params {
+		if (p.Key == "id" || p.Key == "name") && !streamgate.ValidID(p.Value) {
+			return errorf(http.StatusBadRequest, CodeInvalid, messageIDSyntax)
+		}
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // Error is a refusal in the public contract's shape: a status, a snake_case code and a message
@@ -73,6 +74,7 @@ var sentinels = []struct {
 	{tenant.ErrSuspended, http.StatusForbidden, CodeForbidden},
 	{tenant.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{tenant.ErrConflict, http.StatusConflict, CodeConflict},
+	{tenant.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{mercure.ErrInvalid, http.StatusBadRequest, CodeInvalid},
 	{mercure.ErrUnauthorized, http.StatusUnauthorized, CodeUnauthorized},
 	{mercure.ErrForbidden, http.StatusForbidden, CodeForbidden},
@@ -82,7 +84,11 @@ var sentinels = []struct {
 	{delivery.ErrForbidden, http.StatusForbidden, CodeForbidden},
 	{delivery.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{delivery.ErrShuttingDown, http.StatusServiceUnavailable, CodeUnavailable},
+	{webhook.ErrInvalid, http.StatusBadRequest, CodeInvalid},
+	{webhook.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{webhook.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
+	{stream.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrNoReply, http.StatusServiceUnavailable, CodeUnavailable},
 }
@@ -130,7 +136,7 @@ func redisDown(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "BUSY"} {
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "BUSY", "OOM"} {
 			if strings.HasPrefix(rerr.Error(), p) {
 				return true
 			}

@@ -151,7 +151,7 @@ func (s *Server) handlePutJob() gin.HandlerFunc {
 		t := tenantOf(c)
 		id := c.Param("id")
 		var req jobRequest
-		if e := s.readUpdate(c, id, &req); e != nil {
+		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
 			return
 		}
@@ -170,7 +170,7 @@ func (s *Server) handlePutWorkflow() gin.HandlerFunc {
 		t := tenantOf(c)
 		id := c.Param("id")
 		var req workflowRequest
-		if e := s.readUpdate(c, id, &req); e != nil {
+		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
 			return
 		}
@@ -191,7 +191,7 @@ func (s *Server) handlePutWorkflow() gin.HandlerFunc {
 				su.status("status", st.Status, stepStatuses)
 				su.text("error", st.Error)
 				if su.err == nil && su.fields["name"] == nil {
-					su.fail("steps[%d]: field \"name\" is required", i)
+					su.fail("Field \"name\" is required")
 				}
 				if su.err != nil {
 					u.fail("steps[%d]: %s", i, su.err.Message)
@@ -211,12 +211,8 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 	}
 	return func(c *gin.Context) {
 		id, step := c.Param("id"), c.Param("name")
-		if !streamgate.ValidID(step) {
-			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Step names are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
-			return
-		}
 		var req request
-		if e := s.readUpdate(c, id, &req); e != nil {
+		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
 			return
 		}
@@ -231,14 +227,6 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 	}
 }
 
-// readUpdate checks the id and decodes the body strictly.
-func (s *Server) readUpdate(c *gin.Context, id string, v any) *Error {
-	if !streamgate.ValidID(id) {
-		return errorf(http.StatusBadRequest, CodeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :")
-	}
-	return decodeJSON(c.Request, publishBodyLimit, v, false)
-}
-
 // acceptUpdate appends a validated update to the update stream: 202 once it is durable there.
 func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 	if u.err != nil {
@@ -250,6 +238,12 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 		return
 	}
 	t := tenantOf(c)
+	// Updates share the tenant's publish_per_second with publishes: one tenant cannot flood the
+	// update stream that every tenant's jobs go through.
+	if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
+		s.abort(c, e)
+		return
+	}
 	// The update carries this request's span context, so the worker's handling of it continues
 	// the request's trace.
 	carrier := propagation.MapCarrier{}
@@ -280,10 +274,6 @@ func (s *Server) handleGetWorkflow() gin.HandlerFunc {
 func (s *Server) getState(what string, read func(c *gin.Context, tenantID, id string) (json.RawMessage, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.Param("id")
-		if !streamgate.ValidID(id) {
-			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . :"))
-			return
-		}
 		obj, err := read(c, tenantOf(c).ID, id)
 		if errors.Is(err, jobs.ErrNotFound) {
 			s.abort(c, errorf(http.StatusNotFound, CodeNotFound, "No %s %s (state is kept for a while after it finishes)", what, id))

@@ -35,6 +35,15 @@ func (s *Server) requireAPIKey() gin.HandlerFunc {
 	}
 }
 
+// checkIDs answers 400 for a path whose ids break the names rules; it runs after authentication.
+func (s *Server) checkIDs() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if e := pathIDs(c); e != nil {
+			s.abort(c, e)
+		}
+	}
+}
+
 func tenantOf(c *gin.Context) tenant.Tenant {
 	return c.MustGet(tenantKey).(tenant.Tenant)
 }
@@ -70,7 +79,7 @@ func (s *Server) cors() gin.HandlerFunc {
 			h.Add("Vary", "Origin")
 		default:
 			if c.Request.Method == http.MethodOptions {
-				c.AbortWithStatus(http.StatusForbidden)
+				s.abort(c, errorf(http.StatusForbidden, CodeForbidden, "This origin may not call the API; the operator lists the allowed ones"))
 				return
 			}
 			c.Next()

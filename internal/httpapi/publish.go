@@ -82,7 +82,7 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 		events := make([]stream.Event, len(req.Events))
 		for i, r := range req.Events {
 			if r.Channel == nil {
-				s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "events[%d]: field \"channel\" is required", i))
+				s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "events[%d]: Field \"channel\" is required", i))
 				return
 			}
 			ev, e := validateEvent(t, *r.Channel, r, fmt.Sprintf("events[%d]: ", i))

@@ -22,6 +22,7 @@ import (
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // Config is the edge's behaviour that operators set.
@@ -62,6 +63,7 @@ type Deps struct {
 	Cluster   *cluster.View
 	JobStates *jobs.States
 	Updates   *jobs.Updates
+	Webhooks  *webhook.Store
 	Ready     func() bool // whether the node can serve, for /readyz
 	// Limiter counts the rate limits; nil leaves them all off.
 	Limiter *ratelimit.Limiter
@@ -86,6 +88,7 @@ type Server struct {
 	trustedProxies []netip.Prefix
 	jobStates      *jobs.States
 	updates        *jobs.Updates
+	webhooks       *webhook.Store
 	cluster        *cluster.View
 	ready          func() bool
 	limiter        *ratelimit.Limiter
@@ -106,7 +109,7 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: log, tenants: d.Tenants, publisher: d.Publisher, history: d.History, streams: d.Streams,
 		mercure: d.Mercure, trustedProxies: parsePrefixes(cfg.TrustedProxies),
-		jobStates: d.JobStates, updates: d.Updates, cluster: d.Cluster, ready: d.Ready,
+		jobStates: d.JobStates, updates: d.Updates, webhooks: d.Webhooks, cluster: d.Cluster, ready: d.Ready,
 		limiter: d.Limiter, tracer: telemetry.Tracer(d.Tracer), metricsHandler: d.Metrics,
 	}
 	s.instruments = newInstruments(telemetry.Meter(d.Meter), log)

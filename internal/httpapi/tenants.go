@@ -194,6 +194,40 @@ func (s *Server) handleMintToken() gin.HandlerFunc {
 	}
 }
 
+func (s *Server) handleGetSettings() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		writeJSON(c.Writer, http.StatusOK, viewSettings(tenantOf(c).Settings))
+	}
+}
+
+// handlePutSettings replaces the tenant's settings; every node applies them to new
+// subscriptions within the tenant cache's time.
+func (s *Server) handlePutSettings() gin.HandlerFunc {
+	type request struct {
+		PresenceChannels []string `json:"presence_channels"`
+	}
+	return func(c *gin.Context) {
+		var req request
+		if e := decodeJSON(c.Request, smallBodyLimit, &req, false); e != nil {
+			s.abort(c, e)
+			return
+		}
+		t, err := s.tenants.PutSettings(c.Request.Context(), tenantOf(c).ID, tenant.Settings{PresenceChannels: req.PresenceChannels})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, viewSettings(t.Settings))
+	}
+}
+
+func viewSettings(st tenant.Settings) tenant.Settings {
+	if st.PresenceChannels == nil {
+		st.PresenceChannels = []string{}
+	}
+	return st
+}
+
 // handleTenantStats reports the tenant's figures over the whole cluster: live usage from the
 // nodes' heartbeats, totals from Redis. At most two seconds old.
 func (s *Server) handleTenantStats() gin.HandlerFunc {
@@ -214,6 +248,7 @@ func (s *Server) handleTenantStats() gin.HandlerFunc {
 			"connections": v.Usage.Connections, "subscriptions": v.Usage.Subscriptions,
 			"published_total": v.PublishedTotal, "delivered_total": v.Delivered,
 			"dropped_total": v.Dropped, "evicted_total": v.Evicted, "nodes": len(nodes),
+			"presence_channels": v.PresenceChannels,
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 // the head carries the headers set before, batches arrive as chunks, and the client going away
 // is noticed.
 func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
+	t.Parallel()
 	gone := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -68,6 +69,7 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 }
 
 func TestHTTPSinkFlushesEachBatch(t *testing.T) {
+	t.Parallel()
 	rec := httptest.NewRecorder()
 	out := &httpSink{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
 	if err := out.WriteBatch([][]byte{[]byte("a"), []byte("b")}); err != nil {

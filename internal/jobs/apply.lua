@@ -11,7 +11,9 @@
 -- ARGV[11] retention of a finished state (ms)
 -- ARGV[12..] the update's fields as name, value pairs; values are JSON texts
 --
--- Returns {"applied", event id} | {"dup"} | {"ignored"} | {"wait", last applied seq}.
+-- Returns {"applied", event id} | {"dup"} | {"ignored"} | {"wait", last applied seq}; an update
+-- that finishes the job (now, or again as a duplicate) adds the published state:
+-- {"applied" | "dup", event id, state event}.
 local stateKey, seqKey, trimKey, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local kind, id, seq, force, now, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5], ARGV[6]
 local retention = tonumber(ARGV[11])
@@ -19,6 +21,11 @@ local activeTTL = 30 * 24 * 3600 * 1000
 
 local applied = tonumber(redis.call('HGET', stateKey, 'seq') or '0')
 if seq <= applied then
+  -- The update that finished the job, again (its worker could not report the finish): the
+  -- finish is reported again.
+  if tonumber(redis.call('HGET', stateKey, 'final_seq') or '0') == seq then
+    return {'dup', redis.call('HGET', stateKey, 'eid') or '', redis.call('HGET', stateKey, 'event') or ''}
+  end
   return {'dup'}
 end
 if seq ~= applied + 1 and not force then
@@ -45,7 +52,8 @@ local function set(field)
 end
 
 -- mergeSteps folds incoming steps into the stored list: by name, in order of arrival; a field
--- an incoming step leaves out keeps its value.
+-- an incoming step leaves out keeps its value. A workflow holds at most 1,000 steps: names
+-- beyond them are not added.
 local function mergeSteps(incoming)
   local steps = cjson.decode(redis.call('HGET', stateKey, 'steps') or '[]')
   for _, s in ipairs(incoming) do
@@ -58,7 +66,7 @@ local function mergeSteps(incoming)
     if found then
       if s.status then found.status = s.status end
       if s.error then found.error = s.error end
-    else
+    elseif #steps < 1000 then
       table.insert(steps, {name = s.name, status = s.status or 'pending', error = s.error})
     end
   end
@@ -116,8 +124,9 @@ append(history, trimKey, channel, ARGV[7], eid, eventKind, payload, t, tonumber(
 
 redis.call('HSET', stateKey, 'event', payload, 'eid', eid)
 if terminal[cjson.decode(h.status)] then
+  redis.call('HSET', stateKey, 'final_seq', seq)
   redis.call('PEXPIRE', stateKey, retention)
-else
-  redis.call('PEXPIRE', stateKey, activeTTL)
+  return {'applied', eid, payload}
 end
+redis.call('PEXPIRE', stateKey, activeTTL)
 return {'applied', eid}

@@ -60,6 +60,16 @@ type WorkerConfig struct {
 	// Tracer traces the handling of each update as a span "apply update" that continues the
 	// trace of the request that accepted it. Nil traces nothing.
 	Tracer trace.TracerProvider
+	// Notify hears of each job and workflow that reached a terminal state (webhooks). Nil
+	// tells no one.
+	Notify Notifier
+}
+
+// Notifier hears of jobs and workflows that finished: kind is "job" or "workflow", state the
+// final state as GET /v1/jobs/{id} or GET /v1/workflows/{id} shows it. An error leaves the
+// update unacknowledged: it is taken again later and the finish reported again.
+type Notifier interface {
+	Finished(ctx context.Context, tenantID, kind string, state json.RawMessage) error
 }
 
 func (c WorkerConfig) withDefaults() WorkerConfig {
@@ -402,8 +412,32 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	case "dup":
 		w.duplicates.Add(1)
 	}
+	if len(res) == 3 && res[2] != "" {
+		if err := w.finished(ctx, e, res[2]); err != nil {
+			// Unacknowledged, the entry is claimed again and the finish reported again.
+			w.log.WarnContext(ctx, "report finished "+e.kind, "partition", p, "entry", m.ID, "err", err)
+			return held{}, false
+		}
+	}
 	w.ack(ctx, p, m.ID)
 	return held{}, false
+}
+
+// finished tells the notifier of a job or workflow that reached a terminal state; event is the
+// state event the apply script published ({"channel", "job"|"workflow": …}).
+func (w *Worker) finished(ctx context.Context, e entry, event string) error {
+	if w.cfg.Notify == nil {
+		return nil
+	}
+	kind := UpdateJob
+	if e.kind != UpdateJob {
+		kind = UpdateWorkflow
+	}
+	var ev map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(event), &ev); err != nil || len(ev[kind]) == 0 {
+		return fmt.Errorf("decode the final state of %s %s", kind, e.id)
+	}
+	return w.cfg.Notify.Finished(ctx, e.tenantID, kind, ev[kind])
 }
 
 // startSpan starts the span of handling entry m, continuing the trace whose context the entry

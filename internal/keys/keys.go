@@ -37,6 +37,15 @@ func SigningKeys(tenantID string) string { return tenantPrefix(tenantID) + "sigk
 // SigningKeyIndex is the global index from a signing key id (a token's kid) to its tenant.
 func SigningKeyIndex(keyID string) string { return prefix + "sigkey:" + keyID }
 
+// IdentityProviders is the tenant's hash of identity provider id → provider record (issuer,
+// audience, public key or JWKS URL).
+func IdentityProviders(tenantID string) string { return tenantPrefix(tenantID) + "idps" }
+
+// IdentityProviderIndex is the global index from an issuer and audience pair (the SHA-256, hex,
+// of both) to the one tenant and provider that hold it: how a token without one of our kids
+// finds its tenant.
+func IdentityProviderIndex(pairSHA256hex string) string { return prefix + "idp:" + pairSHA256hex }
+
 // Mercure is the tenant's Mercure hub configuration (JSON, keys encrypted).
 func Mercure(tenantID string) string { return tenantPrefix(tenantID) + "mercure" }
 
@@ -71,7 +80,7 @@ func ParseChannel(name string) (tenantID, channel string, ok bool) {
 }
 
 // Control is the global pub/sub channel on which nodes tell each other about changes that
-// affect live sessions (a deleted signing key, a suspended tenant).
+// affect live sessions (a deleted signing key or identity provider, a suspended tenant).
 func Control() string { return prefix + "control" }
 
 // Session is the record of a session that lets it resume on any node.
@@ -84,6 +93,29 @@ func Trimmed(tenantID string) string { return tenantPrefix(tenantID) + "trimmed"
 // Connections is the tenant's hash of node id → "<open streams>:<lease expiry, Unix ms>": the
 // exact count behind max_connections, where a node's share stops counting when its lease ends.
 func Connections(tenantID string) string { return tenantPrefix(tenantID) + "conns" }
+
+// PresenceMembers is a presence channel's hash of sub → "<sessions> <info JSON>": who is there
+// now, with how many sessions over the cluster and the info of the one that joined last.
+func PresenceMembers(tenantID, channel string) string {
+	return tenantPrefix(tenantID) + "pm:" + channel
+}
+
+// PresenceOrder is a presence channel's sorted set of subs by the time they joined (Unix ms).
+func PresenceOrder(tenantID, channel string) string { return tenantPrefix(tenantID) + "pz:" + channel }
+
+// PresenceHolder is one holder's hash of "<channel>\n<sub>" → sessions it holds there. A holder
+// is one node's share of the tenant's presence; its entries live as long as its lease.
+func PresenceHolder(tenantID, holder string) string { return tenantPrefix(tenantID) + "pn:" + holder }
+
+// PresenceLeases is the tenant's hash of holder → lease expiry (Unix ms).
+func PresenceLeases(tenantID string) string { return tenantPrefix(tenantID) + "pl" }
+
+// PresenceChannels is the tenant's set of channels that have members now.
+func PresenceChannels(tenantID string) string { return tenantPrefix(tenantID) + "pch" }
+
+// PresenceLeaseIndex is the global sorted set of "<tenant>\n<holder>" by lease expiry (Unix
+// ms), where live nodes find the leases of dead ones to clear their members.
+func PresenceLeaseIndex() string { return prefix + "presence:leases" }
 
 // Node is the pub/sub channel on which a node takes calls from other nodes.
 func Node(nodeID string) string { return prefix + "node:" + nodeID }
@@ -120,6 +152,78 @@ func JobState(tenantID, id string) string { return tenantPrefix(tenantID) + "job
 
 // WorkflowState is the hash holding a workflow's current state.
 func WorkflowState(tenantID, id string) string { return tenantPrefix(tenantID) + "workflow:" + id }
+
+// Webhooks is the tenant's hash of webhook endpoint id → endpoint record (secrets encrypted).
+func Webhooks(tenantID string) string { return tenantPrefix(tenantID) + "webhooks" }
+
+// WebhookDeadStreaks is the tenant's hash of webhook endpoint id → dead deliveries in a row,
+// which disables an endpoint when it reaches the contract's threshold.
+func WebhookDeadStreaks(tenantID string) string { return tenantPrefix(tenantID) + "wh:streaks" }
+
+// WebhookAttempts is an endpoint's hash of "<delivery id>:<attempt>" → one row of its delivery
+// history; WebhookAttemptIndex orders those rows by time, so the newest can be kept.
+func WebhookAttempts(tenantID, webhookID string) string {
+	return tenantPrefix(tenantID) + "wh:" + webhookID + ":attempts"
+}
+
+// WebhookAttemptIndex is an endpoint's sorted set of attempt rows by time (Unix ms).
+func WebhookAttemptIndex(tenantID, webhookID string) string {
+	return tenantPrefix(tenantID) + "wh:" + webhookID + ":attempts:idx"
+}
+
+// WebhookDead is an endpoint's hash of delivery id → a delivery that exhausted its retries.
+func WebhookDead(tenantID, webhookID string) string {
+	return tenantPrefix(tenantID) + "wh:" + webhookID + ":dead"
+}
+
+// WebhookDeadIndex is an endpoint's sorted set of dead delivery ids by when they died (Unix ms).
+func WebhookDeadIndex(tenantID, webhookID string) string {
+	return tenantPrefix(tenantID) + "wh:" + webhookID + ":dead:idx"
+}
+
+// WebhookPartitions is how many partitions carry webhook deliveries. A tenant's deliveries all
+// go to one partition; each partition has its own hash tag, so Redis Cluster spreads them over
+// shards and a partition's scripts (queue, schedule, in-flight leases) stay on one. Changing it
+// strands queued deliveries.
+const WebhookPartitions = 8
+
+func webhookPartition(p int) string { return prefix + "{wh:" + strconv.Itoa(p) + "}" }
+
+// WebhookEvents is one partition's stream of emitted events, which workers read in a consumer
+// group and fan out to the endpoints that want them.
+func WebhookEvents(p int) string { return webhookPartition(p) + ":events" }
+
+// WebhookDue is one partition's sorted set of "<tenant>/<webhook id>" → when that endpoint next
+// has a delivery to make (Unix ms): what the workers' schedulers poll.
+func WebhookDue(p int) string { return webhookPartition(p) + ":due" }
+
+// WebhookQueue is an endpoint's sorted set of delivery ids by when each is next due (Unix ms).
+func WebhookQueue(p int, tenantID, webhookID string) string {
+	return webhookPartition(p) + ":q:" + tenantID + ":" + webhookID
+}
+
+// WebhookDeliveries is an endpoint's hash of delivery id → the queued delivery (body, attempt).
+func WebhookDeliveries(p int, tenantID, webhookID string) string {
+	return webhookPartition(p) + ":d:" + tenantID + ":" + webhookID
+}
+
+// WebhookInFlight is an endpoint's sorted set of delivery ids being sent → lease expiry (Unix
+// ms): its size is the endpoint's concurrency, and a dead worker's leases run out.
+func WebhookInFlight(p int, tenantID, webhookID string) string {
+	return webhookPartition(p) + ":busy:" + tenantID + ":" + webhookID
+}
+
+// Occupancy is the hash of the node instances holding a tenant channel (instance → "1"): the
+// channel is occupied, cluster-wide, while it has a field.
+func Occupancy(tenantID, channel string) string { return tenantPrefix(tenantID) + "occ:" + channel }
+
+// OccupancyHeld is the global set of "<tenant>\n<channel>" that one node instance holds, so that
+// its fields can be removed when it dies.
+func OccupancyHeld(instance string) string { return prefix + "occ:held:" + instance }
+
+// OccupancyHolders is the global sorted set of node instances that hold channels → when each
+// last said it is alive (Unix ms).
+func OccupancyHolders() string { return prefix + "occ:holders" }
 
 // RateLimitStorePrefix is what the rate limiter's store writes, with a colon, before every key
 // it is given: the RateLimit* keys below are relative to it, so that in Redis they read

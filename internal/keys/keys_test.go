@@ -3,6 +3,7 @@ package keys
 import "testing"
 
 func TestChannelRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ tenant, channel string }{
 		{"tn_a", "chat"},
 		{"tn_a", "job:42"},
@@ -21,10 +22,29 @@ func TestChannelRoundTrip(t *testing.T) {
 }
 
 func TestTenantKeysShareHashTag(t *testing.T) {
+	t.Parallel()
 	for _, k := range []string{Tenant("tn_x"), APIKeys("tn_x"), SigningKeys("tn_x"), Sequence("tn_x"),
-		History("tn_x", "c"), Idempotency("tn_x", "k"), Channel("tn_x", "c"), APIKeysUsed("tn_x")} {
+		History("tn_x", "c"), Idempotency("tn_x", "k"), Channel("tn_x", "c"), APIKeysUsed("tn_x"),
+		IdentityProviders("tn_x"),
+		Webhooks("tn_x"), WebhookDeadStreaks("tn_x"), WebhookAttempts("tn_x", "wh"), WebhookAttemptIndex("tn_x", "wh"),
+		WebhookDead("tn_x", "wh"), WebhookDeadIndex("tn_x", "wh"), Occupancy("tn_x", "c"),
+
+		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x")} {
 		if got := k[3:9]; got != "{tn_x}" {
 			t.Errorf("%s: hash tag %q, want {tn_x}", k, got)
+		}
+	}
+}
+
+func TestWebhookPartitionKeysShareHashTag(t *testing.T) {
+	t.Parallel()
+	for p := range WebhookPartitions {
+		want := "{wh:" + string(rune('0'+p)) + "}"
+		for _, k := range []string{WebhookEvents(p), WebhookDue(p), WebhookQueue(p, "tn_x", "wh_1"),
+			WebhookDeliveries(p, "tn_x", "wh_1"), WebhookInFlight(p, "tn_x", "wh_1")} {
+			if got := k[3 : 3+len(want)]; got != want {
+				t.Errorf("%s: hash tag %q, want %s", k, got, want)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseRate(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want Rate
@@ -35,6 +36,7 @@ func TestParseRate(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1000, 500_000_000)
 	for _, tc := range []struct {
 		reset int64
@@ -55,6 +57,7 @@ func TestRetryAfter(t *testing.T) {
 // takes count too, the key lives on the tenant's shard and expires with its window, and a
 // limiter whose Redis is gone reports an error rather than a verdict.
 func TestTake(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	rdb := rs.Client()
 	a, b := New(rdb), New(rdb) // two nodes

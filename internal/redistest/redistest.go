@@ -28,6 +28,8 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// exited is closed when cmd's process has exited.
+	exited chan struct{}
 }
 
 // URL is the redis:// URL of the server.
@@ -49,35 +51,57 @@ func Start(tb testing.TB, extra ...string) *Server {
 		tb.Fatalf("tests need a real Redis: install redis-server (apt-get install redis-server) or set TEST_REDIS_URL")
 	}
 	s := &Server{tb: tb, dir: tb.TempDir()}
-	port := freePort(tb)
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.args = append([]string{
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--dir", s.dir, "--save", "", "--appendonly", "no",
-		"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
-	}, extra...)
-	s.start()
-	tb.Cleanup(s.Stop)
-	return s
+	// The free port is only free until someone takes it: tests starting servers in parallel
+	// can race for it, and the loser exits at once, so it tries again on another port.
+	var err error
+	for range 5 {
+		port := freePort(tb)
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.args = append([]string{
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--dir", s.dir, "--save", "", "--appendonly", "no",
+			"--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
+		}, extra...)
+		if err = s.start(); err == nil {
+			tb.Cleanup(s.Stop)
+			return s
+		}
+	}
+	tb.Fatalf("%v\n%s", err, s.log())
+	return nil
 }
 
-func (s *Server) start() {
-	s.tb.Helper()
+// start runs redis-server with s.args and waits until it answers, or until it exits.
+func (s *Server) start() error {
 	s.cmd = exec.Command("redis-server", s.args...)
 	s.cmd.Dir = s.dir
 	if err := s.cmd.Start(); err != nil {
-		s.tb.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
+	exited := make(chan struct{})
+	cmd := s.cmd
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.exited = exited
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
 		if err == nil {
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			s.cmd = nil
+			return fmt.Errorf("redis-server on %s exited at start", s.Addr)
+		default:
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("redis-server on %s did not answer: %v\n%s", s.Addr, err, s.log())
+			s.Stop()
+			return fmt.Errorf("redis-server on %s did not answer: %w", s.Addr, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -89,7 +113,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
@@ -100,7 +124,9 @@ func (s *Server) Restart() {
 		s.tb.Fatalf("cannot restart the Redis of TEST_REDIS_URL")
 	}
 	s.Stop()
-	s.start()
+	if err := s.start(); err != nil {
+		s.tb.Fatalf("%v\n%s", err, s.log())
+	}
 }
 
 // Client returns a client of the server, closed when the test ends.

@@ -16,6 +16,7 @@ import (
 )
 
 func TestRunStopsWhenContextEnds(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := NewRegistry("n", Config{})
 		ctx, cancel := context.WithCancel(t.Context())
@@ -44,6 +45,7 @@ func TestRunStopsWhenContextEnds(t *testing.T) {
 // Run's sweeps, on the bubble's fake clock and the default Config: expiry within a sweep,
 // a ping after 15 s of silence, stale removal after 2 minutes without a write.
 func TestRunSweeps(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		r := NewRegistry("n", Config{})
 		ctx, cancel := context.WithCancel(t.Context())
@@ -94,6 +96,7 @@ func TestRunSweeps(t *testing.T) {
 // -race this checks the locking; the accounting checks that every frame Broadcast reports as
 // enqueued is taken by exactly one writer, and that nothing is left behind.
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	r := NewRegistry("n", Config{BufferSize: 8, MaxConsecutiveDrops: 3, MaxTotalDrops: 20})
 	const (
 		tenants  = 3

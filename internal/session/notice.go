@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	streamgate "github.com/streamgate/streamgate"
 )
 
@@ -20,12 +22,6 @@ type disconnectData struct {
 	Reconnect bool   `json:"reconnect"`
 }
 
-// Lagging returns the final frame for a session evicted because its client reads too slowly.
-// The frame is shared: like every Frame, it must not be modified.
-func Lagging() *streamgate.Frame {
-	return lagging
-}
-
 // AuthFailed returns the final frame for a session whose credential no longer holds: its token
 // expired, or the signing key it was signed with was deleted.
 func AuthFailed(reason string) *streamgate.Frame {
@@ -37,4 +33,14 @@ func AuthFailed(reason string) *streamgate.Frame {
 // (reconnect false).
 func Disconnect(reason string, reconnect bool) *streamgate.Frame {
 	return streamgate.Notice(streamgate.EventDisconnect, disconnectData{Reason: reason, Reconnect: reconnect})
+}
+
+type expiringData struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// TokenExpiring returns the notice that a session's token expires at exp: the client should
+// refresh it (POST /v1/sessions/{id}/token) before then.
+func TokenExpiring(exp time.Time) *streamgate.Frame {
+	return streamgate.Notice(streamgate.EventTokenExpiring, expiringData{ExpiresAt: exp.UTC()})
 }

@@ -48,6 +48,7 @@ const (
 	DefaultHeartbeatInterval   = 15 * time.Second
 	DefaultMaxIdle             = 2 * time.Minute
 	DefaultSweepInterval       = time.Second
+	DefaultTokenWarning        = time.Minute
 )
 
 // Config tunes a Registry. Zero (or negative) fields take the defaults.
@@ -67,6 +68,9 @@ type Config struct {
 	// SweepInterval is how often Run sweeps (token expiry, heartbeat, stale cleanup). It bounds
 	// how late an expired token is noticed on a quiet channel.
 	SweepInterval time.Duration
+	// TokenWarning is how long before its token expires a session gets token_expiring, once
+	// per token, so that the client can refresh it in time.
+	TokenWarning time.Duration
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
 }
@@ -89,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.TokenWarning <= 0 {
+		c.TokenWarning = DefaultTokenWarning
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -465,11 +472,43 @@ func (r *Registry) ExpireTokens() []string {
 	victims := r.collect(func(s *Session) bool { return s.expires && now >= s.exp })
 	var ids []string
 	for _, s := range victims {
-		if s.close(tokenExpired) {
+		if s.expireIfDue(now) {
 			s.tenant.evicted.Add(1)
 			ids = append(ids, s.info.ID)
 		}
 		r.detach(s)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// WarnTokens sends token_expiring to every session whose token expires within TokenWarning and
+// was not warned yet, and returns their ids, sorted. The notice goes through the session's
+// buffer like any frame: a full buffer drops it (and counts the drop).
+func (r *Registry) WarnTokens() []string {
+	now := r.now()
+	lead := int64(r.cfg.TokenWarning)
+	victims := r.collect(func(s *Session) bool { return s.expires && now >= s.exp-lead && !s.warned.Load() })
+	var ids []string
+	for _, s := range victims {
+		if !s.warned.CompareAndSwap(false, true) {
+			continue
+		}
+		r.mu.RLock()
+		exp, due := s.info.TokenExp, s.expires && now >= s.exp-lead
+		r.mu.RUnlock()
+		if !due {
+			s.warned.Store(false) // refreshed since the look
+			continue
+		}
+		var c tally
+		o := s.offer(TokenExpiring(exp), now, &r.cfg)
+		c.add(o)
+		c.flush(s.tenant)
+		if o.leaving() {
+			r.detach(s)
+		}
+		ids = append(ids, s.info.ID)
 	}
 	slices.Sort(ids)
 	return ids
@@ -492,11 +531,12 @@ func (r *Registry) CleanupStale(maxIdle time.Duration) []string {
 	return ids
 }
 
-// Heartbeat queues streamgate.Ping to every session with no write for HeartbeatInterval.
-// A session with something already pending gets nothing (that write will do), so a full
-// buffer is never a drop here.
+// Heartbeat queues streamgate.Ping to every session with no write for HeartbeatInterval less
+// one SweepInterval, so that with a sweep every SweepInterval no session goes longer than
+// HeartbeatInterval without a write. A session with something already pending gets nothing
+// (that write will do), so a full buffer is never a drop here.
 func (r *Registry) Heartbeat() {
-	cutoff := r.now() - int64(r.cfg.HeartbeatInterval)
+	cutoff := r.now() - int64(r.cfg.HeartbeatInterval-min(r.cfg.SweepInterval, r.cfg.HeartbeatInterval/2))
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, s := range r.sessions {
@@ -506,7 +546,7 @@ func (r *Registry) Heartbeat() {
 	}
 }
 
-// Run sweeps every SweepInterval (ExpireTokens, Heartbeat, CleanupStale(MaxIdle)) until ctx
+// Run sweeps every SweepInterval (WarnTokens, ExpireTokens, Heartbeat, CleanupStale(MaxIdle)) until ctx
 // ends, then returns nil. One sweeper serves every session, so sessions need no timers.
 func (r *Registry) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.cfg.SweepInterval)
@@ -516,6 +556,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			r.WarnTokens()
 			r.ExpireTokens()
 			r.Heartbeat()
 			r.CleanupStale(r.cfg.MaxIdle)
@@ -673,6 +714,23 @@ func (r *Registry) TenantStats(tenantID string) TenantStats {
 }
 
 // SessionInfo describes a live session for listings.
+// Credentials lists, per tenant with sessions on this node, the distinct key ids (signing keys
+// or identity providers) its sessions were opened with: what a periodic re-check of
+// revocations must look at.
+func (r *Registry) Credentials() map[string][]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string][]string, len(r.tenants))
+	for id, t := range r.tenants {
+		for _, s := range t.sessions {
+			if !slices.Contains(out[id], s.info.KeyID) {
+				out[id] = append(out[id], s.info.KeyID)
+			}
+		}
+	}
+	return out
+}
+
 type SessionInfo struct {
 	ID, TenantID, Sub, KeyID string
 	ConnectedAt              time.Time

@@ -11,6 +11,7 @@ import (
 
 // Forge: test_realtime_config_default, extended to every field.
 func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
 	got := NewRegistry("n", Config{}).Config()
 	if got.BufferSize != 256 || got.MaxConsecutiveDrops != 10 || got.MaxTotalDrops != 50 ||
 		got.HeartbeatInterval != 15*time.Second || got.MaxIdle != 2*time.Minute ||
@@ -25,6 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 
 // Forge: test_session_server_creation.
 func TestNewRegistry(t *testing.T) {
+	t.Parallel()
 	r := NewRegistry("node-7", Config{})
 	if got := r.NodeID(); got != "node-7" {
 		t.Errorf("NodeID = %q", got)
@@ -37,6 +39,7 @@ func TestNewRegistry(t *testing.T) {
 
 // Forge: test_session_connection.
 func TestRegisterRemove(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	s := mustRegister(t, r, "tn_a", "ses_1", "chat", "news", "chat")
 	if got := r.Stats().Connections; got != 1 {
@@ -61,6 +64,7 @@ func TestRegisterRemove(t *testing.T) {
 }
 
 func TestRegisterRejects(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1")
 	tests := []struct {
@@ -88,6 +92,7 @@ func TestRegisterRejects(t *testing.T) {
 
 // Forge: test_session_subscription.
 func TestSubscribeUnsubscribe(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1")
 
@@ -119,6 +124,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 
 // Forge: test_session_subscription_limit.
 func TestSubscriptionLimit(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1", "a", "b")
 
@@ -154,6 +160,7 @@ func TestSubscriptionLimit(t *testing.T) {
 }
 
 func TestMaxConnectionsPerTenant(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	register := func(tn, id string) error {
 		_, err := r.Register(Info{ID: id, TenantID: tn}, []string{"chat"}, 2, 0)
@@ -187,6 +194,7 @@ func TestMaxConnectionsPerTenant(t *testing.T) {
 
 // Forge: test_try_send_backpressure.
 func TestSendBackpressure(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 1)
 	s := mustRegister(t, r, "tn_a", "ses_1")
 	if err := r.Send("ses_1", message("1")); err != nil {
@@ -211,26 +219,29 @@ func TestSendBackpressure(t *testing.T) {
 
 // Forge: backpressure_evicts_after_max_consecutive_drops.
 func TestEvictAfterMaxConsecutiveDrops(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 1)
 	s := mustRegister(t, r, "tn_a", "ses_1", "chat")
 	if err := r.Send("ses_1", message("fill")); err != nil {
 		t.Fatal(err)
 	}
-	for i := range DefaultMaxConsecutiveDrops {
+	// API.md: "After 10 consecutive or 50 total drops the session gets lagging": drops 1–9
+	// are tolerated, the 10th evicts.
+	for i := range DefaultMaxConsecutiveDrops - 1 {
 		if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrFull) {
 			t.Fatalf("drop %d: err = %v, want ErrFull", i+1, err)
 		}
 	}
 	if isDone(s) || r.Stats().Connections != 1 {
-		t.Fatal("evicted before crossing the threshold")
+		t.Fatal("evicted before reaching the threshold")
 	}
 	if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrEvicted) {
-		t.Fatalf("drop %d: err = %v, want ErrEvicted", DefaultMaxConsecutiveDrops+1, err)
+		t.Fatalf("drop %d: err = %v, want ErrEvicted", DefaultMaxConsecutiveDrops, err)
 	}
-	assertFinal(t, s, Lagging())
+	assertFinal(t, s, lagging)
 	assertGone(t, r, "ses_1")
 	st := r.TenantStats("tn_a")
-	want := TenantStats{Dropped: DefaultMaxConsecutiveDrops + 1, Evicted: 1}
+	want := TenantStats{Dropped: DefaultMaxConsecutiveDrops, Evicted: 1}
 	if st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
@@ -252,6 +263,7 @@ func TestEvictAfterMaxConsecutiveDrops(t *testing.T) {
 
 // Forge: drop_counter_resets_on_successful_send.
 func TestDropCounterResetsOnSuccessfulSend(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 1)
 	s := mustRegister(t, r, "tn_a", "ses_1")
 	if err := r.Send("ses_1", message("fill")); err != nil {
@@ -266,7 +278,7 @@ func TestDropCounterResetsOnSuccessfulSend(t *testing.T) {
 	if err := r.Send("ses_1", message("ok")); err != nil {
 		t.Fatalf("Send after drain: %v", err)
 	}
-	for i := range DefaultMaxConsecutiveDrops {
+	for i := range DefaultMaxConsecutiveDrops - 1 {
 		if err := r.Send("ses_1", message("x")); !errors.Is(err, ErrFull) {
 			t.Fatalf("fresh drop %d: err = %v, want ErrFull", i+1, err)
 		}
@@ -278,6 +290,7 @@ func TestDropCounterResetsOnSuccessfulSend(t *testing.T) {
 
 // Forge: total_drops_evicts_intermittently_slow_client.
 func TestTotalDropsEvictIntermittentlySlowClient(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 1)
 	s := mustRegister(t, r, "tn_a", "ses_1")
 	drops := 0
@@ -292,10 +305,10 @@ func TestTotalDropsEvictIntermittentlySlowClient(t *testing.T) {
 			err := r.Send("ses_1", message("x"))
 			drops++
 			if errors.Is(err, ErrEvicted) {
-				if drops != DefaultMaxTotalDrops+1 {
-					t.Errorf("evicted on drop %d, want %d", drops, DefaultMaxTotalDrops+1)
+				if drops != DefaultMaxTotalDrops {
+					t.Errorf("evicted on drop %d, want %d", drops, DefaultMaxTotalDrops)
 				}
-				assertFinal(t, s, Lagging())
+				assertFinal(t, s, lagging)
 				assertGone(t, r, "ses_1")
 				return
 			}
@@ -309,6 +322,7 @@ func TestTotalDropsEvictIntermittentlySlowClient(t *testing.T) {
 
 // Forge: expired_token_session_is_evicted_on_push.
 func TestSendExpiredToken(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 0)
 	s, err := r.Register(Info{ID: "ses_1", TenantID: "tn_a", TokenExp: c.Now().Add(time.Minute)}, []string{"chat"}, 0, 0)
 	if err != nil {
@@ -330,6 +344,7 @@ func TestSendExpiredToken(t *testing.T) {
 
 // Forge: valid_token_session_is_not_evicted.
 func TestSendValidToken(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 0)
 	s, err := r.Register(Info{ID: "ses_1", TenantID: "tn_a", TokenExp: c.Now().Add(time.Hour)}, nil, 0, 0)
 	if err != nil {
@@ -347,6 +362,7 @@ func TestSendValidToken(t *testing.T) {
 // Forge: try_send_to_missing_session_returns_not_found and
 // try_send_to_closed_sender_returns_closed_and_evicts.
 func TestSendToGoneSession(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		gone func(r *Registry, s *Session)
@@ -382,6 +398,7 @@ func TestSendToGoneSession(t *testing.T) {
 }
 
 func TestBroadcastRemovesClosedSession(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	a := mustRegister(t, r, "tn_a", "ses_1", "chat")
 	mustRegister(t, r, "tn_a", "ses_2", "chat")
@@ -397,6 +414,7 @@ func TestBroadcastRemovesClosedSession(t *testing.T) {
 
 // Forge: remove_connection_purges_subscription_mappings.
 func TestRemovePurgesReverseIndex(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1", "a", "b")
 	if got := r.Stats().Subscriptions; got != 2 {
@@ -423,6 +441,7 @@ func TestRemovePurgesReverseIndex(t *testing.T) {
 
 // The swap-remove in the reverse index must keep every other session's position right.
 func TestReverseIndexSurvivesChurn(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	ids := seqIDs("ses_", 100)
 	for _, id := range ids {
@@ -463,6 +482,7 @@ func TestReverseIndexSurvivesChurn(t *testing.T) {
 
 // Forge: add_subscription_to_unknown_session_errors.
 func TestSubscribeUnknownSession(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	if _, err := r.Subscribe("ses_none", "chat", 0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("err = %v, want ErrNotFound", err)
@@ -474,6 +494,7 @@ func TestSubscribeUnknownSession(t *testing.T) {
 
 // Forge: remove_unknown_subscription_is_noop.
 func TestUnsubscribeUnknown(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1", "chat")
 	if removed, err := r.Unsubscribe("ses_1", "nope"); err != nil || removed {
@@ -490,6 +511,7 @@ func TestUnsubscribeUnknown(t *testing.T) {
 // Forge: broadcast_delta_routes_to_subscribed_session and
 // broadcast_delta_without_subscription_is_noop, now per tenant.
 func TestBroadcastTenantIsolation(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	a1 := mustRegister(t, r, "tn_a", "ses_a1", "chat")
 	a2 := mustRegister(t, r, "tn_a", "ses_a2", "news")
@@ -516,6 +538,7 @@ func TestBroadcastTenantIsolation(t *testing.T) {
 }
 
 func TestBroadcastSlowSessionDoesNotStopFast(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 4)
 	slow := mustRegister(t, r, "tn_a", "ses_slow", "chat")
 	fast := mustRegister(t, r, "tn_a", "ses_fast", "chat")
@@ -537,19 +560,20 @@ func TestBroadcastSlowSessionDoesNotStopFast(t *testing.T) {
 	if len(got) != 30 {
 		t.Errorf("fast session got %d frames, want 30", len(got))
 	}
-	// 4 fill the buffer, 10 drops are tolerated, the 11th evicts: event index 14.
-	if evictedAt != 14 {
-		t.Errorf("slow session evicted at event %d, want 14", evictedAt)
+	// 4 fill the buffer, 9 drops are tolerated, the 10th evicts: event index 13.
+	if evictedAt != 13 {
+		t.Errorf("slow session evicted at event %d, want 13", evictedAt)
 	}
-	assertFinal(t, slow, Lagging())
+	assertFinal(t, slow, lagging)
 	st := r.TenantStats("tn_a")
-	if want := (TenantStats{Connections: 1, Subscriptions: 1, Delivered: 30, Dropped: 11, Evicted: 1}); st != want {
+	if want := (TenantStats{Connections: 1, Subscriptions: 1, Delivered: 30, Dropped: 10, Evicted: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
 }
 
 // Forge: test_session_stats, per tenant and node.
 func TestStats(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 1)
 	a := mustRegister(t, r, "tn_a", "ses_1", "x", "y")
 	mustRegister(t, r, "tn_a", "ses_2", "x")
@@ -592,6 +616,7 @@ func TestStats(t *testing.T) {
 }
 
 func TestSessionsAndLookup(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 1)
 	t0 := c.Now()
 	mustRegister(t, r, "tn_a", "ses_b", "z", "a")
@@ -631,6 +656,7 @@ func TestSessionsAndLookup(t *testing.T) {
 }
 
 func TestCloseVariants(t *testing.T) {
+	t.Parallel()
 	bye := Disconnect("tenant suspended", false)
 	keyGone := AuthFailed("signing key deleted")
 	type reg struct{ tn, id, kid string }
@@ -691,13 +717,14 @@ func TestCloseVariants(t *testing.T) {
 	}
 	s := mustRegister(t, r, "tn_a", "ses_1")
 	r.Close("ses_1", bye)
-	r.Close("ses_1", Lagging())
-	s.close(Lagging()) // first close wins
+	r.Close("ses_1", lagging)
+	s.close(lagging) // first close wins
 	assertFinal(t, s, bye)
 }
 
 // Forge: cleanup_stale_evicts_only_idle_sessions.
 func TestCleanupStale(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 0)
 	idle := mustRegister(t, r, "tn_a", "ses_idle", "chat")
 	active := mustRegister(t, r, "tn_a", "ses_active", "chat")
@@ -724,6 +751,7 @@ func TestCleanupStale(t *testing.T) {
 // Forge: cleanup_expired_tokens_evicts_and_notifies, _skips_unauthenticated_sessions and
 // _returns_empty_when_nothing_expired.
 func TestExpireTokens(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 1)
 	exp := c.Now().Add(time.Minute)
 	reg := func(id string, exp time.Time) *Session {
@@ -764,6 +792,7 @@ func TestExpireTokens(t *testing.T) {
 }
 
 func TestHeartbeat(t *testing.T) {
+	t.Parallel()
 	r, c := newTestRegistry(t, 2)
 	idle := mustRegister(t, r, "tn_a", "ses_idle")
 	busy := mustRegister(t, r, "tn_a", "ses_busy")
@@ -796,6 +825,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestTakeOrderAndReadiness(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	s := mustRegister(t, r, "tn_a", "ses_1", "chat")
 	if isReady(s) {
@@ -817,7 +847,7 @@ func TestTakeOrderAndReadiness(t *testing.T) {
 }
 
 // A steady stream through Send and Take must allocate nothing per frame.
-func TestSteadyStreamAllocatesNothing(t *testing.T) {
+func TestSteadyStreamAllocatesNothing(t *testing.T) { // not parallel: AllocsPerRun refuses
 	r, _ := newTestRegistry(t, 0)
 	s := mustRegister(t, r, "tn_a", "ses_1", "chat")
 	f := message("1")
@@ -835,6 +865,7 @@ func TestSteadyStreamAllocatesNothing(t *testing.T) {
 }
 
 func TestChannelsListsIndexedChannels(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	mustRegister(t, r, "tn_a", "ses_1", "chat")
 	mustRegister(t, r, "tn_a", "ses_2", "chat")
@@ -849,12 +880,13 @@ func TestChannelsListsIndexedChannels(t *testing.T) {
 }
 
 func TestNoticeFrames(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		f    *streamgate.Frame
 		want string
 	}{
-		{"lagging", Lagging(), "event: lagging\ndata: {\"reason\":\"client too slow: buffer full\"}\n\n"},
+		{"lagging", lagging, "event: lagging\ndata: {\"reason\":\"client too slow: buffer full\"}\n\n"},
 		{"auth_failed", AuthFailed("token expired"), "event: auth_failed\ndata: {\"reason\":\"token expired\"}\n\n"},
 		{"auth_failed escaped", AuthFailed("a \"b\"\nevent: x"), "event: auth_failed\ndata: {\"reason\":\"a \\\"b\\\"\\nevent: x\"}\n\n"},
 		{"disconnect", Disconnect("node shutting down", true), "event: disconnect\ndata: {\"reason\":\"node shutting down\",\"reconnect\":true}\n\n"},
@@ -873,6 +905,7 @@ func TestNoticeFrames(t *testing.T) {
 }
 
 func TestSessionSubscribeRefusesATakenOverSession(t *testing.T) {
+	t.Parallel()
 	r, _ := newTestRegistry(t, 0)
 	old := mustRegister(t, r, "tn_a", "ses_1", "chat")
 	r.Close("ses_1", nil)

@@ -38,10 +38,14 @@ type Session struct {
 	tenant      *tenant
 	info        Info
 	connectedAt time.Time
-	expires     bool  // info.TokenExp is set
-	exp         int64 // info.TokenExp in Unix nanoseconds, compared on every send
-	ready       chan struct{}
-	done        chan struct{}
+	// expires and exp change only with a token refresh, which holds both reg.mu and mu; a
+	// reader holds either.
+	expires bool  // info.TokenExp is set
+	exp     int64 // info.TokenExp in Unix nanoseconds, compared on every send
+	// warned is set once token_expiring went out for the current token.
+	warned atomic.Bool
+	ready  chan struct{}
+	done   chan struct{}
 
 	// subs is guarded by reg.mu. It is sorted by channel and records where the session sits in
 	// each channel's subscriber list, so leaving a channel is a swap-remove, not a scan. It is
@@ -110,9 +114,9 @@ func (s *Session) offer(f *streamgate.Frame, now int64, cfg *Config) outcome {
 	if len(s.queue) >= cfg.BufferSize {
 		s.consecutive++
 		s.drops++
-		// The Forge thresholds: evict on the drop that makes either count exceed its maximum,
-		// so a client gets exactly MaxConsecutiveDrops drops in a row for free.
-		if s.consecutive > cfg.MaxConsecutiveDrops || s.drops > cfg.MaxTotalDrops {
+		// The contract's thresholds: evict on the drop that makes either count reach its
+		// maximum (the 10th in a row or the 50th in all, by default).
+		if s.consecutive >= cfg.MaxConsecutiveDrops || s.drops >= cfg.MaxTotalDrops {
 			s.closeLocked(lagging)
 			s.mu.Unlock()
 			return evicted
@@ -125,6 +129,17 @@ func (s *Session) offer(f *streamgate.Frame, now int64, cfg *Config) outcome {
 	s.notify()
 	s.mu.Unlock()
 	return queued
+}
+
+// expireIfDue closes the session with auth_failed if its token has expired by now; it reports
+// whether this call closed it. A refresh between the sweep's look and this call wins.
+func (s *Session) expireIfDue(now int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.expires || now < s.exp {
+		return false
+	}
+	return s.closeLocked(tokenExpired)
 }
 
 // ping queues a heartbeat unless something is already pending: the writer will write that, and
@@ -194,6 +209,28 @@ func (s *Session) channelsLocked() []string {
 		out[i] = x.channel
 	}
 	return out
+}
+
+// Refresh makes the session expire with a new token: at exp (the zero time means never), and
+// closed like the others signed with keyID when that key is deleted. token_expiring goes out
+// again before the new expiry. It returns ErrNotFound once the session is closed or a newer
+// session took over its id.
+func (s *Session) Refresh(exp time.Time, keyID string) error {
+	r := s.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.info.ID] != s {
+		return ErrNotFound
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrNotFound
+	}
+	s.info.KeyID, s.info.TokenExp = keyID, exp
+	s.expires, s.exp = !exp.IsZero(), exp.UnixNano()
+	s.warned.Store(false)
+	return nil
 }
 
 // ID returns the session id.

@@ -14,6 +14,7 @@ func streamOf(body string) *Stream {
 // TestNextParsesLikeEventSource feeds the parser the cases the SSE specification describes and
 // that the server writes: ids, named events, multi-line data, comments, retry, CRLF line ends.
 func TestNextParsesLikeEventSource(t *testing.T) {
+	t.Parallel()
 	s := streamOf("retry: 2000\n\n" +
 		"id: c:1\nevent: connected\ndata: {\"a\":1}\n\n" +
 		": ping\n\n" +
@@ -46,6 +47,7 @@ func TestNextParsesLikeEventSource(t *testing.T) {
 }
 
 func TestNextEventSkipsCommentsAndRetry(t *testing.T) {
+	t.Parallel()
 	s := streamOf("retry: 10\n\n: ping\n\nevent: message\ndata: x\n\n")
 	ev, err := s.NextEvent()
 	if err != nil || ev.Event != "message" || ev.Data != "x" {
@@ -54,6 +56,7 @@ func TestNextEventSkipsCommentsAndRetry(t *testing.T) {
 }
 
 func TestBadRetryIsAnError(t *testing.T) {
+	t.Parallel()
 	if _, err := streamOf("retry: soon\n\n").Next(); err == nil {
 		t.Fatal("a non-numeric retry was accepted")
 	}

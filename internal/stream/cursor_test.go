@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseCursor(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want bool
@@ -58,6 +59,7 @@ func TestParseCursor(t *testing.T) {
 // TestParseCursorAcceptsEveryCursorTheServerWrites guards the other direction: a cursor the
 // server hands out, however large its counters, must come back as a resume, never as a 400.
 func TestParseCursorAcceptsEveryCursorTheServerWrites(t *testing.T) {
+	t.Parallel()
 	max := strconv.FormatUint(math.MaxUint64, 10)
 	for _, c := range []Cursor{
 		{SessionID: streamgate.NewID("ses_"), Epoch: NewEpoch(), LastID: "0-0"},

@@ -103,21 +103,36 @@ func (h *History) Snapshot(ctx context.Context, tenantID string, channels []stri
 	if trimmed == nil {
 		return snap, nil
 	}
+	snap.Gap = h.gap(after, w, snap.Seq, trimmed.Val(), exists)
+	return snap, nil
+}
+
+// gap reports whether an event after the id after may be gone from one of the channels whose
+// trim marks and log existence are given, for a tenant whose newest sequence number is seq.
+func (h *History) gap(after string, w Window, seq uint64, trimmed []any, exists []*redis.IntCmd) bool {
 	afterMs, afterSeq, _ := ParseID(after)
-	// A cursor older than the window, of a tenant that published since, may have missed
-	// events in a log that expired whole after a quiet spell.
-	stale := afterMs+uint64(w.Seconds)*1000 < uint64(h.now().UnixMilli()) && snap.Seq > afterSeq
-	for i, v := range trimmed.Val() {
-		if _, seq, ok := ParseID(str(v)); ok && seq > afterSeq {
-			snap.Gap = true // an event after the cursor was trimmed
+	// A channel's log expires whole window + linger after its last event. So a log that is
+	// gone proves nothing was published on it after a cursor younger than that; only an older
+	// cursor, of a tenant that published since, may have missed events in it.
+	keep := time.Duration(w.Seconds)*time.Second + Linger(w)
+	stale := afterMs+uint64(keep.Milliseconds()) < uint64(h.now().UnixMilli()) && seq > afterSeq
+	for i, v := range trimmed {
+		if _, s, ok := ParseID(str(v)); ok && s > afterSeq {
+			return true // an event after the cursor was trimmed
 		}
 		if stale && exists[i].Val() == 0 {
 			// The log expired after a quiet window: whether it held something after the
 			// cursor cannot be known any more.
-			snap.Gap = true
+			return true
 		}
 	}
-	return snap, nil
+	return false
+}
+
+// Linger is how long a quiet channel's log outlives its window: max(window, 1 h). A session
+// record is kept as long, so that a quiet session resumes without a needless reset.
+func Linger(w Window) time.Duration {
+	return max(time.Duration(w.Seconds)*time.Second, time.Hour)
 }
 
 func str(v any) string {

@@ -3,13 +3,16 @@ package stream
 import (
 	"encoding/json"
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)
@@ -55,6 +58,7 @@ func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
 }
 
 func TestSnapshotReportsGapsExactly(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.Start(t).Client()
 	p := NewPublisher(rdb)
 	h := NewHistory(rdb)
@@ -103,5 +107,52 @@ func TestSnapshotReportsGapsExactly(t *testing.T) {
 	snap, _ := h.Snapshot(t.Context(), "tn_a", []string{"busy"}, entries[0].ID, w, false)
 	if snap.Gap {
 		t.Errorf("a cursor at the oldest kept entry reported a gap")
+	}
+}
+
+// A session on a quiet channel resumes without a reset after longer than the window while the
+// tenant publishes elsewhere: the quiet log's absence only means "unknown" for cursors older
+// than window + linger.
+func TestQuietChannelResumesWithoutGap(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	p := NewPublisher(rdb)
+	h := NewHistory(rdb)
+	w := Window{Events: 100, Seconds: 60}
+	pub := func(ch string) string {
+		t.Helper()
+		res, err := p.Publish(t.Context(), "tn_a", w, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(`1`)}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.IDs[0]
+	}
+	cursor := pub("quiet")
+	pub("busy")
+	if ttl := rdb.PTTL(t.Context(), keys.History("tn_a", "quiet")).Val(); ttl < time.Hour {
+		t.Fatalf("a quiet log lives %v, want at least window + 1 h", ttl)
+	}
+	// The quiet log expired whole (as it will, window + linger after its last event).
+	rdb.Del(t.Context(), keys.History("tn_a", "quiet"))
+	ms, _, _ := ParseID(cursor)
+	at := func(d time.Duration) func() time.Time {
+		return func() time.Time { return time.UnixMilli(int64(ms)).Add(d) }
+	}
+	for _, tc := range []struct {
+		since time.Duration
+		gap   bool
+	}{
+		{2 * time.Minute, false},          // past the 60 s window, well inside the linger
+		{59 * time.Minute, false},         // still inside window + linger
+		{time.Hour + 2*time.Minute, true}, // older than the log could live: unknown
+	} {
+		h.now = at(tc.since)
+		snap, err := h.Snapshot(t.Context(), "tn_a", []string{"quiet"}, cursor, w, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Gap != tc.gap {
+			t.Errorf("resume %v after the cursor: gap %v, want %v", tc.since, snap.Gap, tc.gap)
+		}
 	}
 }

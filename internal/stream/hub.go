@@ -22,6 +22,14 @@ type Deliverer interface {
 	Broadcast(tenantID, channel string, f *streamgate.Frame) int
 }
 
+// Occupancy hears when this node starts and stops holding a tenant channel: its first local
+// subscriber came, or its last one left. Both run with the hub's lock held: they must return at
+// once, without calling back into the hub.
+type Occupancy interface {
+	Occupied(tenantID, channel string)
+	Vacated(tenantID, channel string)
+}
+
 // ErrUnavailable means Redis did not confirm a subscription in time.
 var ErrUnavailable = errors.New("redis unavailable")
 
@@ -42,6 +50,10 @@ type Hub struct {
 	log      *slog.Logger
 	// ConfirmTimeout bounds how long Acquire waits for Redis to confirm a subscription.
 	ConfirmTimeout time.Duration
+	// idleCheck is how long a pub/sub connection may be quiet before it is pinged, and
+	// pongTimeout how long the ping may go unanswered before the connection counts as dead
+	// and is replaced (followed by catch-up). See WithKeepalive.
+	idleCheck, pongTimeout time.Duration
 
 	ctx    context.Context // lives until Run returns; receive loops run under it
 	cancel context.CancelFunc
@@ -50,6 +62,8 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[string]*subscription // pub/sub name → state
 	shards map[int]*psConn          // hash slot → sharded connection (cluster only)
+
+	reconnected chan struct{} // signalled after a pub/sub connection came back
 }
 
 type subscription struct {
@@ -81,10 +95,13 @@ type Handlers struct {
 	// Node receives the payloads of this node's own channel: calls from other nodes and their
 	// replies. Nil ignores them.
 	Node func(payload string)
+	// Occupancy hears of the node's first and last subscriber of each tenant channel (for
+	// webhooks). Nil tells no one.
+	Occupancy Occupancy
 }
 
 // NewHub returns the hub of node nodeID, handing what it receives to h.
-func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger) *Hub {
+func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger, opts ...HubOption) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	hub := &Hub{
 		rdb:            rdb,
@@ -93,13 +110,29 @@ func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logg
 		handlers:       h,
 		log:            log,
 		ConfirmTimeout: 5 * time.Second,
+		idleCheck:      15 * time.Second,
+		pongTimeout:    10 * time.Second,
 		ctx:            ctx,
 		cancel:         cancel,
 		subs:           make(map[string]*subscription),
 		shards:         make(map[int]*psConn),
+		reconnected:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(hub)
 	}
 	hub.main = hub.newConn(rdb.Subscribe(ctx), false)
 	return hub
+}
+
+// HubOption changes a hub's defaults.
+type HubOption func(*Hub)
+
+// WithKeepalive sets how long a pub/sub connection may be quiet before it is pinged, and how
+// long that ping may go unanswered before the connection counts as dead. The defaults, 15 s
+// and 10 s, notice a half-open connection within 25 s.
+func WithKeepalive(idle, pong time.Duration) HubOption {
+	return func(h *Hub) { h.idleCheck, h.pongTimeout = idle, pong }
 }
 
 func (h *Hub) newConn(ps *redis.PubSub, sharded bool) *psConn {
@@ -121,6 +154,9 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	s.refs++
 	if s.refs == 1 {
+		if h.handlers.Occupancy != nil && channel != MercureChannel { // internal: occupies nothing
+			h.handlers.Occupancy.Occupied(tenantID, channel)
+		}
 		var err error
 		s.conn, err = h.subscribeLocked(ctx, name)
 		if err != nil {
@@ -180,6 +216,11 @@ func (h *Hub) releaseLocked(name string, s *subscription) {
 		return
 	}
 	delete(h.subs, name)
+	if h.handlers.Occupancy != nil {
+		if tenantID, channel, ok := keys.ParseChannel(name); ok && channel != MercureChannel {
+			h.handlers.Occupancy.Vacated(tenantID, channel)
+		}
+	}
 	c := s.conn
 	c.names--
 	if c.sharded && c.names == 0 {
@@ -278,18 +319,33 @@ func (h *Hub) Run(ctx context.Context) error {
 // Errors are retried with backoff; the client reconnects and resubscribes by itself.
 func (h *Hub) receive(c *psConn) {
 	backoff := 50 * time.Millisecond
+	awaitingPong := false
 	for {
-		msg, err := c.ps.ReceiveTimeout(h.ctx, 30*time.Second)
+		var msg any
+		var err error
+		if awaitingPong {
+			// A keepalive ping is out: with a zero timeout the read is bounded by the context
+			// alone, and go-redis then counts a timeout as a dead connection and reconnects.
+			// That is what catches a half-open connection (no RST: a paused Redis, a dropped
+			// link), which would otherwise look quiet for ever.
+			ctx, cancel := context.WithTimeout(h.ctx, h.pongTimeout)
+			msg, err = c.ps.ReceiveTimeout(ctx, 0)
+			cancel()
+		} else {
+			msg, err = c.ps.ReceiveTimeout(h.ctx, h.idleCheck)
+		}
 		if h.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
 			return
 		}
 		if err != nil {
 			var nerr interface{ Timeout() bool }
-			if errors.As(err, &nerr) && nerr.Timeout() {
+			if !awaitingPong && errors.As(err, &nerr) && nerr.Timeout() {
 				// Quiet for a while: make sure the connection is still alive.
 				_ = c.ps.Ping(h.ctx, "sg:keepalive")
+				awaitingPong = true
 				continue
 			}
+			awaitingPong = false
 			h.log.Warn("redis pub/sub receive", "err", err, "retry_in", backoff.String())
 			h.broke(c)
 			select {
@@ -300,6 +356,7 @@ func (h *Hub) receive(c *psConn) {
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
+		awaitingPong = false // anything received proves the connection alive
 		backoff = 50 * time.Millisecond
 		if c.broken {
 			h.recovered(c)
@@ -347,7 +404,16 @@ func (h *Hub) recovered(c *psConn) {
 	if len(names) > 0 {
 		h.log.Info("pub/sub reconnected: streams catch up from history", "channels", len(names))
 	}
+	select {
+	case h.reconnected <- struct{}{}:
+	default: // one signal pending is enough
+	}
 }
+
+// Reconnected is signalled after a pub/sub connection came back from a break: control
+// messages sent during the break (a deleted key, a suspended tenant) were missed and must be
+// re-checked.
+func (h *Hub) Reconnected() <-chan struct{} { return h.reconnected }
 
 func (h *Hub) dispatch(name, payload string) {
 	switch name {
@@ -376,7 +442,8 @@ func (h *Hub) dispatch(name, payload string) {
 
 // EncodeFrame turns a payload published on channel ("<id>\n<kind>\n<json>") into the SSE
 // frame every subscriber on this node receives; on the Mercure channel, into the frame the
-// node's Mercure index takes.
+// node's Mercure index takes. A payload without an id is a live event that is neither kept nor
+// replayed (presence): its frame has no id.
 func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	id, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
@@ -385,6 +452,12 @@ func EncodeFrame(channel, payload string) (*streamgate.Frame, bool) {
 	kind, data, ok := strings.Cut(rest, "\n")
 	if !ok {
 		return nil, false
+	}
+	if id == "" {
+		if !streamgate.ValidEventName(kind) {
+			return nil, false
+		}
+		return &streamgate.Frame{Channel: channel, Body: streamgate.AppendEvent(nil, kind, data)}, true
 	}
 	_, seq, ok := ParseID(id)
 	if !ok {

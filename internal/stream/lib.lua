@@ -22,6 +22,14 @@ local function seqOf(id)
   return tonumber(string.match(id, '-(%d+)$'))
 end
 
+-- lingerMs is how long a quiet channel's history and trim mark outlive its window: max(window,
+-- 1 h). A resume whose cursor is younger than window + linger can then tell "nothing was
+-- published here since" (the log or its trim mark still exists, or never existed in that time)
+-- from "it may have been" (keep in step with stream.Linger in history.go).
+local function lingerMs(maxAgeMs)
+  return math.max(maxAgeMs, 3600000)
+end
+
 -- trim removes what falls out of a channel's window and remembers the newest id it removed,
 -- so that a resume from before it knows it cannot be replayed.
 local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
@@ -39,7 +47,7 @@ local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
     redis.call('XTRIM', stream, 'MAXLEN', maxLen)
     redis.call('XTRIM', stream, 'MINID', minID)
     redis.call('HSET', trimKey, channel, newest)
-    redis.call('PEXPIRE', trimKey, 2 * maxAgeMs + 60000)
+    redis.call('PEXPIRE', trimKey, maxAgeMs + lingerMs(maxAgeMs) + 60000)
   end
 end
 
@@ -48,6 +56,6 @@ end
 local function append(stream, trimKey, channel, pubsub, id, kind, payload, now, maxLen, maxAgeMs)
   redis.call('XADD', stream, id, 'k', kind, 'd', payload)
   trim(stream, trimKey, channel, maxLen, maxAgeMs, (now - maxAgeMs) .. '-0')
-  redis.call('PEXPIRE', stream, maxAgeMs + 60000)
+  redis.call('PEXPIRE', stream, maxAgeMs + lingerMs(maxAgeMs))
   redis.call(PUB, pubsub, id .. '\n' .. kind .. '\n' .. payload)
 end

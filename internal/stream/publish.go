@@ -6,7 +6,9 @@ package stream
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +21,13 @@ import (
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
 )
+
+// requestIDTTL is how long a publish without an Idempotency-Key is remembered: long enough for
+// the Redis client's retry of a lost answer.
+const requestIDTTL = time.Minute
+
+// ErrIdempotencyMismatch means an Idempotency-Key came back with other events than its first use.
+var ErrIdempotencyMismatch = errors.New("idempotency key reused")
 
 var (
 	//go:embed lib.lua
@@ -96,7 +105,22 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, even
 		}
 		entries[i] = pubEntry{channel: ev.Channel, kind: streamgate.EventMessage, payload: payload}
 	}
-	return p.publish(ctx, tenantID, w, entries, idemKey)
+	return p.publish(ctx, tenantID, w, entries, idemKey, fingerprintOf(events))
+}
+
+// fingerprintOf identifies a request's events (channels, names, data), so that an
+// Idempotency-Key reused for another request is told apart from a retry.
+func fingerprintOf(events []Event) string {
+	h := sha256.New()
+	for _, ev := range events {
+		for _, part := range [][]byte{[]byte(ev.Channel), []byte(ev.Event), ev.Data} {
+			var n [8]byte
+			binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+			h.Write(n[:])
+			h.Write(part)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 type messageData struct {
@@ -111,18 +135,20 @@ type pubEntry struct {
 	payload       []byte
 }
 
-func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []pubEntry, idemKey string) (Result, error) {
+func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []pubEntry, idemKey, fingerprint string) (Result, error) {
 	if len(entries) == 0 {
 		return Result{}, errors.New("publish: no events")
 	}
 	ks := make([]string, 0, 3+len(entries))
-	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
-	args := make([]any, 0, 4+4*len(entries))
-	useIdem := "0"
-	if idemKey != "" {
-		useIdem = "1"
+	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
+	// client retries a command whose answer was lost, and the script may have run.
+	remember := time.Duration(w.Seconds) * time.Second
+	if idemKey == "" {
+		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
 	}
-	args = append(args, NewEpoch(), w.Events, w.Seconds, useIdem)
+	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
+	args := make([]any, 0, 5+4*len(entries))
+	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprint, remember.Milliseconds())
 	for _, e := range entries {
 		ks = append(ks, keys.History(tenantID, e.channel))
 		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
@@ -130,6 +156,9 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 	reply, err := p.script.Run(ctx, p.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
+	}
+	if len(reply) == 3 && reply[0] == "mismatch" {
+		return Result{}, fmt.Errorf("the Idempotency-Key was used with a different request: %w", ErrIdempotencyMismatch)
 	}
 	if len(reply) != 3 {
 		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)

@@ -1,7 +1,10 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,6 +22,8 @@ import (
 const (
 	MetricConnections       = "streamgate.connections"
 	MetricSubscriptions     = "streamgate.subscriptions"
+	MetricNodeConnections   = "streamgate.node.connections"
+	MetricNodeSubscriptions = "streamgate.node.subscriptions"
 	MetricPublished         = "streamgate.published"
 	MetricDelivered         = "streamgate.delivered"
 	MetricDropped           = "streamgate.dropped"
@@ -42,16 +47,33 @@ var LatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 // Meter returns Streamgate's meter of mp.
 func Meter(mp metric.MeterProvider) metric.Meter { return mp.Meter(ScopeName) }
 
+// OtherTenants is the tenant label of the series that sums every tenant outside the top N.
+const OtherTenants = "other"
+
 // ObserveSessions reports, on every collection, the node's open connections and subscriptions
-// and its delivered, dropped and evicted counts since start, per tenant, as stats tells them.
-func ObserveSessions(m metric.Meter, stats func() session.NodeStats) error {
+// (node totals, present from start and 0 when idle) and, per tenant, connections,
+// subscriptions and delivered, dropped and evicted counts since start, as stats tells them.
+// Per-tenant series are bounded: the topN tenants by connections get their own label, the rest
+// are summed under tenant="other" (whose counters restart when a tenant enters or leaves the
+// top, which rate() treats as a counter reset).
+func ObserveSessions(m metric.Meter, stats func() session.NodeStats, topN int) error {
+	nodeConns, err := m.Int64ObservableGauge(MetricNodeConnections, metric.WithUnit("{connection}"),
+		metric.WithDescription("Open end-user streams on this node, all tenants."))
+	if err != nil {
+		return err
+	}
+	nodeSubs, err := m.Int64ObservableGauge(MetricNodeSubscriptions, metric.WithUnit("{subscription}"),
+		metric.WithDescription("Channel subscriptions of the open streams on this node, all tenants."))
+	if err != nil {
+		return err
+	}
 	conns, err := m.Int64ObservableGauge(MetricConnections, metric.WithUnit("{connection}"),
-		metric.WithDescription("Open end-user streams on this node."))
+		metric.WithDescription("Open end-user streams on this node, per tenant (top tenants, then other)."))
 	if err != nil {
 		return err
 	}
 	subs, err := m.Int64ObservableGauge(MetricSubscriptions, metric.WithUnit("{subscription}"),
-		metric.WithDescription("Channel subscriptions of the open streams on this node."))
+		metric.WithDescription("Channel subscriptions of the open streams on this node, per tenant."))
 	if err != nil {
 		return err
 	}
@@ -71,7 +93,10 @@ func ObserveSessions(m metric.Meter, stats func() session.NodeStats) error {
 		return err
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for id, t := range stats().Tenants {
+		st := stats()
+		o.ObserveInt64(nodeConns, int64(st.Connections))
+		o.ObserveInt64(nodeSubs, int64(st.Subscriptions))
+		for id, t := range TopTenants(st.Tenants, topN) {
 			attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", id)))
 			o.ObserveInt64(conns, int64(t.Connections), attrs)
 			o.ObserveInt64(subs, int64(t.Subscriptions), attrs)
@@ -80,8 +105,42 @@ func ObserveSessions(m metric.Meter, stats func() session.NodeStats) error {
 			o.ObserveInt64(evicted, int64(t.Evicted), attrs)
 		}
 		return nil
-	}, conns, subs, delivered, dropped, evicted)
+	}, nodeConns, nodeSubs, conns, subs, delivered, dropped, evicted)
 	return err
+}
+
+// TopTenants keeps the n tenants with the most connections (ties by id) and sums the others
+// under OtherTenants.
+func TopTenants(tenants map[string]session.TenantStats, n int) map[string]session.TenantStats {
+	if len(tenants) <= n {
+		return tenants
+	}
+	ids := make([]string, 0, len(tenants))
+	for id := range tenants {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := cmp.Compare(tenants[b].Connections, tenants[a].Connections); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	out := make(map[string]session.TenantStats, n+1)
+	var other session.TenantStats
+	for i, id := range ids {
+		t := tenants[id]
+		if i < n {
+			out[id] = t
+			continue
+		}
+		other.Connections += t.Connections
+		other.Subscriptions += t.Subscriptions
+		other.Delivered += t.Delivered
+		other.Dropped += t.Dropped
+		other.Evicted += t.Evicted
+	}
+	out[OtherTenants] = other
+	return out
 }
 
 // ObserveWorker reports a worker's counters on every collection.

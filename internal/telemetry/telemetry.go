@@ -56,14 +56,10 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 }
 
-type providerKey struct{}
-
-// WithTracerProvider returns a context that makes Setup use tp instead of what the environment
-// says: for tests (an in-memory exporter) and for programs that embed a node. Setup does not
-// shut tp down.
-func WithTracerProvider(ctx context.Context, tp *sdktrace.TracerProvider) context.Context {
-	return context.WithValue(ctx, providerKey{}, tp)
-}
+// ProviderKey is the context key of a *sdktrace.TracerProvider that Setup uses instead of what
+// the environment says: for tests (an in-memory exporter) and for programs that embed a node.
+// Setup does not shut that provider down.
+type ProviderKey struct{}
 
 // Setup builds the telemetry of service from the environment read with getenv:
 //
@@ -109,7 +105,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Te
 }
 
 func (t *Telemetry) setupTracing(ctx context.Context, res *resource.Resource, getenv func(string) string) error {
-	if tp, ok := ctx.Value(providerKey{}).(*sdktrace.TracerProvider); ok && tp != nil {
+	if tp, ok := ctx.Value(ProviderKey{}).(*sdktrace.TracerProvider); ok && tp != nil {
 		t.Tracer, t.Tracing = tp, true
 		return nil
 	}
@@ -154,7 +150,7 @@ func (t *Telemetry) setupTracing(ctx context.Context, res *resource.Resource, ge
 	if err != nil {
 		return fmt.Errorf("otlp trace exporter: %w", err)
 	}
-	sampler, err := samplerFromEnv(getenv)
+	sampler, err := Sampler(getenv)
 	if err != nil {
 		return err
 	}
@@ -219,11 +215,11 @@ func first(getenv func(string) string, names ...string) string {
 	return ""
 }
 
-// samplerFromEnv reads OTEL_TRACES_SAMPLER (default parentbased_always_on) and its argument.
+// Sampler reads OTEL_TRACES_SAMPLER (default parentbased_always_on) and its argument.
 // Whatever it is, a client span without a parent is not sampled: Redis commands of background
 // loops (heartbeats, polls, canaries) would otherwise each start a trace of their own several
 // times a second, while a command made for a request or an update joins that trace.
-func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
+func Sampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	ratio := func() (float64, error) {
 		arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
 		if arg == "" {
@@ -273,10 +269,4 @@ func (f orphanClientFilter) ShouldSample(p sdktrace.SamplingParameters) sdktrace
 
 func (f orphanClientFilter) Description() string {
 	return "OrphanClientFilter{" + f.next.Description() + "}"
-}
-
-// Sampler is the sampler Setup uses when OTEL_TRACES_SAMPLER is unset, for providers built
-// elsewhere (tests) that should behave like a node's.
-func Sampler() sdktrace.Sampler {
-	return orphanClientFilter{sdktrace.ParentBased(sdktrace.AlwaysSample())}
 }

@@ -39,6 +39,7 @@ var remoteParent = trace.NewSpanContext(trace.SpanContextConfig{
 // TestNoExportWithoutEndpoint: with no OTLP endpoint nothing is recorded, yet an incoming trace
 // context still passes through, so logs and update entries keep the caller's trace.
 func TestNoExportWithoutEndpoint(t *testing.T) {
+	t.Parallel()
 	for _, vars := range []map[string]string{
 		{},
 		{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SDK_DISABLED": "true"},
@@ -60,6 +61,7 @@ func TestNoExportWithoutEndpoint(t *testing.T) {
 // TestExportOverOTLP: with OTEL_EXPORTER_OTLP_ENDPOINT set, spans go to <endpoint>/v1/traces
 // over OTLP/HTTP; the signal's own endpoint variable is used as it is.
 func TestExportOverOTLP(t *testing.T) {
+	t.Parallel()
 	var paths = make(chan string, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -100,6 +102,7 @@ func TestExportOverOTLP(t *testing.T) {
 }
 
 func TestSetupRefusesWhatItCannotHonour(t *testing.T) {
+	t.Parallel()
 	for _, vars := range []map[string]string{
 		{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "zipkin"},
 		{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
@@ -116,6 +119,7 @@ func TestSetupRefusesWhatItCannotHonour(t *testing.T) {
 // TestSampler: spans are sampled as OTEL_TRACES_SAMPLER says, except that a client span with
 // no parent (a background loop's Redis command) never starts a trace.
 func TestSampler(t *testing.T) {
+	t.Parallel()
 	local := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}, TraceFlags: trace.FlagsSampled}))
 	for _, tc := range []struct {
@@ -130,7 +134,7 @@ func TestSampler(t *testing.T) {
 		{"traceidratio", "0", false, false, false},
 		{"parentbased_traceidratio", "0", false, true, false},
 	} {
-		s, err := samplerFromEnv(env(map[string]string{"OTEL_TRACES_SAMPLER": tc.sampler, "OTEL_TRACES_SAMPLER_ARG": tc.arg}))
+		s, err := Sampler(env(map[string]string{"OTEL_TRACES_SAMPLER": tc.sampler, "OTEL_TRACES_SAMPLER_ARG": tc.arg}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,6 +156,7 @@ func TestSampler(t *testing.T) {
 // TestLogsCarryTraceIDs: a record logged with a span's context has its trace and span ids;
 // one logged without has neither.
 func TestLogsCarryTraceIDs(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	log := NewLogger(&buf, "debug").With("node", "n1")
 	ctx := trace.ContextWithRemoteSpanContext(context.Background(), remoteParent)
@@ -180,10 +185,11 @@ func (d *countingDeliverer) Broadcast(string, string, *streamgate.Frame) int { d
 // TestMetricsServed: the instruments reach /metrics under their Prometheus names, with values
 // taken from their sources at scrape time.
 func TestMetricsServed(t *testing.T) {
+	t.Parallel()
 	tel := setup(t, nil)
 	m := Meter(tel.Meter)
 	stats := session.NodeStats{Tenants: map[string]session.TenantStats{"tn_a": {Connections: 2, Subscriptions: 3, Delivered: 7, Dropped: 1, Evicted: 1}}}
-	if err := ObserveSessions(m, func() session.NodeStats { return stats }); err != nil {
+	if err := ObserveSessions(m, func() session.NodeStats { return stats }, 20); err != nil {
 		t.Fatal(err)
 	}
 	d := &countingDeliverer{}

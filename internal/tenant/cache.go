@@ -49,3 +49,14 @@ func (c *cache[V]) drop(k string) {
 	defer c.mu.Unlock()
 	delete(c.entries, k)
 }
+
+// dropWhere removes every entry whose value matches.
+func (c *cache[V]) dropWhere(match func(V) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if match(e.v) {
+			delete(c.entries, k)
+		}
+	}
+}

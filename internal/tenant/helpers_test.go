@@ -35,9 +35,9 @@ func newTestEnv(tb testing.TB) *testEnv {
 
 // node returns a fresh store on the same Redis with the same secret key and an empty cache, as
 // another process of the deployment would have.
-func (e *testEnv) node(tb testing.TB) *Store {
+func (e *testEnv) node(tb testing.TB, opts ...Option) *Store {
 	tb.Helper()
-	s, err := NewStore(e.rdb, e.secretKey, DefaultLimits())
+	s, err := NewStore(e.rdb, e.secretKey, DefaultLimits(), opts...)
 	if err != nil {
 		tb.Fatalf("NewStore: %v", err)
 	}

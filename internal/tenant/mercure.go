@@ -20,9 +20,6 @@ import (
 	"github.com/streamgate/streamgate/internal/keys"
 )
 
-// ErrConflict means a value that belongs to one tenant only (a Mercure host) is another's.
-var ErrConflict = errors.New("conflict")
-
 // MercureKeyID stands, in a session's KeyID, for "authenticated by the tenant's Mercure
 // configuration": a change of that configuration ends exactly those sessions.
 const MercureKeyID = "mercure"
@@ -31,12 +28,11 @@ const MercureKeyID = "mercure"
 // subscribers differently: its Mercure subscribers are closed, and reconnect under the new rules.
 const EventMercureChanged = "mercure_changed"
 
-// The JWT algorithms a Mercure hub accepts: HMAC keys are secrets, the others PEM public keys.
+// The JWT algorithms a Mercure hub accepts besides AlgRS256 and AlgES256: HMAC keys are
+// secrets, the others PEM public keys.
 const (
 	AlgHS256 = "HS256"
 	AlgHS512 = "HS512"
-	AlgRS256 = "RS256"
-	AlgES256 = "ES256"
 )
 
 // Bounds of a Mercure configuration.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +21,14 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/urlguard"
 )
 
 // Prefixes of the ids and secrets this package issues. Clients treat ids as opaque.
 const (
 	apiKeySecretPrefix = "sgk_"
-	// cacheTTL bounds how long a node may act on a revoked key, a deleted signing key or changed
-	// limits: the contract promises 1 s for keys and 2 s for limits.
+	// cacheTTL bounds how long a node may act on a revoked key, a deleted signing key or
+	// identity provider, or changed limits: the contract promises 1 s for keys and 2 s for limits.
 	cacheTTL = 500 * time.Millisecond
 )
 
@@ -43,6 +45,22 @@ type Store struct {
 	sigKeys *cache[sigKeyRef]
 	hubs    *cache[*MercureHub] // nil: the tenant has no hub
 	hosts   *cache[string]      // Mercure host → tenant id, "" for none
+	idps    *cache[idpRef]
+
+	// guard and fetcher reach identity providers' JWKS URLs; jwks keeps their documents.
+	guard   urlguard.Guard
+	fetcher *http.Client
+	jwks    *jwksCache
+}
+
+// Option changes how a Store works.
+type Option func(*Store)
+
+// WithURLGuard sets which addresses identity providers' JWKS URLs may reach. The default allows
+// public addresses only; tests and private networks allow private ones
+// (STREAMGATE_ALLOW_PRIVATE_URLS).
+func WithURLGuard(g urlguard.Guard) Option {
+	return func(s *Store) { s.guard = g }
 }
 
 type apiKeyRef struct {
@@ -71,7 +89,7 @@ type sigKeyRecord struct {
 
 // NewStore returns a store on rdb. secretKey (32 bytes) encrypts signing-key secrets at rest;
 // defaults are the limits a new tenant gets.
-func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*Store, error) {
+func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits, opts ...Option) (*Store, error) {
 	if len(secretKey) != 32 {
 		return nil, fmt.Errorf("secret key must be 32 bytes, got %d", len(secretKey))
 	}
@@ -86,7 +104,7 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*St
 	if err != nil {
 		return nil, fmt.Errorf("secret key: %w", err)
 	}
-	return &Store{
+	s := &Store{
 		rdb:      rdb,
 		aead:     aead,
 		defaults: defaults,
@@ -96,7 +114,14 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits) (*St
 		sigKeys:  newCache[sigKeyRef](cacheTTL),
 		hubs:     newCache[*MercureHub](cacheTTL),
 		hosts:    newCache[string](cacheTTL),
-	}, nil
+		idps:     newCache[idpRef](cacheTTL),
+		jwks:     newJWKSCache(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.fetcher = s.guard.Client(jwksTimeout)
+	return s, nil
 }
 
 // Defaults returns the limits a new tenant gets.
@@ -166,8 +191,41 @@ func (s *Store) Get(ctx context.Context, id string) (Tenant, error) {
 			return Tenant{}, fmt.Errorf("decode limits of tenant %s: %w", id, err)
 		}
 	}
+	if raw := vals["settings"]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &t.Settings); err != nil {
+			return Tenant{}, fmt.Errorf("decode settings of tenant %s: %w", id, err)
+		}
+	}
 	s.tenants.put(id, t)
 	return t, nil
+}
+
+// PutSettings replaces a tenant's settings; nothing changes if they are invalid (ErrInvalid).
+// Every node sees them within the cache's time (half a second).
+func (s *Store) PutSettings(ctx context.Context, id string, st Settings) (Tenant, error) {
+	if err := st.Validate(); err != nil {
+		return Tenant{}, err
+	}
+	patterns := make([]string, 0, len(st.PresenceChannels))
+	for _, p := range st.PresenceChannels {
+		if !slices.Contains(patterns, p) {
+			patterns = append(patterns, p)
+		}
+	}
+	st.PresenceChannels = patterns
+	raw, _ := json.Marshal(st)
+	// HSET on an existing tenant only: a deleted tenant's hash is not brought back.
+	n, err := s.rdb.Exists(ctx, keys.Tenant(id)).Result()
+	if err != nil {
+		return Tenant{}, fmt.Errorf("load tenant %s: %w", id, err)
+	}
+	if n == 0 {
+		return Tenant{}, fmt.Errorf("tenant %s: %w", id, ErrNotFound)
+	}
+	if err := s.rdb.HSet(ctx, keys.Tenant(id), "settings", raw).Err(); err != nil {
+		return Tenant{}, fmt.Errorf("update settings of tenant %s: %w", id, err)
+	}
+	return s.Get(ctx, id)
 }
 
 // Cached returns the tenant as this node last saw it, at most half a second ago, loading it
@@ -510,4 +568,66 @@ func randomString(n int) string {
 		panic(fmt.Sprintf("crypto/rand: %v", err))
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Revocations reads, for each tenant and the key ids its live sessions were opened with
+// (signing keys, identity providers, or MercureKeyID), what was revoked: the tenant suspended or
+// gone, a key deleted, the Mercure hub turned off. It returns the control events those changes sent, so that a node that missed one
+// (pub/sub down at that moment) can act on it now, and drops this node's cached copies. One
+// pipelined round trip for all tenants.
+func (s *Store) Revocations(ctx context.Context, creds map[string][]string) ([]Event, error) {
+	type check struct {
+		tenantID, keyID string
+		exists          *redis.BoolCmd
+	}
+	suspended := make(map[string]*redis.SliceCmd, len(creds))
+	var checks []check
+	hubs := make(map[string]*redis.IntCmd) // tenants with Mercure subscribers: is the hub still on?
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, keyIDs := range creds {
+			suspended[id] = p.HMGet(ctx, keys.Tenant(id), "name", "suspended")
+			for _, k := range keyIDs {
+				switch {
+				case strings.HasPrefix(k, "sig_"):
+					checks = append(checks, check{id, k, p.HExists(ctx, keys.SigningKeys(id), k)})
+				case strings.HasPrefix(k, "idp_"):
+					checks = append(checks, check{id, k, p.HExists(ctx, keys.IdentityProviders(id), k)})
+				case k == MercureKeyID:
+					hubs[id] = p.Exists(ctx, keys.Mercure(id))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("re-check revocations: %w", err)
+	}
+	var out []Event
+	gone := make(map[string]bool)
+	for id, cmd := range suspended {
+		v := cmd.Val()
+		if len(v) == 2 && (v[0] == nil || v[1] == "1") {
+			gone[id] = true
+			out = append(out, Event{Type: EventSuspended, TenantID: id})
+			s.tenants.drop(id)
+		}
+	}
+	for _, c := range checks {
+		if gone[c.tenantID] || c.exists.Val() {
+			continue
+		}
+		ev := Event{Type: EventSigningKeyDeleted, TenantID: c.tenantID, KeyID: c.keyID}
+		if strings.HasPrefix(c.keyID, "idp_") {
+			ev.Type = EventIdentityProviderDeleted
+		}
+		s.Forget(ev)
+		out = append(out, ev)
+	}
+	for id, cmd := range hubs {
+		if !gone[id] && cmd.Val() == 0 {
+			s.forgetMercure(id)
+			out = append(out, Event{Type: EventMercureChanged, TenantID: id})
+		}
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 )
 
 func TestCreate(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	mustCreate(t, s, "Existing") // so that "nothing written" is measured against a non-empty Redis
@@ -79,6 +80,7 @@ func TestCreate(t *testing.T) {
 }
 
 func TestCreateUsesStoreDefaults(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	defaults := DefaultLimits()
 	defaults.MaxConnections = 7
@@ -97,6 +99,7 @@ func TestCreateUsesStoreDefaults(t *testing.T) {
 }
 
 func TestNewStoreRefusesBadConfig(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	bad := DefaultLimits()
 	bad.HistorySeconds = 0
@@ -121,6 +124,7 @@ func TestNewStoreRefusesBadConfig(t *testing.T) {
 }
 
 func TestGetUnknownTenant(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	for _, get := range []func() (Tenant, error){
 		func() (Tenant, error) { return env.store.Get(t.Context(), "tn_unknown") },
@@ -133,6 +137,7 @@ func TestGetUnknownTenant(t *testing.T) {
 }
 
 func TestListInCreationOrder(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	clock := time.Now()
@@ -161,6 +166,7 @@ func TestListInCreationOrder(t *testing.T) {
 }
 
 func TestAPIKeys(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -221,6 +227,7 @@ func TestAPIKeys(t *testing.T) {
 }
 
 func TestAPIKeyListing(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -288,6 +295,7 @@ func TestAPIKeyListing(t *testing.T) {
 }
 
 func TestRevokeAPIKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -368,6 +376,7 @@ func TestRevokeAPIKey(t *testing.T) {
 }
 
 func TestAuthenticateSuspendedTenant(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -390,6 +399,7 @@ func TestAuthenticateSuspendedTenant(t *testing.T) {
 }
 
 func TestSigningKeySecretsEncryptedAtRest(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -414,6 +424,7 @@ func TestSigningKeySecretsEncryptedAtRest(t *testing.T) {
 // A node started with another STREAMGATE_SECRET_KEY cannot read the signing keys: it must fail
 // (and never panic, nor accept the token).
 func TestSigningKeysNeedTheSameSecretKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	ctx := t.Context()
 	a := mustCreate(t, env.store, "Acme")
@@ -456,6 +467,7 @@ func TestSigningKeysNeedTheSameSecretKey(t *testing.T) {
 }
 
 func TestSigningKeysListAndDelete(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()
@@ -531,6 +543,7 @@ func TestSigningKeysListAndDelete(t *testing.T) {
 
 // Changes that affect live sessions are announced on the control channel, so every node can act.
 func TestControlEvents(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()

@@ -1,11 +1,15 @@
-// Package tenant owns tenants, their limits, API keys and signing keys, and the verification of
-// end-user tokens. It knows Redis and nothing of HTTP.
+// Package tenant owns tenants, their limits, API keys, signing keys and identity providers, and
+// the verification of end-user tokens. It knows Redis, and of HTTP only the JWKS documents it
+// fetches.
 package tenant
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	streamgate "github.com/streamgate/streamgate"
 )
 
 // Sentinel errors; the HTTP edge maps each to one status and code.
@@ -15,6 +19,10 @@ var (
 	ErrSuspended    = errors.New("tenant is suspended")
 	ErrInvalid      = errors.New("invalid request")
 	ErrNoSigningKey = errors.New("the tenant has no signing key: create one with POST /v1/signing-keys")
+	// ErrConflict means another tenant (or this one) already holds what was asked for.
+	ErrConflict = errors.New("conflict")
+	// ErrLimitExceeded means a per-tenant cap on credentials (identity providers) is reached.
+	ErrLimitExceeded = errors.New("limit exceeded")
 )
 
 // Limits are a tenant's caps. Zero values never reach the store: every field is validated.
@@ -100,6 +108,34 @@ type Tenant struct {
 	CreatedAt time.Time `json:"created_at"`
 	Suspended bool      `json:"suspended"`
 	Limits    Limits    `json:"limits"`
+	Settings  Settings  `json:"settings"`
+}
+
+// MaxPresencePatterns bounds Settings.PresenceChannels.
+const MaxPresencePatterns = 100
+
+// Settings are what a tenant chooses about its channels.
+type Settings struct {
+	// PresenceChannels are the patterns of the channels that keep presence; none by default.
+	PresenceChannels []string `json:"presence_channels"`
+}
+
+// Validate reports the first setting out of bounds, wrapping ErrInvalid.
+func (s Settings) Validate() error {
+	if len(s.PresenceChannels) > MaxPresencePatterns {
+		return fmt.Errorf("presence_channels may hold at most %d patterns: %w", MaxPresencePatterns, ErrInvalid)
+	}
+	for _, p := range s.PresenceChannels {
+		if !streamgate.ValidPattern(p) {
+			return fmt.Errorf("presence_channels: %q is not a channel pattern (1 to 200 characters of A-Z a-z 0-9 _ - . : @ = , and *): %w", truncate(p, 60), ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Presence reports whether channel keeps presence.
+func (s Settings) Presence(channel string) bool {
+	return streamgate.Granted(s.PresenceChannels, channel)
 }
 
 // APIKey is a tenant backend's credential. Secret is set only when the key is created.
@@ -121,11 +157,15 @@ type SigningKey struct {
 
 // Claims are what a verified end-user token grants.
 type Claims struct {
-	TenantID  string
+	TenantID string
+	// KeyID is what vouches for the token: the signing key's id, or the identity provider's
+	// for a token the tenant's own provider minted. Deleting it ends the token's sessions.
 	KeyID     string
 	Sub       string
 	Channels  []string
 	ExpiresAt time.Time
+	// Info is the token's info claim (a JSON object of at most 1 KiB, compacted), or nil.
+	Info json.RawMessage
 }
 
 // Event tells every node about a change that affects live sessions. It travels on the control
@@ -139,6 +179,8 @@ type Event struct {
 // Event types.
 const (
 	EventSigningKeyDeleted = "signing_key_deleted"
-	EventSuspended         = "tenant_suspended"
-	EventLimitsChanged     = "limits_changed"
+	// EventIdentityProviderDeleted carries the provider id as KeyID.
+	EventIdentityProviderDeleted = "identity_provider_deleted"
+	EventSuspended               = "tenant_suspended"
+	EventLimitsChanged           = "limits_changed"
 )

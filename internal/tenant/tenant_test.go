@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"reflect"
 	"testing"
 
 	"github.com/streamgate/streamgate/internal/keys"
@@ -15,6 +16,7 @@ const apiDefaults = `{"max_connections": 10000, "max_subscriptions_per_session":
  "max_message_bytes": 65536, "history_events": 10000, "history_seconds": 300}`
 
 func TestDefaultLimitsMatchAPI(t *testing.T) {
+	t.Parallel()
 	var want Limits
 	dec := json.NewDecoder(bytes.NewReader([]byte(apiDefaults)))
 	dec.DisallowUnknownFields()
@@ -42,6 +44,7 @@ func TestDefaultLimitsMatchAPI(t *testing.T) {
 }
 
 func TestLimitsValidate(t *testing.T) {
+	t.Parallel()
 	with := func(mod func(*Limits)) Limits {
 		l := DefaultLimits()
 		mod(&l)
@@ -88,6 +91,7 @@ func TestLimitsValidate(t *testing.T) {
 }
 
 func TestLimitsPatchApply(t *testing.T) {
+	t.Parallel()
 	base := Limits{1, 2, 3, 4, 5, 6}
 	tests := []struct {
 		name  string
@@ -126,6 +130,7 @@ func TestLimitsPatchApply(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	a := mustCreate(t, s, "Acme")
@@ -174,7 +179,7 @@ func TestUpdate(t *testing.T) {
 				if tc.wantErr == ErrInvalid {
 					// Neither Redis nor this node's view changed.
 					for _, n := range []*Store{s, env.node(t)} {
-						if now, err := n.Cached(ctx, tc.tenant); err != nil || now != was {
+						if now, err := n.Cached(ctx, tc.tenant); err != nil || !reflect.DeepEqual(now, was) {
 							t.Errorf("after a refused Update: %+v, %v; want %+v", now, err, was)
 						}
 					}
@@ -186,17 +191,17 @@ func TestUpdate(t *testing.T) {
 			}
 			want := was
 			tc.want(&want)
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Update = %+v, want %+v", got, want)
 			}
 			reread, err := env.node(t).Get(ctx, tc.tenant)
-			if err != nil || reread != want {
+			if err != nil || !reflect.DeepEqual(reread, want) {
 				t.Errorf("re-read from Redis: %+v, %v; want %+v", reread, err, want)
 			}
 		})
 	}
 	// The other tenant was never touched.
-	if got, err := s.Get(t.Context(), b.Tenant.ID); err != nil || got != b.Tenant {
+	if got, err := s.Get(t.Context(), b.Tenant.ID); err != nil || !reflect.DeepEqual(got, b.Tenant) {
 		t.Errorf("tenant B = %+v, %v; want %+v", got, err, b.Tenant)
 	}
 }

@@ -1,7 +1,9 @@
 package tenant
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,12 +22,65 @@ const (
 	DefaultTokenTTL = time.Hour
 	maxTokenBytes   = 8 << 10
 	maxPatterns     = 1000
+	maxInfoBytes    = 1 << 10
 )
 
+// tokenClaims are a token's claims: those we mint, and on parsing every claim by name, for the
+// channels claim an identity provider names and for info.
 type tokenClaims struct {
-	Channels []string `json:"channels,omitempty"`
+	Channels []string        `json:"channels,omitempty"`
+	Info     json.RawMessage `json:"info,omitempty"`
 	jwt.RegisteredClaims
+	all map[string]json.RawMessage
 }
+
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.all); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &c.RegisteredClaims)
+}
+
+// grants returns the channel patterns of the named claim: none when it is absent.
+func (c *tokenClaims) grants(claim string) ([]string, error) {
+	raw, ok := c.all[claim]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("the %s claim must be a list of channel patterns: %w", truncate(claim, 60), ErrInvalid)
+	}
+	return out, nil
+}
+
+// info returns the info claim compacted, nil when it is absent.
+func (c *tokenClaims) info() (json.RawMessage, error) {
+	raw, ok := c.all["info"]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' || buf.Len() > maxInfoBytes {
+		return nil, fmt.Errorf("info must be a JSON object of at most %d bytes: %w", maxInfoBytes, ErrInvalid)
+	}
+	return buf.Bytes(), nil
+}
+
+// signer is what vouches for a verified token: a signing key, or an identity provider.
+type signer struct {
+	tenantID      string
+	keyID         string
+	channelsClaim string
+}
+
+// refusal is why a token's key cannot verify it, in words for the token's holder.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return r.reason }
+
+// tokenAlgs are the algorithms a token may name; each key then accepts only its own.
+var tokenAlgs = []string{jwt.SigningMethodHS256.Alg(), AlgRS256, AlgES256, AlgEdDSA}
 
 // MintToken signs an end-user token with the tenant's newest signing key. It returns
 // ErrInvalid for a bad sub, pattern or ttl and ErrNoSigningKey when the tenant has none.
@@ -70,49 +125,61 @@ func (s *Store) MintToken(ctx context.Context, tenantID, sub string, channels []
 	return signed, exp.UTC(), nil
 }
 
-// VerifyToken checks an end-user token exactly as the contract says: HS256 only, kid naming a
-// live signing key, exp required, nbf honoured, 5 s leeway, sub of 1 to 256 characters, valid
-// channel patterns, tenant not suspended. Every refusal wraps ErrUnauthorized; other errors mean
-// Redis could not answer.
+// VerifyToken checks an end-user token exactly as the contract says. A token whose kid names a
+// signing key must be HS256 and signed with its secret; any other is matched by its iss and aud
+// to an identity provider and must carry the algorithm of the provider's key that signed it.
+// Either way: exp required, nbf honoured, 5 s leeway, sub of 1 to 256 characters, valid channel
+// patterns, info a small JSON object, tenant not suspended. Every refusal wraps ErrUnauthorized;
+// other errors mean Redis could not answer.
 func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 	if len(raw) == 0 || len(raw) > maxTokenBytes {
 		return Claims{}, fmt.Errorf("malformed token: %w", ErrUnauthorized)
 	}
 	var (
-		claims   tokenClaims
-		keyID    string
-		tenantID string
-		lookup   error
+		claims  tokenClaims
+		by      signer
+		refused *refusal
+		lookup  error
 	)
 	parser := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods(tokenAlgs),
 		jwt.WithLeeway(TokenLeeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(s.now),
 	)
 	_, err := parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("token has no kid")
-		}
-		ref, err := s.signingKey(ctx, kid)
+		key, sg, err := s.verificationKey(ctx, t, &claims)
 		if err != nil {
-			lookup = err
+			if !errors.As(err, &refused) {
+				lookup = err
+			}
 			return nil, err
 		}
-		keyID, tenantID = kid, ref.tenantID
-		return ref.secret, nil
+		by = sg
+		return key, nil
 	})
-	if lookup != nil && !errors.Is(lookup, ErrUnauthorized) {
+	if lookup != nil {
 		return Claims{}, lookup // Redis trouble, not the caller's fault
 	}
 	if err != nil {
-		return Claims{}, fmt.Errorf("%s: %w", tokenReason(err), ErrUnauthorized)
+		reason := tokenReason(err)
+		if refused != nil {
+			reason = refused.reason
+		}
+		return Claims{}, fmt.Errorf("%s: %w", reason, ErrUnauthorized)
 	}
-	if err := validateGrant(claims.Subject, claims.Channels); err != nil {
+	channels, err := claims.grants(by.channelsClaim)
+	if err == nil {
+		err = validateGrant(claims.Subject, channels)
+	}
+	var info json.RawMessage
+	if err == nil {
+		info, err = claims.info()
+	}
+	if err != nil {
 		return Claims{}, fmt.Errorf("token claims: %v: %w", err, ErrUnauthorized)
 	}
-	t, err := s.Cached(ctx, tenantID)
+	t, err := s.Cached(ctx, by.tenantID)
 	if errors.Is(err, ErrNotFound) {
 		return Claims{}, fmt.Errorf("token of a deleted tenant: %w", ErrUnauthorized)
 	}
@@ -123,12 +190,73 @@ func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 		return Claims{}, fmt.Errorf("tenant is suspended: %w", ErrUnauthorized)
 	}
 	return Claims{
-		TenantID:  tenantID,
-		KeyID:     keyID,
+		TenantID:  by.tenantID,
+		KeyID:     by.keyID,
 		Sub:       claims.Subject,
-		Channels:  claims.Channels,
+		Channels:  channels,
 		ExpiresAt: claims.ExpiresAt.Time,
+		Info:      info,
 	}, nil
+}
+
+// verificationKey finds what may verify t: the secret of the signing key its kid names (for
+// HS256 only), or else the key of the identity provider its iss and aud name that accepts t's
+// algorithm. A refusal is a *refusal; other errors mean Redis could not answer.
+func (s *Store) verificationKey(ctx context.Context, t *jwt.Token, c *tokenClaims) (any, signer, error) {
+	alg := t.Method.Alg()
+	kid, ok := t.Header["kid"].(string)
+	if !ok && t.Header["kid"] != nil {
+		return nil, signer{}, &refusal{"the token's kid must be a string"}
+	}
+	if kid != "" {
+		ref, err := s.signingKey(ctx, kid)
+		switch {
+		case err == nil:
+			if alg != jwt.SigningMethodHS256.Alg() {
+				return nil, signer{}, &refusal{"a token of a signing key must be HS256, signed with the key's secret"}
+			}
+			return ref.secret, signer{tenantID: ref.tenantID, keyID: kid, channelsClaim: DefaultChannelsClaim}, nil
+		case !errors.Is(err, ErrUnauthorized):
+			return nil, signer{}, err
+		}
+	}
+	if c.Issuer == "" || len(c.Audience) == 0 {
+		if kid == "" {
+			return nil, signer{}, &refusal{"token has no kid"}
+		}
+		return nil, signer{}, &refusal{"token signed with an unknown or deleted key"}
+	}
+	ref, err := s.identityProvider(ctx, c.Issuer, c.Audience)
+	if errors.Is(err, ErrUnauthorized) {
+		return nil, signer{}, &refusal{"the token's kid names no signing key, and its iss and aud no identity provider of any tenant"}
+	}
+	if err != nil {
+		return nil, signer{}, err
+	}
+	by := signer{tenantID: ref.tenantID, keyID: ref.p.ID, channelsClaim: ref.p.ChannelsClaim}
+	var candidates []verifyKey
+	if ref.key != nil {
+		candidates = []verifyKey{*ref.key}
+	} else if candidates, err = s.jwksKeys(ctx, ref.p.JWKSURL, kid); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, signer{}, &refusal{"the identity provider's JWKS is still being fetched"}
+		}
+		return nil, signer{}, err
+	}
+	var accepting []jwt.VerificationKey
+	for _, k := range candidates {
+		if k.alg == alg { // each key accepts exactly its own algorithm
+			accepting = append(accepting, k.pub)
+		}
+	}
+	switch len(accepting) {
+	case 0:
+		return nil, signer{}, &refusal{fmt.Sprintf("the token is %s, which no key of its identity provider accepts: each key accepts its own algorithm only", alg)}
+	case 1:
+		return accepting[0], by, nil
+	default:
+		return jwt.VerificationKeySet{Keys: accepting}, by, nil
+	}
 }
 
 // tokenReason turns a jwt error into a sentence for the caller without echoing the token.
@@ -145,7 +273,7 @@ func tokenReason(err error) string {
 	case errors.Is(err, ErrUnauthorized):
 		return "token signed with an unknown or deleted key"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "token cannot be verified: it must be HS256, signed with the secret of the signing key its kid names"
+		return "token cannot be verified: it must be HS256 with the kid of a signing key, or RS256, ES256 or EdDSA from an identity provider"
 	default:
 		return "malformed token"
 	}

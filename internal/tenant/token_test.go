@@ -36,7 +36,8 @@ func signWith(tb testing.TB, m jwt.SigningMethod, kid any, claims jwt.MapClaims,
 func checkClaims(tb testing.TB, got, want Claims) {
 	tb.Helper()
 	if got.TenantID != want.TenantID || got.KeyID != want.KeyID || got.Sub != want.Sub ||
-		!slices.Equal(got.Channels, want.Channels) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		!slices.Equal(got.Channels, want.Channels) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+		string(got.Info) != string(want.Info) {
 		tb.Errorf("claims = %+v, want %+v", got, want)
 	}
 }
@@ -44,6 +45,7 @@ func checkClaims(tb testing.TB, got, want Claims) {
 func ptr[T any](v T) *T { return &v }
 
 func TestVerifyToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	now := fixedClock(s)
@@ -182,6 +184,16 @@ func TestVerifyToken(t *testing.T) {
 		{"channel pattern over 200 characters", hs256(func(m jwt.MapClaims) { m["channels"] = []string{strings.Repeat("a", 201)} }), nil},
 		{"channels not a list", hs256(func(m jwt.MapClaims) { m["channels"] = "chat.*" }), nil},
 
+		{"info object kept, compacted", hs256(func(m jwt.MapClaims) { m["info"] = json.RawMessage(`{ "name": "Ada" }`) }),
+			wantA(func(c *Claims) { c.Info = json.RawMessage(`{"name":"Ada"}`) })},
+		{"info null is none", hs256(func(m jwt.MapClaims) { m["info"] = nil }), wantA(nil)},
+		{"info of 1 KiB", hs256(func(m jwt.MapClaims) { m["info"] = map[string]string{"n": strings.Repeat("x", 1024-8)} }),
+			wantA(func(c *Claims) { c.Info = json.RawMessage(`{"n":"` + strings.Repeat("x", 1024-8) + `"}`) })},
+		{"info over 1 KiB", hs256(func(m jwt.MapClaims) { m["info"] = map[string]string{"n": strings.Repeat("x", 1024-7)} }), nil},
+		{"info not an object", hs256(func(m jwt.MapClaims) { m["info"] = "Ada" }), nil},
+		{"iss and aud do not replace a kid", hs256(func(m jwt.MapClaims) { m["iss"] = "https://idp.example/"; m["aud"] = "sg" }),
+			wantA(nil)},
+
 		{"tenant suspended after minting", suspendedToken, nil},
 		{"payload tampered", tampered, nil},
 		{"signature truncated", minted[:len(minted)-2], nil},
@@ -231,6 +243,7 @@ func TestVerifyToken(t *testing.T) {
 // A deleted signing key stops working at once where it was deleted and within 1 s everywhere,
 // even on a node that had it cached; the tenant's other keys keep working.
 func TestVerifyTokenDeletedSigningKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	ctx := t.Context()
 	s := env.store
@@ -296,6 +309,7 @@ func pollRefused(tb testing.TB, limit time.Duration, verify func() error, since 
 }
 
 func TestMintToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	now := fixedClock(s)
@@ -357,6 +371,7 @@ func TestMintToken(t *testing.T) {
 // A token that MintToken hands out must be one that VerifyToken accepts: a tenant has no way
 // to tell otherwise until its users get 401s.
 func TestMintTokenNeverMintsAnUnverifiableToken(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	a := mustCreate(t, s, "Acme")
@@ -379,6 +394,7 @@ func TestMintTokenNeverMintsAnUnverifiableToken(t *testing.T) {
 // MintToken signs with the newest key, falls back to the next when it is deleted, and reports
 // ErrNoSigningKey when none is left.
 func TestMintTokenUsesNewestKey(t *testing.T) {
+	t.Parallel()
 	env := newTestEnv(t)
 	s := env.store
 	ctx := t.Context()

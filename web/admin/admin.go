@@ -4,7 +4,8 @@ package admin
 
 import "embed"
 
-// Files is the dashboard: index.html and assets/.
+// Files is the dashboard: index.html and, under assets/, the stylesheet, main.js (the entry)
+// with the modules it imports, render/ (the views' DOM code) and vendor/ (uPlot).
 //
-//go:embed index.html assets
+//go:embed index.html assets/*.css assets/*.js assets/render/*.js assets/vendor
 var Files embed.FS

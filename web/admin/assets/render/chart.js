@@ -1,8 +1,8 @@
 // The overview chart: connections (left axis) and delivered messages per second (right axis)
 // over a sliding window, drawn with the vendored uPlot.
 
-import uPlot from "./vendor/uPlot.esm.js";
-import { fmtClock, fmtCompact, fmtInt, fmtRate } from "./format.js";
+import uPlot from "../vendor/uPlot.esm.js";
+import { fmtClock, fmtCompact, fmtInt, fmtRate } from "../format.js";
 
 const WINDOW_S = 10 * 60;
 

@@ -1,0 +1,45 @@
+// The elements of index.html the dashboard drives, looked up once the document is parsed.
+
+import { $ } from "./dom.js";
+
+export function findElements() {
+  return {
+    controls: $("#session-controls"),
+    live: $("#live"),
+    liveText: $("#live-text"),
+    liveDetail: $("#live-detail"),
+    logout: $("#logout"),
+    notice: $("#notice"),
+    views: { login: $("#view-login"), overview: $("#view-overview"), tenant: $("#view-tenant") },
+    loginForm: $("#login-form"),
+    loginToken: $("#login-token"),
+    loginError: $("#login-error"),
+    loginSubmit: $("#login-submit"),
+    overviewTitle: $("#overview-title"),
+    chart: $("#chart"),
+    chartSummary: $("#chart-summary"),
+    nodesBody: $("#nodes-table tbody"),
+    nodesEmpty: $("#nodes-empty"),
+    tenantsTable: $("#tenants-table"),
+    tenantsBody: $("#tenants-table tbody"),
+    tenantsEmpty: $("#tenants-empty"),
+    filter: $("#tenant-filter"),
+    tenantTitle: $("#tenant-title"),
+    tenantStatus: $("#tenant-status"),
+    tenantMeta: $("#tenant-meta"),
+    tenantError: $("#tenant-error"),
+    limitsForm: $("#limits-form"),
+    limitsError: $("#limits-error"),
+    limitsSave: $("#limits-save"),
+    limitsReset: $("#limits-reset"),
+    suspend: $("#suspend"),
+    sessionsBody: $("#sessions-table tbody"),
+    sessionsEmpty: $("#sessions-empty"),
+    sessionsRefresh: $("#sessions-refresh"),
+    dialog: $("#confirm"),
+    dialogTitle: $("#confirm-title"),
+    dialogBody: $("#confirm-body"),
+    dialogOK: $("#confirm-ok"),
+    dialogCancel: $("#confirm-cancel"),
+  };
+}
