@@ -804,3 +804,30 @@ func TestMercureOnRedisCluster(t *testing.T) {
 }
 
 const mercurePathForTest = "/.well-known/mercure"
+
+// Presence and channel occupancy are about channels: a Mercure subscriber takes part in neither,
+// whatever the tenant's presence patterns.
+func TestMercureSubscribersKeepNoPresence(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	a := n.signup(t, "Acme")
+	keepPresence(t, a, []string{"*"}, n)
+	hub := n.mercureHub(t, a, map[string]any{"anonymous": true})
+	s := n.mercureSubscribe(t, mercureRequest{path: hub, query: topics("room.1", "*")})
+	id := n.mercurePublish(t, hub, publisherJWT(t, "*"), url.Values{"topic": {"room.1"}, "data": {"x"}})
+	s.expectUpdate(id, "x")
+	var st struct {
+		Connections      int `json:"connections"`
+		PresenceChannels int `json:"presence_channels"`
+	}
+	waitFor(t, 5*time.Second, "the subscriber in the stats", func() bool {
+		n.do(t, call{method: "GET", path: "/v1/stats", auth: a.APIKey}).want(t, 200).decode(t, &st)
+		return st.Connections == 1
+	})
+	if st.PresenceChannels != 0 {
+		t.Errorf("stats presence_channels %d with only a Mercure subscriber, want 0", st.PresenceChannels)
+	}
+	if p := n.presence(t, a.APIKey, "room.1"); p.Count != 0 {
+		t.Errorf("presence of room.1: %+v", p)
+	}
+}

@@ -1,7 +1,10 @@
 package stream
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/streamgate/streamgate/internal/keys"
@@ -84,5 +87,41 @@ func TestMercureLog(t *testing.T) {
 	// Another tenant's log is its own.
 	if _, found, _ := h.MercurePosition(ctx, "tn_b", "urn:u4"); found {
 		t.Error("tenant b finds tenant a's update")
+	}
+}
+
+type occupancyLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (o *occupancyLog) Occupied(tenantID, channel string) { o.add("+" + tenantID + "/" + channel) }
+func (o *occupancyLog) Vacated(tenantID, channel string)  { o.add("-" + tenantID + "/" + channel) }
+func (o *occupancyLog) add(e string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, e)
+}
+
+// The Mercure channel is the hub's own: holding it occupies no channel of the tenant's.
+func TestMercureChannelOccupiesNothing(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	occ := &occupancyLog{}
+	h := NewHub(rs.Client(), "node-test", Handlers{Deliver: newRecorder(), Occupancy: occ}, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, ch := range []string{MercureChannel, "chat"} {
+		if err := h.Acquire(t.Context(), "tn_a", ch); err != nil {
+			t.Fatal(err)
+		}
+		h.Release("tn_a", ch)
+	}
+	occ.mu.Lock()
+	defer occ.mu.Unlock()
+	if got := strings.Join(occ.events, " "); got != "+tn_a/chat -tn_a/chat" {
+		t.Errorf("occupancy heard %q, want the chat channel only", got)
 	}
 }

@@ -345,3 +345,34 @@ func TestMercureControlEvents(t *testing.T) {
 		}
 	}
 }
+
+// A node that missed the control message of a hub turned off learns of it when it re-checks its
+// sessions' credentials.
+func TestRevocationsCatchAHubTurnedOff(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	s := env.store
+	ctx := t.Context()
+	a := mustCreate(t, s, "Acme")
+	creds := map[string][]string{a.Tenant.ID: {MercureKeyID}}
+	if _, err := s.SetMercure(ctx, a.Tenant.ID, MercureConfig{PublisherKey: "p", Anonymous: true}); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.Revocations(ctx, creds); err != nil || len(evs) != 0 {
+		t.Fatalf("Revocations with the hub on: %+v, %v", evs, err)
+	}
+	other := env.node(t)
+	if _, err := other.MercureHub(ctx, a.Tenant.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMercure(ctx, a.Tenant.ID); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := other.Revocations(ctx, creds)
+	if err != nil || len(evs) != 1 || evs[0] != (Event{Type: EventMercureChanged, TenantID: a.Tenant.ID}) {
+		t.Fatalf("Revocations after the hub was turned off: %+v, %v", evs, err)
+	}
+	if _, err := other.MercureHub(ctx, a.Tenant.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the node still caches the hub: %v", err)
+	}
+}
