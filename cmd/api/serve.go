@@ -113,7 +113,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Control:   delivery.ControlHandler(n.registry, log, tenants.Forget),
 		Node:      n.calls.Receive,
 		Occupancy: n.occupancy,
-	}, log)
+	}, log, stream.WithKeepalive(cfg.PubSubKeepalive, cfg.PubSubKeepalive*2/3))
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
