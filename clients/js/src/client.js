@@ -91,6 +91,7 @@ export function connect(options) {
   let current = null; // the open connection: {close()}
   let generation = 0; // bumped whenever a connection is dropped: late callbacks of old ones are ignored
   let closed = false;
+  let closedBy = null; // the error the client stopped with
   const openWaiters = new Set(); // {resolve, reject} waiting for the stream to be open
   const closeHooks = new Set(); // run with the error when the client stops for good
   const lastState = new Map(); // job: and workflow: channel -> the last state received
@@ -131,6 +132,7 @@ export function connect(options) {
     clearTimeout(timer);
     timer = null;
     const reason = err || new StreamgateError("client closed", { code: "closed" });
+    closedBy = reason;
     for (const w of openWaiters) w.reject(reason);
     openWaiters.clear();
     for (const hook of closeHooks) hook(reason);
@@ -322,7 +324,7 @@ export function connect(options) {
   }
 
   function ready() {
-    if (closed) return Promise.reject(new StreamgateError("client closed", { code: "closed" }));
+    if (closed) return Promise.reject(closedBy);
     if (state === "open") return Promise.resolve(sessionId);
     return new Promise((resolve, reject) => openWaiters.add({ resolve, reject }));
   }
@@ -455,7 +457,7 @@ export function connect(options) {
       const onClose = (err) => finish(err);
       const onAbort = () => finish(signal.reason || new StreamgateError("aborted", { code: "aborted" }));
       if (closed) {
-        finish(new StreamgateError("client closed", { code: "closed" }));
+        finish(closedBy);
         return;
       }
       closeHooks.add(onClose);

@@ -129,6 +129,13 @@ export async function tenant(base) {
         want: 202,
       });
     },
+    async getJob(id) {
+      const res = await fetch(`${base}/v1/jobs/${encodeURIComponent(id)}`, {
+        headers: { Authorization: `Bearer ${key}` },
+        signal: AbortSignal.timeout(10_000),
+      });
+      return res.status === 200 ? res.json() : null;
+    },
     putJob(id, update) {
       return call(base, "PUT", `/v1/jobs/${encodeURIComponent(id)}`, { key, body: update, want: 202 });
     },
