@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: run test bench lint vuln build clean docker fuzz
+.PHONY: run test test-js bench lint vuln build clean docker fuzz
 
 run:
 	$(GO) run ./cmd/api
@@ -11,6 +11,14 @@ run:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@if command -v node >/dev/null 2>&1; then $(MAKE) --no-print-directory test-js; \
+	else echo "test-js skipped: node is not on PATH (the JavaScript client needs Node 18 or later)"; fi
+
+# The JavaScript client (clients/js) against a real api built here; node's own test runner.
+test-js:
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	$(GO) build -o "$$dir/api" ./cmd/api && \
+	cd clients/js && STREAMGATE_API_BIN="$$dir/api" node --test test/
 
 # A short run of every fuzzer (their seed corpora also run in `make test`). FUZZTIME=1m for longer.
 # The targets are found in the code: every `func FuzzX(f *testing.F)` in a _test.go file.

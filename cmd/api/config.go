@@ -30,6 +30,7 @@ type apiConfig struct {
 	DefaultLimits   tenant.Limits
 	ShutdownTimeout time.Duration
 	DrainDelay      time.Duration
+	PubSubKeepalive time.Duration
 	MetricsTenants  int
 	WriteTimeout    time.Duration
 	Heartbeat       time.Duration
@@ -95,6 +96,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.PprofAddr = r.String("STREAMGATE_PPROF_ADDR", "")
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.DrainDelay = r.Duration("STREAMGATE_DRAIN_DELAY", 5*time.Second, 0, 5*time.Minute)
+	c.PubSubKeepalive = r.Duration("STREAMGATE_PUBSUB_KEEPALIVE", 15*time.Second, time.Second, 5*time.Minute)
 	c.MetricsTenants = r.Int("STREAMGATE_METRICS_TENANTS", 20, 0, 10_000)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)

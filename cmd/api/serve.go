@@ -116,11 +116,12 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		Control:   delivery.ControlHandler(n.registry, log, tenants.Forget),
 		Node:      n.calls.Receive,
 		Occupancy: n.occupancy,
-	}, log)
+	}, log, stream.WithKeepalive(cfg.PubSubKeepalive, cfg.PubSubKeepalive*2/3))
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	n.leases = cluster.NewLeases(rdb, cfg.NodeID, log)
-	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb)}, log)
+	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb),
+		OnChange: presenceWebhooks(events, log)}, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
 		Registry: n.registry,
 		Hub:      n.hub,
@@ -279,6 +280,25 @@ func (n *apiNode) shutdown(httpSrv *http.Server, ln net.Listener, drain bool) {
 	}
 	// Every stream has let go of its channels: those this node was the last to hold are vacated.
 	n.occupancy.Close(sctx)
+}
+
+// presenceWebhooks hands presence joins and leaves to the tenants' webhooks, off the tracker's
+// goroutine (OnChange must return quickly; an emit is a Redis round trip when the tenant has
+// an endpoint for it).
+func presenceWebhooks(events *webhook.Events, log *slog.Logger) func(presence.Change) {
+	return func(c presence.Change) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			emit := events.PresenceLeave
+			if c.Join {
+				emit = events.PresenceJoin
+			}
+			if err := emit(ctx, c.TenantID, c.Channel, c.Sub, c.Info); err != nil {
+				log.Warn("presence webhook event", "tenant", c.TenantID, "err", err)
+			}
+		}()
+	}
 }
 
 // onceCloseListener lets shutdown close the listener before http.Server.Shutdown does.

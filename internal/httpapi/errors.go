@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/delivery"
+	"github.com/streamgate/streamgate/internal/jobs"
 	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -89,6 +90,7 @@ var sentinels = []struct {
 	{webhook.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{stream.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
+	{jobs.ErrBacklogFull, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrNoReply, http.StatusServiceUnavailable, CodeUnavailable},
 }

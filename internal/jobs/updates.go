@@ -7,9 +7,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,7 +79,8 @@ type Updates struct {
 	rdb redis.UniversalClient
 	// Retention is how long a finished job's state is kept; counters outlive it.
 	Retention time.Duration
-	// MaxLen caps each partition (approximately); a backlog beyond it is lost and counted.
+	// MaxLen caps each partition: beyond it Append refuses with ErrBacklogFull, so an accepted
+	// update is never trimmed away before a worker applied it.
 	MaxLen int64
 }
 
@@ -106,8 +109,15 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 		}
 	}
 	err = appendScript.Run(ctx, a.rdb, []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p)}, args...).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "FULL") {
+		return fmt.Errorf("%s: %w", strings.TrimPrefix(err.Error(), "FULL "), ErrBacklogFull)
+	}
 	if err != nil {
 		return fmt.Errorf("append %s update for %s: %w", u.Kind, u.ID, err)
 	}
 	return nil
 }
+
+// ErrBacklogFull means a partition of the update stream holds MaxLen entries that workers have
+// not finished: the update is refused (nothing is stored), to be retried once they catch up.
+var ErrBacklogFull = errors.New("update backlog full")

@@ -27,6 +27,9 @@ import (
 )
 
 var (
+	//go:embed trim.lua
+	trimLua    string
+	trimScript = redis.NewScript(trimLua)
 	//go:embed skip.lua
 	skipLua    string
 	skipScript = redis.NewScript(skipLua)
@@ -178,6 +181,7 @@ func (w *Worker) partition(ctx context.Context, p int) error {
 		if time.Now().After(nextClaim) {
 			waiting = append(waiting, w.claim(work, p)...)
 			nextClaim = time.Now().Add(w.claimInterval())
+			w.trim(work, stream)
 		}
 		block := w.cfg.Block
 		if len(waiting) > 0 {
@@ -210,6 +214,14 @@ func (w *Worker) partition(ctx context.Context, p int) error {
 				}
 			}
 		}
+	}
+}
+
+// trim removes from a partition what every consumer group has acknowledged; entries still
+// pending or unread stay, whatever their number.
+func (w *Worker) trim(ctx context.Context, stream string) {
+	if err := trimScript.Run(ctx, w.rdb, []string{stream}).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		w.log.Warn("trim the update stream", "stream", stream, "err", err)
 	}
 }
 
