@@ -405,6 +405,9 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 	}
 	for _, m := range refs {
 		ref := string(m[1])
+		if strings.HasPrefix(ref, "data:") {
+			continue // inline, such as the empty favicon
+		}
 		if !strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, "//") {
 			t.Errorf("GET /docs: the page loads %s, which is not on this node", ref)
 			continue
