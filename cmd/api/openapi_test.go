@@ -193,6 +193,21 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	do(call{method: "POST", path: "/v1/sessions/ses_nope/subscriptions", auth: tok.Token, body: map[string]string{"channel": "chat.ops"}}).want(t, 404)
 	do(call{method: "POST", path: "/v1/sessions/ses_nope/subscriptions", auth: "garbage", body: map[string]string{"channel": "chat.ops"}}).want(t, 401)
 
+	// History, presence, settings, token refresh.
+	do(call{method: "GET", path: "/v1/channels/chat.lobby/events?limit=10", auth: key}).want(t, 200)
+	do(call{method: "GET", path: "/v1/channels/chat.lobby/events", auth: tok.Token}).want(t, 200)
+	do(call{method: "GET", path: "/v1/channels/job:ship-1/events", auth: key}).want(t, 400)
+	do(call{method: "GET", path: "/v1/channels/news/events", auth: tok.Token}).want(t, 403)
+	do(call{method: "PUT", path: "/v1/settings", auth: key, body: map[string]any{"presence_channels": []string{"room.*"}}}).want(t, 200)
+	do(call{method: "GET", path: "/v1/settings", auth: key}).want(t, 200)
+	do(call{method: "GET", path: "/v1/channels/room.1/presence", auth: key}).want(t, 200)
+	do(call{method: "GET", path: "/v1/channels/chat.lobby/presence", auth: tok.Token}).want(t, 200)
+	var fresh struct{ Token string }
+	do(call{method: "POST", path: "/v1/tokens", auth: key, body: map[string]any{"sub": "u", "channels": []string{"chat.*", "job:*"}}}).want(t, 201).decode(t, &fresh)
+	do(call{method: "POST", path: "/v1/sessions/" + s.connected.SessionID + "/token", body: map[string]string{"token": fresh.Token}}).want(t, 200)
+	do(call{method: "POST", path: "/v1/sessions/ses_nope/token", body: map[string]string{"token": fresh.Token}}).want(t, 404)
+	do(call{method: "POST", path: "/v1/sessions/" + s.connected.SessionID + "/token", body: map[string]string{"token": "garbage"}}).want(t, 401)
+
 	// Jobs and workflows (no worker runs here: the states are never applied).
 	do(call{method: "PUT", path: "/v1/jobs/ship-1", auth: key, body: map[string]any{"status": "running", "progress": 10}}).want(t, 202)
 	do(call{method: "PUT", path: "/v1/jobs/ship-1", auth: key, body: map[string]any{"status": "done"}}).want(t, 400)
