@@ -73,6 +73,8 @@ var envVars = []envVar{
 		Value: func(c apiConfig, _ string) string { return shortDuration(c.DrainDelay) }},
 	{Name: "STREAMGATE_SHUTDOWN_TIMEOUT", Default: "10s", Meaning: "graceful stop deadline",
 		Value: func(c apiConfig, _ string) string { return shortDuration(c.ShutdownTimeout) }},
+	{Name: "STREAMGATE_PUBSUB_KEEPALIVE", Default: "15s", Meaning: "how long a pub/sub connection may be quiet before the node pings it",
+		Value: func(c apiConfig, _ string) string { return shortDuration(c.PubSubKeepalive) }},
 	{Name: "STREAMGATE_ALLOW_PRIVATE_URLS", Default: "false", Meaning: "true lets webhook and JWKS URLs reach private addresses (tests only)",
 		Value: func(c apiConfig, _ string) string { return strconv.FormatBool(c.AllowPrivateURLs) }},
 	{Name: "STREAMGATE_LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error",
