@@ -2,6 +2,10 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
+# What `api version` says: the nearest tag, commits since and the commit (v1.2.0-3-gabc1234).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: run test test-js bench lint vuln build clean docker fuzz
 
@@ -63,10 +67,10 @@ $(VULNDB)/index/db.json:
 		-out $(VULNDB)
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 clean:
 	rm -rf $(BIN)
 
 docker:
-	docker build -t streamgate:latest .
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t streamgate:latest .

@@ -176,6 +176,11 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	}); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if err := telemetry.ObserveDeadLetters(meter, func(ctx context.Context) (int64, error) {
+		return jobs.DeadLetters(ctx, rdb)
+	}); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	return n, nil
 }
 

@@ -152,6 +152,7 @@ func TestMetrics(t *testing.T) {
 		"http_request_method=POST", "http_route=/v1/events", "http_response_status_code=202")
 	m.want(t, "streamgate_updates_lag", 1)
 	m.want(t, "streamgate_updates_pending", 0)
+	m.want(t, "streamgate_updates_dead_letters", 0)
 	if _, ok := m.get("go_goroutines"); !ok {
 		t.Errorf("no Go runtime metrics")
 	}

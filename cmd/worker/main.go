@@ -172,6 +172,9 @@ func serveMetrics(addr string, tel *telemetry.Telemetry, w *jobs.Worker, log *sl
 	if err := telemetry.ObserveBacklog(meter, w.Backlog); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if err := telemetry.ObserveDeadLetters(meter, w.DeadLetters); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("STREAMGATE_WORKER_METRICS_ADDR: listen on %s: %w", addr, err)

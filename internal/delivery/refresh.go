@@ -18,15 +18,9 @@ import (
 // presents the new token. It returns ErrNotFound for an unknown session (also one of another
 // tenant: session ids say nothing across tenants) and ErrForbidden for another user's.
 func (s *Service) RefreshToken(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID string) error {
-	rec, err := s.Records.Load(ctx, t.ID, sessionID)
-	if errors.Is(err, cluster.ErrSessionNotFound) {
-		return fmt.Errorf("no session %s (sessions last as long as their tenant's history window): %w", truncated(sessionID), ErrNotFound)
-	}
+	rec, err := s.ownRecord(ctx, claims, t, sessionID)
 	if err != nil {
 		return err
-	}
-	if rec.Sub != claims.Sub {
-		return fmt.Errorf("the session belongs to another user: %w", ErrForbidden)
 	}
 	r := cluster.TokenRefresh{TenantID: t.ID, SessionID: sessionID, KeyID: claims.KeyID, Grants: claims.Channels, ExpiresAt: claims.ExpiresAt}
 	if rec.NodeID == s.cfg.NodeID {

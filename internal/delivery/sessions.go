@@ -40,16 +40,27 @@ func (s *Service) Unsubscribe(ctx context.Context, claims tenant.Claims, t tenan
 	return s.change(ctx, claims, t, sessionID, channel, false)
 }
 
-func (s *Service) change(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID, channel string, add bool) error {
+// ownRecord loads the record of a session the caller's token may act on: ErrNotFound for an
+// unknown session (also one of another tenant: session ids say nothing across tenants),
+// ErrForbidden for another user's.
+func (s *Service) ownRecord(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID string) (cluster.SessionRecord, error) {
 	rec, err := s.Records.Load(ctx, t.ID, sessionID)
 	if errors.Is(err, cluster.ErrSessionNotFound) {
-		return fmt.Errorf("no session %s (sessions last as long as their tenant's history window): %w", truncated(sessionID), ErrNotFound)
+		return rec, fmt.Errorf("no session %s (sessions last as long as their tenant's history window): %w", truncated(sessionID), ErrNotFound)
 	}
 	if err != nil {
-		return err
+		return rec, err
 	}
 	if rec.Sub != claims.Sub {
-		return fmt.Errorf("the session belongs to another user: %w", ErrForbidden)
+		return rec, fmt.Errorf("the session belongs to another user: %w", ErrForbidden)
+	}
+	return rec, nil
+}
+
+func (s *Service) change(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID, channel string, add bool) error {
+	rec, err := s.ownRecord(ctx, claims, t, sessionID)
+	if err != nil {
+		return err
 	}
 	c := cluster.SubscriptionChange{TenantID: t.ID, SessionID: sessionID, Channel: channel, MaxSubs: t.Limits.MaxSubscriptionsPerSession}
 	if rec.NodeID == s.cfg.NodeID {

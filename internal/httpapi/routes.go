@@ -6,8 +6,12 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// Handler returns every route of the node. This is the one place to see the whole API.
-func (s *Server) Handler() http.Handler {
+// Handler returns every route of the node.
+func (s *Server) Handler() http.Handler { return s.router() }
+
+// router lists every route of the node. This is the one place to see the whole API; the
+// OpenAPI document (openapi.json) describes each public one.
+func (s *Server) router() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	// X-Forwarded-For names the client only when a trusted proxy sent it; gin trusts every
@@ -32,6 +36,9 @@ func (s *Server) Handler() http.Handler {
 	if s.metricsHandler != nil {
 		r.GET("/metrics", gin.WrapH(s.metricsHandler))
 	}
+	r.GET("/openapi.json", s.handleOpenAPI())
+	r.GET("/docs", s.handleDocsPage())
+	r.GET("/docs/assets/*file", s.handleDocsAssets())
 
 	v1 := r.Group("/v1")
 	v1.POST("/tenants", s.handleSignup())

@@ -497,7 +497,9 @@ func (w *Worker) fail(ctx context.Context, p int, m redis.XMessage, deliveries i
 		values = append(values, "entry_"+k, v)
 	}
 	values = append(values, "entry_id", m.ID, "reason", reason.Error(), "deliveries", deliveries)
-	if err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.DeadLetters(p), Values: values}).Err(); err != nil {
+	// The dead letters are capped (about DeadLetterCap per partition, oldest out first): a
+	// flood of poison updates must not fill Redis. Their count is a metric.
+	if err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.DeadLetters(p), MaxLen: DeadLetterCap, Approx: true, Values: values}).Err(); err != nil {
 		w.log.WarnContext(ctx, "dead-letter update", "partition", p, "entry", m.ID, "err", err)
 		return
 	}
@@ -556,6 +558,31 @@ func Backlog(ctx context.Context, rdb redis.UniversalClient, group string) (pend
 		}
 	}
 	return pending, lag, nil
+}
+
+// DeadLetterCap is about how many dead letters each partition keeps.
+const DeadLetterCap = 10_000
+
+// DeadLetters counts the dead letters over all partitions, for the metrics.
+func (w *Worker) DeadLetters(ctx context.Context) (int64, error) { return DeadLetters(ctx, w.rdb) }
+
+// DeadLetters counts the dead letters over all partitions, in one pipeline.
+func DeadLetters(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
+	lens := make([]*redis.IntCmd, keys.UpdatePartitions)
+	_, err := rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for p := range keys.UpdatePartitions {
+			lens[p] = pipe.XLen(ctx, keys.DeadLetters(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	var n int64
+	for _, l := range lens {
+		n += l.Val()
+	}
+	return n, nil
 }
 
 func parseAutoClaim(raw []any) (next string, msgs []redis.XMessage, deleted []string) {

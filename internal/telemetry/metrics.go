@@ -38,6 +38,7 @@ const (
 	MetricWorkerLost        = "streamgate.worker.lost"
 	MetricUpdatesPending    = "streamgate.updates.pending"
 	MetricUpdatesLag        = "streamgate.updates.lag"
+	MetricUpdatesDead       = "streamgate.updates.dead_letters"
 )
 
 // LatencyBuckets are the histogram boundaries, in seconds, of latencies from a millisecond to
@@ -201,6 +202,27 @@ func ObserveBacklog(m metric.Meter, backlog func(context.Context) (pending, lag 
 		o.ObserveInt64(lag, l)
 		return nil
 	}, pending, lag)
+	return err
+}
+
+// ObserveDeadLetters reports the update stream's dead letters (kept, capped) on every
+// collection.
+func ObserveDeadLetters(m metric.Meter, count func(context.Context) (int64, error)) error {
+	dead, err := m.Int64ObservableGauge(MetricUpdatesDead, metric.WithUnit("{update}"),
+		metric.WithDescription("Updates in the dead-letter streams: failed too often to apply."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		n, err := count(ctx)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(dead, n)
+		return nil
+	}, dead)
 	return err
 }
 

@@ -181,6 +181,19 @@ func (d *Dispatcher) nudge() {
 }
 
 // sleep waits for a nudge, the poll interval or the end of ctx.
+// backOff logs a failed step of a loop, waits its backoff (or until ctx ends) and doubles it,
+// up to 5 s.
+func (d *Dispatcher) backOff(ctx context.Context, what string, err error, backoff *time.Duration) {
+	if ctx.Err() == nil {
+		d.log.Warn(what, "err", err, "retry_in", backoff.String())
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(*backoff):
+	}
+	*backoff = min(*backoff*2, 5*time.Second)
+}
+
 func (d *Dispatcher) sleep(ctx context.Context, t *time.Timer) {
 	t.Reset(d.cfg.Poll)
 	select {
@@ -208,14 +221,7 @@ func (d *Dispatcher) route(ctx context.Context) error {
 		}
 		n, err := d.readNew(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("read webhook events", "err", err, "retry_in", backoff.String())
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
+			d.backOff(ctx, "read webhook events", err, &backoff)
 			continue
 		}
 		backoff = 100 * time.Millisecond
@@ -360,14 +366,7 @@ func (d *Dispatcher) schedule(ctx context.Context) error {
 		}
 		started, err := d.startDue(ctx, room)
 		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("schedule webhook deliveries", "err", err, "retry_in", backoff.String())
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
+			d.backOff(ctx, "schedule webhook deliveries", err, &backoff)
 			continue
 		}
 		backoff = 100 * time.Millisecond

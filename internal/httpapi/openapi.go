@@ -1,0 +1,60 @@
+package httpapi
+
+import (
+	_ "embed"
+	"io/fs"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	docs "github.com/streamgate/streamgate/web/docs"
+)
+
+// openAPIDocument describes every public route: GET /openapi.json serves it and /docs renders
+// it. TestOpenAPICoversEveryRoute holds it to the routes of Handler.
+//
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// The reference page runs only its own script, and talks only to this origin (its "try it"
+// calls included). The renderer sets styles inline and may start workers from blobs.
+const docsCSP = "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+func (s *Server) handleOpenAPI() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Content-Type-Options", "nosniff")
+		c.Data(http.StatusOK, "application/json; charset=utf-8", openAPIDocument)
+	}
+}
+
+func (s *Server) handleDocsPage() gin.HandlerFunc {
+	page, err := docs.Files.ReadFile("index.html")
+	if err != nil {
+		panic("web/docs: index.html missing from the embedded files: " + err.Error())
+	}
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", docsCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-cache")
+		c.Data(http.StatusOK, "text/html; charset=utf-8", page)
+	}
+}
+
+func (s *Server) handleDocsAssets() gin.HandlerFunc {
+	sub, err := fs.Sub(docs.Files, "assets")
+	if err != nil {
+		panic("web/docs: assets missing from the embedded files: " + err.Error())
+	}
+	files := http.StripPrefix("/docs/assets/", http.FileServer(http.FS(sub)))
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", docsCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		files.ServeHTTP(c.Writer, c.Request)
+	}
+}
