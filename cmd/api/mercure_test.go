@@ -831,3 +831,81 @@ func TestMercureSubscribersKeepNoPresence(t *testing.T) {
 		t.Errorf("presence of room.1: %+v", p)
 	}
 }
+
+// TestMercureAnswersMatchOpenAPI checks the hub's answers against the OpenAPI document the node
+// serves: every status is one it lists, every JSON body matches its schema.
+func TestMercureAnswersMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_MAX_MESSAGE_BYTES": "10"})
+	c := loadContract(t, n)
+	a := n.signup(t, "Acme")
+	cfg := call{method: "PUT", path: "/v1/mercure", auth: a.APIKey, body: map[string]any{
+		"publisher_jwt_key": mercurePublisherKey, "subscriber_jwt_key": mercureSubscriberKey,
+		"subscriptions_api": true, "hosts": []string{"openapi.localhost"}}}
+	c.check("GET", "/v1/mercure", n.do(t, call{method: "GET", path: "/v1/mercure", auth: a.APIKey}).want(t, 404))
+	c.check("PUT", "/v1/mercure", n.do(t, cfg).want(t, 200))
+	c.check("PUT", "/v1/mercure", n.do(t, call{method: "PUT", path: "/v1/mercure", auth: a.APIKey, body: map[string]any{}}).want(t, 400))
+	c.check("GET", "/v1/mercure", n.do(t, call{method: "GET", path: "/v1/mercure", auth: a.APIKey}).want(t, 200))
+
+	hub := "/mercure/" + a.TenantID + "/.well-known/mercure"
+	auth := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	pub := publisherJWT(t, "https://example.com/{x}")
+	for _, tc := range []struct {
+		method, path string
+		r            mercureRequest
+		status       int
+	}{
+		{"POST", hub, mercureRequest{path: hub, form: url.Values{"topic": {"https://example.com/1"}}, header: auth(pub)}, 200},
+		{"POST", hub, mercureRequest{path: hub, form: url.Values{"data": {"x"}}, header: auth(pub)}, 400},
+		{"POST", hub, mercureRequest{path: hub, form: url.Values{"topic": {"t"}}}, 401},
+		{"POST", hub, mercureRequest{path: hub, form: url.Values{"topic": {"elsewhere"}}, header: auth(pub)}, 403},
+		{"POST", hub, mercureRequest{path: hub, form: url.Values{"topic": {"https://example.com/1"}, "data": {"more than ten"}}, header: auth(pub)}, 413},
+		{"POST", "/.well-known/mercure", mercureRequest{path: "/.well-known/mercure", host: "openapi.localhost", form: url.Values{"topic": {"https://example.com/1"}}, header: auth(pub)}, 200},
+		{"GET", hub, mercureRequest{path: hub, header: auth(subscriberJWT(t, "u"))}, 400},
+		{"GET", hub, mercureRequest{path: hub, query: topics("t")}, 401},
+		{"GET", "/.well-known/mercure", mercureRequest{path: "/.well-known/mercure", host: "openapi.localhost", query: topics("t")}, 401},
+		{"GET", "/mercure/tn_nobody/.well-known/mercure", mercureRequest{path: "/mercure/tn_nobody/.well-known/mercure", query: topics("t")}, 404},
+		{"GET", "/.well-known/mercure/subscriptions", mercureRequest{path: "/.well-known/mercure/subscriptions", host: "openapi.localhost"}, 401},
+		{"GET", "/.well-known/mercure/subscriptions", mercureRequest{path: "/.well-known/mercure/subscriptions", host: "openapi.localhost", header: auth(subscriberJWT(t, "u", "nothing"))}, 403},
+		{"GET", "/.well-known/mercure/subscriptions", mercureRequest{path: "/.well-known/mercure/subscriptions", host: "openapi.localhost", header: auth(subscriberJWT(t, "u", "/.well-known/mercure/subscriptions"))}, 200},
+	} {
+		r := n.mercureDo(t, tc.r)
+		if r.Status != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.Status, r.Body, tc.status)
+		}
+		c.check(tc.method, tc.path, r)
+	}
+	s := n.mercureSubscribe(t, mercureRequest{path: hub, query: topics("t"), header: auth(subscriberJWT(t, "u"))})
+	s.Close()
+	c.check("DELETE", "/v1/mercure", n.do(t, call{method: "DELETE", path: "/v1/mercure", auth: a.APIKey}).want(t, 204))
+	c.check("DELETE", "/v1/mercure", n.do(t, call{method: "DELETE", path: "/v1/mercure", auth: a.APIKey}).want(t, 404))
+}
+
+func TestMercureCORS(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, map[string]string{"STREAMGATE_CORS_ORIGINS": "https://api-console.example"})
+	a := n.signup(t, "Acme")
+	listed := n.mercureHub(t, a, map[string]any{"anonymous": true, "cors_origins": []string{"https://acme.example"}})
+	preflight := func(path, origin string) reply {
+		return n.mercureDo(t, mercureRequest{method: "OPTIONS", path: path, header: http.Header{
+			"Origin": {origin}, "Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"last-event-id"}}})
+	}
+	r := preflight(listed, "https://acme.example")
+	if r.Status != 204 || r.Header.Get("Access-Control-Allow-Origin") != "https://acme.example" ||
+		r.Header.Get("Access-Control-Allow-Credentials") != "true" || !strings.Contains(r.Header.Get("Access-Control-Allow-Headers"), "Last-Event-ID") {
+		t.Errorf("preflight from a listed origin: %d %v", r.Status, r.Header)
+	}
+	// The operator's origins are the API's, not the hub's.
+	if r := preflight(listed, "https://api-console.example"); r.Status != 403 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from an origin the hub does not list: %d %v", r.Status, r.Header)
+	}
+	s := n.mercureSubscribe(t, mercureRequest{path: listed, query: topics("t"), header: http.Header{"Origin": {"https://acme.example"}}})
+	if got := s.stream.Response.Header.Get("Access-Control-Allow-Origin"); got != "https://acme.example" {
+		t.Errorf("subscription from a listed origin: Access-Control-Allow-Origin %q", got)
+	}
+	b := n.signup(t, "Beta")
+	open := n.mercureHub(t, b, map[string]any{"anonymous": true})
+	if r := preflight(open, "https://anywhere.example"); r.Status != 204 || r.Header.Get("Access-Control-Allow-Origin") != "*" || r.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("preflight to a hub without cors_origins: %d %v", r.Status, r.Header)
+	}
+}

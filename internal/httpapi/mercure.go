@@ -66,14 +66,27 @@ func (s *Server) mercureByHost() gin.HandlerFunc {
 
 // mercureByPath serves /mercure/{tenant}/.well-known/mercure: every tenant's hub, without DNS.
 func (s *Server) mercureByPath() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		id := c.Param("tenant")
-		if !streamgate.ValidID(id) {
-			mercureError(c.Writer, http.StatusNotFound, "No Mercure hub here")
-			return
-		}
-		s.serveMercure(c, id, "/mercure/"+id+mercurePath)
+	return func(c *gin.Context) { s.mercureOfTenant(c, c.Param("tenant")) }
+}
+
+func (s *Server) mercureOfTenant(c *gin.Context, id string) {
+	if !streamgate.ValidID(id) {
+		mercureError(c.Writer, http.StatusNotFound, "No Mercure hub here")
+		return
 	}
+	s.serveMercure(c, id, "/mercure/"+id+mercurePath)
+}
+
+// mercureRest serves what reaches a hub's paths without a route of its own (isMercurePath):
+// the subscriptions API below /subscriptions, CORS preflights and other methods.
+func (s *Server) mercureRest(c *gin.Context) {
+	rememberClientIP(c)
+	if rest, ok := strings.CutPrefix(c.Request.URL.Path, "/mercure/"); ok {
+		id, _, _ := strings.Cut(rest, "/")
+		s.mercureOfTenant(c, id)
+		return
+	}
+	s.mercureByHost()(c)
 }
 
 // serveMercure answers a request to the hub of tenantID, whose path is base.

@@ -74,9 +74,14 @@ type clientIPKey struct{}
 // trusted proxies) available to plain http.Handlers in the request's context.
 func withClientIP() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), clientIPKey{}, c.ClientIP()))
+		rememberClientIP(c)
 		c.Next()
 	}
+}
+
+// rememberClientIP is withClientIP for a handler that runs without it (NoRoute).
+func rememberClientIP(c *gin.Context) {
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), clientIPKey{}, c.ClientIP()))
 }
 
 // clientIP is the request's client address: as withClientIP stored it, or the peer's address.

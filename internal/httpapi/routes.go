@@ -25,9 +25,17 @@ func (s *Server) router() *gin.Engine {
 	r.RedirectFixedPath = false
 	r.Use(s.observe(), s.recoverer(), s.cors())
 	r.NoRoute(func(c *gin.Context) {
+		if isMercurePath(c.Request.URL.Path) {
+			s.mercureRest(c) // a path below a hub: its own rules
+			return
+		}
 		writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No route %s %s", c.Request.Method, c.Request.URL.EscapedPath()))
 	})
 	r.NoMethod(func(c *gin.Context) {
+		if isMercurePath(c.Request.URL.Path) {
+			s.mercureRest(c) // CORS preflights, and Mercure's own 405
+			return
+		}
 		writeError(c.Writer, errorf(http.StatusMethodNotAllowed, CodeMethod, "Method %s is not allowed on %s", c.Request.Method, c.Request.URL.EscapedPath()))
 	})
 
@@ -85,10 +93,14 @@ func (s *Server) router() *gin.Engine {
 	key.DELETE("/mercure", s.handleDeleteMercure())
 
 	// Each tenant's Mercure hub: on the hosts it claims, and for everyone under its tenant id.
-	r.Any(mercurePath, withClientIP(), s.mercureByHost())
-	r.Any(mercurePath+"/*rest", withClientIP(), s.mercureByHost())
-	r.Any("/mercure/:tenant"+mercurePath, withClientIP(), s.mercureByPath())
-	r.Any("/mercure/:tenant"+mercurePath+"/*rest", withClientIP(), s.mercureByPath())
+	// The paths below a hub that a route cannot name (the subscriptions API's escaped topics
+	// hold slashes once decoded), other methods and CORS preflights reach mercureRest through
+	// NoRoute and NoMethod.
+	r.GET(mercurePath, withClientIP(), s.mercureByHost())
+	r.POST(mercurePath, withClientIP(), s.mercureByHost())
+	r.GET(mercurePath+"/subscriptions", withClientIP(), s.mercureByHost())
+	r.GET("/mercure/:tenant"+mercurePath, withClientIP(), s.mercureByPath())
+	r.POST("/mercure/:tenant"+mercurePath, withClientIP(), s.mercureByPath())
 
 	r.GET("/admin", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/admin/") })
 	r.GET("/admin/", s.handleAdminPage())
