@@ -30,4 +30,8 @@ type Frame struct {
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).
 	Message bool
+	// Event is a notice's event name (Notice sets it), and Reason the reason a final notice
+	// gives (lagging, auth_failed, disconnect), so that code reacting to how a stream ended
+	// never parses Body.
+	Event, Reason string
 }

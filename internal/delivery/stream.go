@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -197,31 +196,15 @@ func (st *Stream) evicted(f *streamgate.Frame) {
 	}
 }
 
-// evictionReason reads a final notice ("event: <name>\ndata: {\"reason\": …}"): lagging and
+// evictionReason tells from a final notice whether the session was evicted: lagging and
 // auth_failed are evictions, and so is a disconnect by the operator; a shutdown, a suspension
 // or a takeover by a resume are not.
 func evictionReason(f *streamgate.Frame) (string, bool) {
-	rest, ok := strings.CutPrefix(string(f.Body), "event: ")
-	if !ok {
-		return "", false
-	}
-	name, rest, _ := strings.Cut(rest, "\n")
-	rest, ok = strings.CutPrefix(rest, "data: ")
-	if !ok {
-		return "", false
-	}
-	data, _, _ := strings.Cut(rest, "\n")
-	var d struct {
-		Reason string `json:"reason"`
-	}
-	if json.Unmarshal([]byte(data), &d) != nil {
-		return "", false
-	}
-	switch name {
+	switch f.Event {
 	case streamgate.EventLagging, streamgate.EventAuthFailed:
-		return d.Reason, true
+		return f.Reason, true
 	case streamgate.EventDisconnect:
-		return d.Reason, d.Reason == streamgate.ReasonEvicted
+		return f.Reason, f.Reason == streamgate.ReasonEvicted
 	}
 	return "", false
 }
