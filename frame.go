@@ -30,7 +30,9 @@ type Frame struct {
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).
 	Message bool
-	// Notice marks an event of the native protocol that carries no id (lagging, disconnect,
-	// reset, subscribed and the like): a front end speaking another protocol leaves it out.
-	Notice bool
+	// Event is a notice's event name (Notice sets it), and Reason the reason a final notice
+	// gives (lagging, auth_failed, disconnect), so that code reacting to how a stream ended
+	// never parses Body. A notice is the native protocol's: a front end speaking another
+	// protocol (Mercure) leaves every frame with an Event out.
+	Event, Reason string
 }

@@ -146,5 +146,5 @@ func Notice(event string, v any) *Frame {
 	if err != nil {
 		panic("streamgate: encode " + event + " notice: " + err.Error())
 	}
-	return &Frame{Body: AppendEvent(nil, event, string(data)), Notice: true}
+	return &Frame{Body: AppendEvent(nil, event, string(data)), Event: event}
 }

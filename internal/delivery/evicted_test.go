@@ -16,7 +16,7 @@ func TestEvictionReason(t *testing.T) {
 		reason  string
 		evicted bool
 	}{
-		{streamgate.Notice(streamgate.EventLagging, map[string]string{"reason": streamgate.ReasonLagging}), streamgate.ReasonLagging, true},
+		{&streamgate.Frame{Event: streamgate.EventLagging, Reason: streamgate.ReasonLagging}, streamgate.ReasonLagging, true}, // as the registry makes it
 		{session.AuthFailed(streamgate.ReasonTokenExpired), streamgate.ReasonTokenExpired, true},
 		{session.AuthFailed(streamgate.ReasonKeyDeleted), streamgate.ReasonKeyDeleted, true},
 		{session.Disconnect(streamgate.ReasonEvicted, false), streamgate.ReasonEvicted, true},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -218,31 +217,15 @@ func (st *Stream) evicted(f *streamgate.Frame) {
 	}
 }
 
-// evictionReason reads a final notice ("event: <name>\ndata: {\"reason\": …}"): lagging and
+// evictionReason tells from a final notice whether the session was evicted: lagging and
 // auth_failed are evictions, and so is a disconnect by the operator; a shutdown, a suspension
 // or a takeover by a resume are not.
 func evictionReason(f *streamgate.Frame) (string, bool) {
-	rest, ok := strings.CutPrefix(string(f.Body), "event: ")
-	if !ok {
-		return "", false
-	}
-	name, rest, _ := strings.Cut(rest, "\n")
-	rest, ok = strings.CutPrefix(rest, "data: ")
-	if !ok {
-		return "", false
-	}
-	data, _, _ := strings.Cut(rest, "\n")
-	var d struct {
-		Reason string `json:"reason"`
-	}
-	if json.Unmarshal([]byte(data), &d) != nil {
-		return "", false
-	}
-	switch name {
+	switch f.Event {
 	case streamgate.EventLagging, streamgate.EventAuthFailed:
-		return d.Reason, true
+		return f.Reason, true
 	case streamgate.EventDisconnect:
-		return d.Reason, d.Reason == streamgate.ReasonEvicted
+		return f.Reason, f.Reason == streamgate.ReasonEvicted
 	}
 	return "", false
 }
@@ -389,7 +372,7 @@ func (w *writer) write(frames []*streamgate.Frame) error {
 	pieces, messages := w.pieces[:0], 0
 	idField := streamgate.IDField()
 	for _, f := range frames {
-		if f.Resync || w.skip(f) || (f.Notice && w.st.log != nil) {
+		if f.Resync || w.skip(f) || (f.Event != "" && w.st.log != nil) {
 			continue
 		}
 		switch {
