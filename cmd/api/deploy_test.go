@@ -41,9 +41,20 @@ func TestComposeConfigurationAsProcesses(t *testing.T) {
 	if !strings.Contains(strings.Join(args, " "), "--appendonly yes") {
 		t.Fatalf("compose Redis runs without AOF: %v", args)
 	}
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := regexp.MustCompile(`STREAMGATE_TRUSTED_PROXIES: (\S+)`).FindSubmatch(raw)
+	if trusted == nil {
+		t.Fatal("docker-compose.yml: no STREAMGATE_TRUSTED_PROXIES")
+	}
 	rs := redistest.Start(t, args...)
-	api1 := startProcessNode(t, rs, map[string]string{"STREAMGATE_NODE_ID": "api-1", "STREAMGATE_SIGNUP": "open"})
-	api2 := startProcessNode(t, rs, map[string]string{"STREAMGATE_NODE_ID": "api-2", "STREAMGATE_SIGNUP": "open"})
+	env := func(id string) map[string]string {
+		return map[string]string{"STREAMGATE_NODE_ID": id, "STREAMGATE_SIGNUP": "open", "STREAMGATE_TRUSTED_PROXIES": string(trusted[1])}
+	}
+	api1 := startProcessNode(t, rs, env("api-1"))
+	api2 := startProcessNode(t, rs, env("api-2"))
 	startWorker(t, rs, "worker-1", "STREAMGATE_WORKER_CLAIM_IDLE=30s")
 
 	// The containers' health check is the binary itself.
