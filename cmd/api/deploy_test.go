@@ -160,6 +160,22 @@ func TestComposeLoadBalancer(t *testing.T) {
 		t.Errorf("%s serves /metrics publicly", mount[1])
 	}
 
+	// The example Prometheus configuration scrapes every api service and the worker where they
+	// serve metrics.
+	prom, err := os.ReadFile("../../deploy/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range apis {
+		if !strings.Contains(string(prom), `"`+api[1]+`:`+port[1]+`"`) {
+			t.Errorf("deploy/prometheus/prometheus.yml does not scrape %s:%s", api[1], port[1])
+		}
+	}
+	workerMetrics := regexp.MustCompile(`STREAMGATE_WORKER_METRICS_ADDR: ":(\d+)"`).FindStringSubmatch(compose)
+	if workerMetrics == nil || !strings.Contains(string(prom), `"worker:`+workerMetrics[1]+`"`) {
+		t.Errorf("deploy/prometheus/prometheus.yml does not scrape the worker's metrics (%v)", workerMetrics)
+	}
+
 	// The nodes believe the balancer's X-Forwarded-For, and only its.
 	lbAddr := regexp.MustCompile(`ipv4_address: (\S+)`).FindStringSubmatch(lb[1])
 	trusted := regexp.MustCompile(`STREAMGATE_TRUSTED_PROXIES: (\S+)`).FindStringSubmatch(compose)
