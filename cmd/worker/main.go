@@ -38,6 +38,24 @@ func main() {
 	}
 }
 
+const usage = `streamgate worker: applies job and workflow updates from the update stream and
+delivers webhooks. It takes no arguments; it is configured by environment variables:
+
+  REDIS_URL                        redis:// or rediss:// URL (or REDIS_CLUSTER_ADDRS)
+  REDIS_CLUSTER_ADDRS              comma-separated Redis Cluster seeds; wins over REDIS_URL
+  STREAMGATE_SECRET_KEY            base64 of 32 bytes, the api's: signs webhook deliveries
+  STREAMGATE_WORKER_NAME           this worker's consumer name (default: host-pid-random)
+  STREAMGATE_WORKER_CLAIM_IDLE     take over a dead worker's updates after this (default 30s)
+  STREAMGATE_WORKER_METRICS_ADDR   serve Prometheus metrics here (default: off)
+  STREAMGATE_JOB_RETENTION         keep finished job and workflow states this long (default 168h)
+  STREAMGATE_SHUTDOWN_TIMEOUT      finish held work within this on SIGTERM (default 10s)
+  STREAMGATE_ALLOW_PRIVATE_URLS    let webhooks reach private addresses (default false)
+  STREAMGATE_LOG_LEVEL             debug, info, warn or error (default info)
+  OTEL_*                           OpenTelemetry tracing, as for the api
+
+Exit codes: 0 stopped cleanly, 1 failed, 2 bad configuration or arguments.
+`
+
 type configError struct{ err error }
 
 func (e configError) Error() string { return "configuration: " + e.err.Error() }
@@ -80,7 +98,17 @@ func readConfig(getenv func(string) string) (workerConfig, error) {
 
 // run consumes until ctx ends or SIGINT/SIGTERM arrives, then stops reading, finishes what it
 // holds and returns within the shutdown timeout.
-func run(ctx context.Context, _ []string, getenv func(string) string, _ io.Writer, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, stderr io.Writer) error {
+	if len(args) > 1 {
+		switch args[1] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		default:
+			fmt.Fprint(stderr, usage)
+			return configError{fmt.Errorf("unknown argument %q: the worker takes none, only environment variables", args[1])}
+		}
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cfg, err := readConfig(getenv)
