@@ -14,13 +14,19 @@ import (
 const adminCSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 func (s *Server) handleAdminPage() gin.HandlerFunc {
-	page, err := admin.Files.ReadFile("index.html")
+	return embeddedPage(admin.Files, "web/admin", adminCSP)
+}
+
+// embeddedPage serves the index.html of an embedded web folder (named by dir in the panic
+// that a build without it deserves), under the given content security policy.
+func embeddedPage(files fs.ReadFileFS, dir, csp string) gin.HandlerFunc {
+	page, err := files.ReadFile("index.html")
 	if err != nil {
-		panic("web/admin: index.html missing from the embedded files: " + err.Error())
+		panic(dir + ": index.html missing from the embedded files: " + err.Error())
 	}
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", adminCSP)
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-cache")

@@ -30,18 +30,7 @@ func (s *Server) handleOpenAPI() gin.HandlerFunc {
 }
 
 func (s *Server) handleDocsPage() gin.HandlerFunc {
-	page, err := docs.Files.ReadFile("index.html")
-	if err != nil {
-		panic("web/docs: index.html missing from the embedded files: " + err.Error())
-	}
-	return func(c *gin.Context) {
-		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", docsCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
-		c.Data(http.StatusOK, "text/html; charset=utf-8", page)
-	}
+	return embeddedPage(docs.Files, "web/docs", docsCSP)
 }
 
 func (s *Server) handleDocsAssets() gin.HandlerFunc {
