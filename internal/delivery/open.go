@@ -90,7 +90,7 @@ func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 		}
 		return nil, err
 	}
-	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
+	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: Window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.setUp(ctx, st, plan, claims); err != nil {
 		st.release()
@@ -190,7 +190,7 @@ func (s *Service) plan(ctx context.Context, req Request) (plan, error) {
 		return plan{}, fmt.Errorf("Last-Event-ID belongs to another user's session: %w", ErrForbidden)
 	}
 	p := plan{id: rec.ID, channels: rec.Channels, after: cur.LastID, record: &rec}
-	snap, err := s.History.Snapshot(ctx, req.Tenant.ID, rec.Channels, cur.LastID, window(req.Tenant), false)
+	snap, err := s.History.Snapshot(ctx, req.Tenant.ID, rec.Channels, cur.LastID, Window(req.Tenant), false)
 	if err != nil {
 		return plan{}, err
 	}
@@ -236,8 +236,8 @@ func (s *Service) register(info session.Info, channels []string, maxSubs int) (*
 	return nil, errors.New("register session: still held after takeover")
 }
 
-// window is the part of a tenant's limits that shapes its history.
-func window(t tenant.Tenant) stream.Window {
+// Window is the part of a tenant's limits that shapes its history.
+func Window(t tenant.Tenant) stream.Window {
 	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
 }
 
@@ -246,5 +246,5 @@ func window(t tenant.Tenant) stream.Window {
 // session quiet for longer than its window still resumes without a reset when nothing it
 // subscribes to was published since.
 func recordTTL(t tenant.Tenant) time.Duration {
-	return stream.Linger(window(t)) + 2*recordRefresh
+	return stream.Linger(Window(t)) + 2*recordRefresh
 }

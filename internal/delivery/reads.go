@@ -42,7 +42,7 @@ func (s *Service) ReadHistory(ctx context.Context, r Reader, channel, after stri
 			return stream.Page{}, fmt.Errorf("after must be an event id or a stream cursor: %w", ErrInvalid)
 		}
 	}
-	return s.History.Page(ctx, r.Tenant.ID, channel, epoch, id, limit, window(r.Tenant))
+	return s.History.Page(ctx, r.Tenant.ID, channel, epoch, id, limit, Window(r.Tenant))
 }
 
 // ReadPresence returns the members of channel (at most presence.MaxRead of them, with the

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/jobs"
 )
 
@@ -249,7 +250,7 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(c.Request.Context(), carrier)
 	err := s.updates.Append(c.Request.Context(), jobs.Update{
-		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: window(t),
+		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: delivery.Window(t),
 		Trace: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
 	})
 	if err != nil {

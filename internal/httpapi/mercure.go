@@ -231,7 +231,7 @@ func (s *Server) mercurePublish(w http.ResponseWriter, r *http.Request, hub tena
 		return
 	}
 	u.AssignID()
-	if _, err := s.publisher.PublishMercure(ctx, t.ID, window(t), u.ID, u.Encode()); err != nil {
+	if _, err := s.publisher.PublishMercure(ctx, t.ID, delivery.Window(t), u.ID, u.Encode()); err != nil {
 		s.mercureFail(w, err)
 		return
 	}
@@ -366,7 +366,7 @@ func (s *Server) mercureSubscribe(w http.ResponseWriter, r *http.Request, hub te
 // subscription stands or ends all the same.
 func (s *Server) announce(ctx context.Context, t tenant.Tenant, l mercure.Listing, topics []string, active bool) {
 	for _, u := range l.Events(topics, active) {
-		if _, err := s.publisher.PublishMercure(ctx, t.ID, window(t), u.ID, u.Encode()); err != nil {
+		if _, err := s.publisher.PublishMercure(ctx, t.ID, delivery.Window(t), u.ID, u.Encode()); err != nil {
 			s.log.Warn("publish a Mercure subscription event", "tenant", t.ID, "err", err)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -48,7 +49,7 @@ func (s *Server) handlePublish() gin.HandlerFunc {
 			s.abort(c, e)
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), []stream.Event{ev}, idem)
+		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), []stream.Event{ev}, idem)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -97,7 +98,7 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 			s.abort(c, e)
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, window(t), events, idem)
+		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), events, idem)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -154,8 +155,4 @@ func idempotencyKey(r *http.Request) (string, *Error) {
 		return "", errorf(http.StatusBadRequest, CodeInvalid, "Idempotency-Key must be one value of 1 to 200 printable characters")
 	}
 	return k, nil
-}
-
-func window(t tenant.Tenant) stream.Window {
-	return stream.Window{Events: t.Limits.HistoryEvents, Seconds: t.Limits.HistorySeconds}
 }
