@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,17 +106,13 @@ func (l *Leases) Renew(ctx context.Context) error {
 	if len(counts) == 0 {
 		return nil
 	}
-	// Loaded each time: a restarted Redis forgets scripts, and a pipeline cannot fall back.
-	if err := leasesScript.Load(ctx, l.rdb).Err(); err != nil {
-		return fmt.Errorf("load the connection script: %w", err)
-	}
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for id, n := range counts {
-			args := []any{"renew", l.nodeID, l.ttl.Milliseconds(), n}
-			leasesScript.Run(ctx, p, []string{keys.Connections(id)}, args...)
+	err := l.renewAll(ctx, counts)
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// A restarted Redis forgot the script, and a pipeline cannot fall back: load, redo.
+		if err = leasesScript.Load(ctx, l.rdb).Err(); err == nil {
+			err = l.renewAll(ctx, counts)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("renew connection leases of %d tenants: %w", len(counts), err)
 	}
@@ -127,6 +124,18 @@ func (l *Leases) Renew(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 	return nil
+}
+
+// renewAll writes the counts in one pipeline of EVALSHA calls.
+func (l *Leases) renewAll(ctx context.Context, counts map[string]int) error {
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, n := range counts {
+			args := []any{"renew", l.nodeID, l.ttl.Milliseconds(), n}
+			leasesScript.EvalSha(ctx, p, []string{keys.Connections(id)}, args...)
+		}
+		return nil
+	})
+	return err
 }
 
 // Run renews the leases every LeaseRenew until ctx ends.
