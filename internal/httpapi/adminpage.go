@@ -35,22 +35,33 @@ func embeddedPage(files fs.ReadFileFS, dir, csp string) gin.HandlerFunc {
 }
 
 func (s *Server) handleAdminAssets() gin.HandlerFunc {
-	sub, err := fs.Sub(admin.Files, "assets")
+	return embeddedFiles(admin.Files, "assets", "/admin/assets/", "dashboard", map[string]string{
+		"Content-Security-Policy": adminCSP,
+		"Cache-Control":           "no-cache",
+	})
+}
+
+// embeddedFiles serves the files under folder dir of an embedded file system at the route
+// prefix (whose last segment is the *file parameter), with the given headers. what names the
+// files in the 404 answer.
+func embeddedFiles(files fs.FS, dir, prefix, what string, headers map[string]string) gin.HandlerFunc {
+	sub, err := fs.Sub(files, dir)
 	if err != nil {
-		panic("web/admin: assets missing from the embedded files: " + err.Error())
+		panic(what + ": " + dir + " missing from the embedded files: " + err.Error())
 	}
-	files := http.StripPrefix("/admin/assets/", http.FileServer(http.FS(sub)))
+	server := http.StripPrefix(prefix, http.FileServer(http.FS(sub)))
 	return func(c *gin.Context) {
 		// Only files: the file server would list a folder and answer a missing file in plain
 		// text, outside the contract's error shape.
 		if fi, err := fs.Stat(sub, strings.TrimPrefix(c.Param("file"), "/")); err != nil || fi.IsDir() {
-			writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No dashboard file at %s", c.Request.URL.EscapedPath()))
+			writeError(c.Writer, errorf(http.StatusNotFound, CodeNotFound, "No %s file at %s", what, c.Request.URL.EscapedPath()))
 			return
 		}
 		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", adminCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(c.Writer, c.Request)
+		for k, v := range headers {
+			h.Set(k, v)
+		}
+		server.ServeHTTP(c.Writer, c.Request)
 	}
 }

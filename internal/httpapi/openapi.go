@@ -2,7 +2,7 @@ package httpapi
 
 import (
 	_ "embed"
-	"io/fs"
+	jsclient "github.com/streamgate/streamgate/clients/js"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -34,16 +34,18 @@ func (s *Server) handleDocsPage() gin.HandlerFunc {
 }
 
 func (s *Server) handleDocsAssets() gin.HandlerFunc {
-	sub, err := fs.Sub(docs.Files, "assets")
-	if err != nil {
-		panic("web/docs: assets missing from the embedded files: " + err.Error())
-	}
-	files := http.StripPrefix("/docs/assets/", http.FileServer(http.FS(sub)))
-	return func(c *gin.Context) {
-		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", docsCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(c.Writer, c.Request)
-	}
+	return embeddedFiles(docs.Files, "assets", "/docs/assets/", "reference page", map[string]string{
+		"Content-Security-Policy": docsCSP,
+		"Cache-Control":           "no-cache",
+	})
+}
+
+// handleClientFiles serves the JavaScript client, so that a tenant's page on any origin can
+// import it: import { connect } from "https://<node>/client/index.js". It is public code: no
+// credentials, any origin.
+func (s *Server) handleClientFiles() gin.HandlerFunc {
+	return embeddedFiles(jsclient.Files, ".", "/client/", "client", map[string]string{
+		"Access-Control-Allow-Origin": "*",
+		"Cache-Control":               "public, max-age=300",
+	})
 }

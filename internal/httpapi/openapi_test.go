@@ -25,6 +25,7 @@ var notYetServed = []string{}
 var staticFiles = []string{
 	"GET /admin/assets/{*}",
 	"GET /docs/assets/{*}",
+	"GET /client/{*}",
 }
 
 // openAPI is the part of the document the tests read.
@@ -403,6 +404,47 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 	}
 	if r, _ := get("/docs/assets/nothing.js"); r.StatusCode != 404 {
 		t.Errorf("GET /docs/assets/nothing.js: %d, want 404", r.StatusCode)
+	}
+}
+
+// TestClientIsServed: a tenant's page on any origin imports the JavaScript client from a node,
+// and the dashboard loads the same files from its own folder.
+func TestClientIsServed(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(routeTable().Handler())
+	t.Cleanup(srv.Close)
+	get := func(path string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", "https://app.acme.example")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	for _, path := range []string{"/client/index.js", "/client/src/client.js", "/admin/assets/client/src/sse.js"} {
+		resp, body := get(path)
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || !bytes.Contains(body, []byte("export ")) {
+			t.Errorf("GET %s: %d %s, %d bytes; want a JavaScript module", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+		}
+		if strings.HasPrefix(path, "/client/") && resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("GET %s: Access-Control-Allow-Origin %q, want * (a module from another origin needs it)", path, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	for _, path := range []string{"/client/nothing.js", "/client/src/", "/client/", "/client/../go.mod"} {
+		resp, body := get(path)
+		if resp.StatusCode != 404 || !bytes.Contains(body, []byte(`"code":"not_found"`)) {
+			t.Errorf("GET %s: %d %s, want 404 not_found", path, resp.StatusCode, body)
+		}
 	}
 }
 

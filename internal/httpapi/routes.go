@@ -47,6 +47,7 @@ func (s *Server) router() *gin.Engine {
 	r.GET("/openapi.json", s.handleOpenAPI())
 	r.GET("/docs", s.handleDocsPage())
 	r.GET("/docs/assets/*file", s.handleDocsAssets())
+	r.GET("/client/*file", s.handleClientFiles())
 
 	v1 := r.Group("/v1")
 	v1.POST("/tenants", s.handleSignup())

@@ -1,70 +1,11 @@
 // Server-sent events read with fetch, so that the admin token travels in the Authorization
 // header rather than in the URL (EventSource cannot set headers, and URLs end up in logs).
-// The parser follows the WHATWG event-stream rules; reconnection follows EventSource's
-// semantics (server `retry:` hint, Last-Event-ID) with exponential backoff on top.
+// The parser and the backoff are the JavaScript client's (clients/js, mounted at ./client/):
+// reconnection follows EventSource's semantics (server `retry:` hint, Last-Event-ID) with the
+// client's exponential backoff and full jitter on top.
 
-/** SSEParser turns chunks of text into events; call push() with each decoded chunk. */
-export class SSEParser {
-  constructor(onEvent, onRetry) {
-    this.onEvent = onEvent;
-    this.onRetry = onRetry;
-    this.buf = "";
-    this.reset();
-    this.lastEventId = "";
-    this.sawBOM = false;
-  }
-
-  reset() {
-    this.type = "";
-    this.data = [];
-    this.hasData = false;
-  }
-
-  push(text) {
-    if (!this.sawBOM) {
-      this.sawBOM = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
-    this.buf += text;
-    // Lines end with CRLF, LF or CR. A lone CR at the end of the buffer may be the first half
-    // of a CRLF, so it waits for the next chunk.
-    let start = 0;
-    for (;;) {
-      let i = start;
-      const n = this.buf.length;
-      while (i < n && this.buf[i] !== "\n" && this.buf[i] !== "\r") i++;
-      if (i >= n) break;
-      if (this.buf[i] === "\r" && i + 1 >= n) break;
-      this.line(this.buf.slice(start, i));
-      start = i + (this.buf[i] === "\r" && this.buf[i + 1] === "\n" ? 2 : 1);
-    }
-    this.buf = this.buf.slice(start);
-  }
-
-  line(line) {
-    if (line === "") {
-      if (this.hasData) {
-        this.onEvent({ type: this.type || "message", data: this.data.join("\n"), id: this.lastEventId });
-      }
-      this.reset();
-      return;
-    }
-    if (line[0] === ":") return; // comment, e.g. a heartbeat
-    const colon = line.indexOf(":");
-    let field = line, value = "";
-    if (colon >= 0) {
-      field = line.slice(0, colon);
-      value = line.slice(colon + 1);
-      if (value[0] === " ") value = value.slice(1);
-    }
-    switch (field) {
-      case "event": this.type = value; break;
-      case "data": this.data.push(value); this.hasData = true; break;
-      case "id": if (!value.includes("\0")) this.lastEventId = value; break;
-      case "retry": if (/^\d+$/.test(value)) this.onRetry(Number(value)); break;
-    }
-  }
-}
+import { createParser } from "./client/src/sse.js";
+import { backoffDelay } from "./client/src/backoff.js";
 
 /** AuthError means the server refused the credentials; reconnecting will not help. */
 export class AuthError extends Error {}
@@ -132,10 +73,13 @@ export class EventStream {
         throw new Error("not an event stream");
       }
       this.onOpen();
-      const parser = new SSEParser((ev) => {
-        this.lastEventId = ev.id;
-        this.onEvent(ev);
-      }, (ms) => { this.retryHint = Math.max(ms, 250); });
+      const parser = createParser({
+        onEvent: (ev) => {
+          this.lastEventId = ev.lastEventId;
+          this.onEvent({ type: ev.event, data: ev.data, id: ev.lastEventId });
+        },
+        onRetry: (ms) => { this.retryHint = Math.max(ms, 250); },
+      });
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
         const { value, done } = await reader.read();
@@ -153,10 +97,9 @@ export class EventStream {
       }
       const reason = controller.signal.aborted ? controller.signal.reason : err;
       this.failures++;
-      // Backoff: the server's retry hint, doubled per consecutive failure, capped, with jitter
-      // so that many dashboards do not reconnect in step.
-      const base = Math.min(this.maxDelay, this.retryHint * 2 ** (this.failures - 1));
-      const delay = Math.round(base / 2 + Math.random() * base / 2);
+      // Backoff: from the server's retry hint, doubled per consecutive failure, capped, with
+      // full jitter so that many dashboards do not reconnect in step.
+      const delay = backoffDelay(this.failures - 1, { base: this.retryHint, cap: this.maxDelay });
       this.onDown(reason, delay);
       this.timer = setTimeout(() => { if (!this.stopped) this.connect(); }, delay);
     } finally {
