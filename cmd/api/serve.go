@@ -168,6 +168,9 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if err := telemetry.ObservePubSub(meter, n.hub.Stats); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := telemetry.ObserveSessions(meter, n.registry.Stats, cfg.MetricsTenants); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -64,6 +65,23 @@ type Hub struct {
 	shards map[int]*psConn          // hash slot → sharded connection (cluster only)
 
 	reconnected chan struct{} // signalled after a pub/sub connection came back
+
+	breaks, reconnects atomic.Int64
+}
+
+// HubStats counts the pub/sub connections' failures since the hub started.
+type HubStats struct {
+	// Breaks counts connections found dead: a receive failed, or a keepalive ping went
+	// unanswered.
+	Breaks int64
+	// Reconnects counts connections that delivered again after a break (and whose streams
+	// then caught up from history).
+	Reconnects int64
+}
+
+// Stats returns the hub's counts.
+func (h *Hub) Stats() HubStats {
+	return HubStats{Breaks: h.breaks.Load(), Reconnects: h.reconnects.Load()}
 }
 
 type subscription struct {
@@ -375,6 +393,9 @@ func (h *Hub) receive(c *psConn) {
 func (h *Hub) broke(c *psConn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !c.broken {
+		h.breaks.Add(1)
+	}
 	c.broken = true
 	for _, s := range h.subs {
 		if s.conn == c {
@@ -387,6 +408,7 @@ func (h *Hub) broke(c *psConn) {
 // subscribed anew): every stream on its channels is told to fetch from history what was
 // published in between, so that nothing is lost across the gap.
 func (h *Hub) recovered(c *psConn) {
+	h.reconnects.Add(1)
 	h.mu.Lock()
 	c.broken = false
 	var names []string

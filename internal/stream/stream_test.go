@@ -535,11 +535,18 @@ func TestHubReplacesAHalfOpenConnection(t *testing.T) {
 	if err := h.Acquire(t.Context(), "tn_a", "c"); err != nil {
 		t.Fatal(err)
 	}
+	if st := h.Stats(); st != (HubStats{}) {
+		t.Errorf("stats before any fault: %+v, want zero", st)
+	}
 	stall()
 	select {
 	case <-h.Reconnected():
 	case <-time.After(20 * time.Second):
 		t.Fatal("the half-open pub/sub connection was never replaced")
+	}
+	// What the metrics report: one break of the one connection, and its return.
+	if st := h.Stats(); st.Breaks != 1 || st.Reconnects != 1 {
+		t.Errorf("stats after the reconnect: %+v, want 1 break and 1 reconnect", st)
 	}
 	// The streams were told to catch up, and live events flow on the new connection.
 	frames := rec.waitFor(t, "tn_a/c", 1)

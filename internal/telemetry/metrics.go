@@ -39,6 +39,9 @@ const (
 	MetricUpdatesPending    = "streamgate.updates.pending"
 	MetricUpdatesLag        = "streamgate.updates.lag"
 	MetricUpdatesDead       = "streamgate.updates.dead_letters"
+	MetricRedisErrors       = "streamgate.redis.errors"
+	MetricPubSubBreaks      = "streamgate.pubsub.breaks"
+	MetricPubSubReconnects  = "streamgate.pubsub.reconnects"
 )
 
 // LatencyBuckets are the histogram boundaries, in seconds, of latencies from a millisecond to
@@ -202,6 +205,28 @@ func ObserveBacklog(m metric.Meter, backlog func(context.Context) (pending, lag 
 		o.ObserveInt64(lag, l)
 		return nil
 	}, pending, lag)
+	return err
+}
+
+// ObservePubSub reports, on every collection, how often the node's pub/sub connections broke
+// and came back since start.
+func ObservePubSub(m metric.Meter, stats func() stream.HubStats) error {
+	breaks, err := m.Int64ObservableCounter(MetricPubSubBreaks, metric.WithUnit("{connection}"),
+		metric.WithDescription("Pub/sub connections found dead (a failed read, or a keepalive ping unanswered)."))
+	if err != nil {
+		return err
+	}
+	reconnects, err := m.Int64ObservableCounter(MetricPubSubReconnects, metric.WithUnit("{connection}"),
+		metric.WithDescription("Pub/sub connections back after a break; their streams then catch up from history."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := stats()
+		o.ObserveInt64(breaks, st.Breaks)
+		o.ObserveInt64(reconnects, st.Reconnects)
+		return nil
+	}, breaks, reconnects)
 	return err
 }
 

@@ -184,10 +184,13 @@ func Tracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(ScopeName)
 }
 
-// InstrumentRedis makes every command of rdb a client span of the caller's trace. The commands'
-// arguments are never recorded: they carry tenants' data and key material. Nothing is done when
-// tracing is off.
+// InstrumentRedis counts the failed commands of rdb (streamgate_redis_errors_total) and, when
+// tracing is on, makes every command a client span of the caller's trace. The commands'
+// arguments are never recorded: they carry tenants' data and key material.
 func (t *Telemetry) InstrumentRedis(rdb redis.UniversalClient) error {
+	if err := CountRedisErrors(rdb, Meter(t.Meter)); err != nil {
+		return fmt.Errorf("count redis errors: %w", err)
+	}
 	if !t.Tracing {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 )
 
@@ -223,5 +226,80 @@ func TestMetricsServed(t *testing.T) {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestRedisErrorsCounted: failures a Redis client meets are counted by kind from start (0 before
+// any), and what is normal work (a missing key, a script not cached yet, a caller that gave up)
+// is not.
+func TestRedisErrorsCounted(t *testing.T) {
+	t.Parallel()
+	tel := setup(t, nil)
+	rs := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	if err := tel.InstrumentRedis(rdb); err != nil {
+		t.Fatal(err)
+	}
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	counts := func(timeout, network, server int) []string {
+		return []string{
+			fmt.Sprintf(`streamgate_redis_errors_total{kind="timeout"} %d`, timeout),
+			fmt.Sprintf(`streamgate_redis_errors_total{kind="network"} %d`, network),
+			fmt.Sprintf(`streamgate_redis_errors_total{kind="server"} %d`, server),
+		}
+	}
+	expect := func(when string, want []string) {
+		t.Helper()
+		text := scrape()
+		for _, w := range want {
+			if !strings.Contains(text, w+"\n") {
+				t.Errorf("%s: metrics lack %q", when, w)
+			}
+		}
+	}
+	expect("at start", counts(0, 0, 0))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// Normal work.
+	if err := rdb.Get(ctx, "missing").Err(); err != redis.Nil {
+		t.Fatalf("GET missing: %v", err)
+	}
+	if err := redis.NewScript("return 1").Run(ctx, rdb, nil).Err(); err != nil {
+		t.Fatalf("script: %v", err) // EVALSHA answered NOSCRIPT first, then EVAL
+	}
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	_ = rdb.Ping(gone).Err()
+	expect("after normal work", counts(0, 0, 0))
+
+	// Faults.
+	if err := rdb.Do(ctx, "NOSUCHCOMMAND").Err(); err == nil {
+		t.Fatal("an unknown command succeeded")
+	}
+	// Redis stops answering for a second: the command times out.
+	if err := rs.Client().Do(ctx, "CLIENT", "PAUSE", "1000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Get(ctx, "k").Err(); err == nil {
+		t.Fatal("GET answered within a 200 ms read timeout while Redis was paused for a second")
+	}
+	closed := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { closed.Close() })
+	if err := tel.InstrumentRedis(closed); err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Ping(ctx).Err(); err == nil {
+		t.Fatal("a ping to a closed port succeeded")
+	}
+	expect("after the faults", []string{counts(1, 0, 1)[0], counts(1, 0, 1)[2]})
+	// The pool dials a few times before it gives up: each failed dial counts, and the command.
+	if text := scrape(); strings.Contains(text, `streamgate_redis_errors_total{kind="network"} 0`+"\n") {
+		t.Error("the refused connection was not counted")
 	}
 }
