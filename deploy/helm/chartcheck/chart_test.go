@@ -1,6 +1,7 @@
 package chartcheck
 
 import (
+	"errors"
 	"net"
 	"path"
 	"reflect"
@@ -22,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -104,7 +106,16 @@ func render(t testing.TB, values string) manifests {
 			default:
 				t.Fatalf("%s renders an unexpected %s %s", name, head.APIVersion, head.Kind)
 			}
-			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			// As the API server decodes it: field names match case-sensitively.
+			j, err := yaml.YAMLToJSONStrict([]byte(doc))
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", name, err, doc)
+			}
+			strict, err := kjson.UnmarshalStrict(j, obj, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+			if err == nil {
+				err = errors.Join(strict...)
+			}
+			if err != nil {
 				t.Fatalf("%s is no valid %s: %v\n%s", name, head.Kind, err, doc)
 			}
 			dup := func() { t.Fatalf("%s renders a second %s", name, head.Kind) }
@@ -431,8 +442,11 @@ func TestChartDefaults(t *testing.T) {
 	if svc.Name != fullname || svc.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("Service %s of type %s, want %s of type ClusterIP", svc.Name, svc.Spec.Type, fullname)
 	}
-	if !selects(svc.Spec.Selector, apiPods) || selects(svc.Spec.Selector, workerPods) {
-		t.Errorf("the Service selects %v; api pods are %v, worker pods %v", svc.Spec.Selector, apiPods, workerPods)
+	// The api Deployment's selector names the release and the component: a Service or a budget
+	// that selects less would take in other releases' pods.
+	apiSelector := m.api.Spec.Selector.MatchLabels
+	if !selects(svc.Spec.Selector, apiPods) || selects(svc.Spec.Selector, workerPods) || !selects(apiSelector, svc.Spec.Selector) {
+		t.Errorf("the Service selects %v; api pods are %v (selected by %v), worker pods %v", svc.Spec.Selector, apiPods, apiSelector, workerPods)
 	}
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("the Service's ports are %+v, want 80 to the api's http port", svc.Spec.Ports)
@@ -440,8 +454,8 @@ func TestChartDefaults(t *testing.T) {
 	if m.pdb == nil {
 		t.Fatal("no PodDisruptionBudget")
 	}
-	if sel := m.pdb.Spec.Selector; sel == nil || len(sel.MatchExpressions) > 0 || !selects(sel.MatchLabels, apiPods) || selects(sel.MatchLabels, workerPods) {
-		t.Errorf("the PodDisruptionBudget selects %v; api pods are %v, worker pods %v", sel, apiPods, workerPods)
+	if sel := m.pdb.Spec.Selector; sel == nil || len(sel.MatchExpressions) > 0 || !selects(sel.MatchLabels, apiPods) || selects(sel.MatchLabels, workerPods) || !selects(apiSelector, sel.MatchLabels) {
+		t.Errorf("the PodDisruptionBudget selects %v; api pods are %v (selected by %v), worker pods %v", sel, apiPods, apiSelector, workerPods)
 	}
 	if m.hpa == nil {
 		t.Fatal("no HorizontalPodAutoscaler")
