@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 )
@@ -79,5 +82,58 @@ func TestHeartbeatsMakeTheClusterFigures(t *testing.T) {
 	}
 	if alive, _ := v.Alive(t.Context(), "node-a"); alive {
 		t.Fatal("a stopped node is alive")
+	}
+}
+
+// Record writes are conditional: a write made on a stale read, or from a node the session has
+// left, fails with ErrRecordChanged and changes nothing.
+func TestRecordWritesAreConditional(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs := NewRecords(rdb)
+	rec := SessionRecord{ID: "ses_1", TenantID: "tn_a", Sub: "u1", NodeID: "node-a", ConnectedAt: time.Now(), Channels: []string{"a"}}
+	if err := recs.Save(ctx, rec, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	read, err := recs.Load(ctx, "tn_a", "ses_1")
+	if err != nil || read.Version != 1 {
+		t.Fatalf("after the first save: %+v %v, want version 1", read, err)
+	}
+	// A sessions-API change made on that read.
+	if err := recs.SetChannels(ctx, "tn_a", "ses_1", Expect{Node: "node-a", Version: 1}, []string{"a", "x"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// A resume that read version 1 too, and writes after the change: refused.
+	stale := read
+	stale.NodeID, stale.Channels = "node-b", []string{"a"}
+	if err := recs.Save(ctx, stale, time.Hour); !errors.Is(err, ErrRecordChanged) {
+		t.Errorf("save on a stale read: %v, want ErrRecordChanged", err)
+	}
+	if err := recs.SetChannels(ctx, "tn_a", "ses_1", Expect{Version: 1}, []string{"b"}, time.Hour); !errors.Is(err, ErrRecordChanged) {
+		t.Errorf("change on a stale read: %v, want ErrRecordChanged", err)
+	}
+	if err := recs.SetChannels(ctx, "tn_a", "ses_1", Expect{Node: "node-b"}, []string{"b"}, time.Hour); !errors.Is(err, ErrRecordChanged) {
+		t.Errorf("change from a node the record does not name: %v, want ErrRecordChanged", err)
+	}
+	if err := recs.SetChannels(ctx, "tn_a", "ses_2", Expect{}, []string{"b"}, time.Hour); !errors.Is(err, ErrSessionNotFound) {
+		t.Errorf("change of no record: %v, want ErrSessionNotFound", err)
+	}
+	if n, _ := rdb.Exists(ctx, keys.Session("tn_a", "ses_2")).Result(); n != 0 {
+		t.Error("a change of no record created one")
+	}
+	got, err := recs.Load(ctx, "tn_a", "ses_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.NodeID != "node-a" || !slices.Equal(got.Channels, []string{"a", "x"}) {
+		t.Errorf("record %+v, want version 2 on node-a with [a x]: the refused writes changed it", got)
+	}
+	// The resume reads again and saves on what it read.
+	stale.Version = got.Version
+	stale.Channels = got.Channels
+	if err := recs.Save(ctx, stale, time.Hour); err != nil {
+		t.Errorf("save on a fresh read: %v", err)
 	}
 }

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,6 +18,15 @@ import (
 // history window.
 var ErrSessionNotFound = errors.New("session not found")
 
+// ErrRecordChanged means a conditional write found the record changed since it was read, or
+// naming another node: the caller reads it again and decides anew (the session may have moved).
+var ErrRecordChanged = errors.New("session record changed")
+
+//go:embed records.lua
+var recordsLua string
+
+var recordsScript = redis.NewScript(recordsLua)
+
 // SessionRecord is what must survive a reconnect to another node: who the session belongs
 // to, where it streams now, and its subscriptions (including those added through the sessions
 // API).
@@ -26,6 +37,16 @@ type SessionRecord struct {
 	NodeID      string    `json:"node_id"`
 	ConnectedAt time.Time `json:"connected_at"`
 	Channels    []string  `json:"channels"`
+	// Version counts the record's writes: a write made on what was read carries the version
+	// read, and fails with ErrRecordChanged if another came in between.
+	Version int64 `json:"version"`
+}
+
+// Expect is what a conditional write of a record requires of it: the node it names ("" for
+// any) and its version (0 for any).
+type Expect struct {
+	Node    string
+	Version int64
 }
 
 // Records keeps session records in Redis, each with a time to live of its tenant's history
@@ -38,35 +59,46 @@ type Records struct {
 // NewRecords returns a record store on rdb.
 func NewRecords(rdb redis.UniversalClient) *Records { return &Records{rdb: rdb} }
 
-// Save writes the whole record with the given time to live.
+// Save writes the whole record with the given time to live, if its version is still
+// rec.Version (0 for a new session): a resume that read the record saves it only if no
+// sessions-API change came in between. It returns ErrRecordChanged otherwise.
 func (s *Records) Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
 	chans, _ := json.Marshal(rec.Channels)
-	key := keys.Session(rec.TenantID, rec.ID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "sub", rec.Sub, "node", rec.NodeID,
-			"connected_at", rec.ConnectedAt.UTC().Format(time.RFC3339Nano), "channels", chans)
-		p.PExpire(ctx, key, ttl)
-		return nil
-	})
+	_, err := s.write(ctx, keys.Session(rec.TenantID, rec.ID), "save", strconv.FormatInt(rec.Version, 10), "", ttl, chans,
+		rec.Sub, rec.NodeID, rec.ConnectedAt.UTC().Format(time.RFC3339Nano))
 	if err != nil {
 		return fmt.Errorf("save session %s: %w", rec.ID, err)
 	}
 	return nil
 }
 
-// SetChannels replaces the record's channels (a sessions-API change).
-func (s *Records) SetChannels(ctx context.Context, tenantID, id string, channels []string, ttl time.Duration) error {
+// SetChannels replaces the record's channels (a sessions-API change, a refresh trimming them)
+// if the record still is as expected. It returns ErrRecordChanged when it is not, and
+// ErrSessionNotFound when there is no record.
+func (s *Records) SetChannels(ctx context.Context, tenantID, id string, expect Expect, channels []string, ttl time.Duration) error {
 	chans, _ := json.Marshal(channels)
-	key := keys.Session(tenantID, id)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "channels", chans)
-		p.PExpire(ctx, key, ttl)
-		return nil
-	})
-	if err != nil {
+	version := ""
+	if expect.Version != 0 {
+		version = strconv.FormatInt(expect.Version, 10)
+	}
+	if _, err := s.write(ctx, keys.Session(tenantID, id), "channels", version, expect.Node, ttl, chans); err != nil {
 		return fmt.Errorf("save channels of session %s: %w", id, err)
 	}
 	return nil
+}
+
+func (s *Records) write(ctx context.Context, key, op, version, node string, ttl time.Duration, chans []byte, rest ...any) (int64, error) {
+	args := append([]any{op, version, node, ttl.Milliseconds(), chans}, rest...)
+	v, err := recordsScript.Run(ctx, s.rdb, []string{key}, args...).Int64()
+	switch {
+	case err != nil:
+		return 0, err
+	case v == -1:
+		return 0, ErrRecordChanged
+	case v == -2:
+		return 0, ErrSessionNotFound
+	}
+	return v, nil
 }
 
 // Load reads a record; ErrSessionNotFound if there is none.
@@ -79,6 +111,7 @@ func (s *Records) Load(ctx context.Context, tenantID, id string) (SessionRecord,
 		return SessionRecord{}, ErrSessionNotFound
 	}
 	rec := SessionRecord{ID: id, TenantID: tenantID, Sub: vals["sub"], NodeID: vals["node"]}
+	rec.Version, _ = strconv.ParseInt(vals["v"], 10, 64) // 0 for a record written before versions
 	rec.ConnectedAt, _ = time.Parse(time.RFC3339Nano, vals["connected_at"])
 	if err := json.Unmarshal([]byte(vals["channels"]), &rec.Channels); err != nil {
 		return SessionRecord{}, fmt.Errorf("decode session %s: %w", id, err)

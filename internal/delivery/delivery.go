@@ -58,9 +58,13 @@ type Hub interface {
 
 // Records keeps what a session needs to resume on any node.
 type Records interface {
+	// Save writes a record if its version is still rec.Version (0: a new session), else
+	// fails with cluster.ErrRecordChanged.
 	Save(ctx context.Context, rec cluster.SessionRecord, ttl time.Duration) error
 	Load(ctx context.Context, tenantID, id string) (cluster.SessionRecord, error)
-	SetChannels(ctx context.Context, tenantID, id string, channels []string, ttl time.Duration) error
+	// SetChannels replaces a record's channels if it is as expected, else fails with
+	// cluster.ErrRecordChanged (or cluster.ErrSessionNotFound).
+	SetChannels(ctx context.Context, tenantID, id string, expect cluster.Expect, channels []string, ttl time.Duration) error
 	Delete(ctx context.Context, tenantID, id string) error
 	Touch(ctx context.Context, live []cluster.Live) error
 }

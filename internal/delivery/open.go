@@ -52,6 +52,16 @@ type Log struct {
 // for a cap, ErrShuttingDown while the node stops, and other errors when Redis cannot answer.
 // On success the caller must Serve the stream and Close it.
 func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
+	var st *Stream
+	err := againOnMove(func() error {
+		var err error
+		st, err = s.open(ctx, req)
+		return err
+	})
+	return st, err
+}
+
+func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 	if s.stopped() {
 		return nil, ErrShuttingDown
 	}
@@ -154,6 +164,11 @@ func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenan
 		return nil // nothing to resume by session: a log stream resumes from its log
 	}
 	rec := cluster.SessionRecord{ID: plan.id, TenantID: st.tenantID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: plan.channels}
+	if plan.record != nil {
+		// Saved only if no sessions-API change came in since the plan read it; else Open
+		// plans again with what the change left.
+		rec.Version = plan.record.Version
+	}
 	return s.Records.Save(ctx, rec, st.ttl)
 }
 

@@ -18,6 +18,10 @@ import (
 // presents the new token. It returns ErrNotFound for an unknown session (also one of another
 // tenant: session ids say nothing across tenants) and ErrForbidden for another user's.
 func (s *Service) RefreshToken(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID string) error {
+	return againOnMove(func() error { return s.refreshOnce(ctx, claims, t, sessionID) })
+}
+
+func (s *Service) refreshOnce(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID string) error {
 	rec, err := s.ownRecord(ctx, claims, t, sessionID)
 	if err != nil {
 		return err
@@ -67,7 +71,7 @@ func (s *Service) refreshRecord(ctx context.Context, r cluster.TokenRefresh) err
 	if err != nil {
 		return err
 	}
-	return s.Records.SetChannels(ctx, r.TenantID, r.SessionID, kept, recordTTL(t))
+	return s.Records.SetChannels(ctx, r.TenantID, r.SessionID, cluster.Expect{Node: rec.NodeID, Version: rec.Version}, kept, recordTTL(t))
 }
 
 // refresh gives the live stream its new token, then removes the channels it no longer grants:
@@ -104,5 +108,5 @@ func (st *Stream) refresh(ctx context.Context, r cluster.TokenRefresh) error {
 	for _, ch := range removed {
 		_ = s.Registry.Send(st.sess.ID(), channelNotice(streamgate.EventUnsubscribed, ch))
 	}
-	return s.Records.SetChannels(ctx, st.tenantID, st.sess.ID(), st.sess.Channels(), st.ttl)
+	return st.saveChannels(ctx)
 }

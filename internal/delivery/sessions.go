@@ -57,7 +57,27 @@ func (s *Service) ownRecord(ctx context.Context, claims tenant.Claims, t tenant.
 	return rec, nil
 }
 
+// recordRetries bounds how often a change is tried again when the session's record changed
+// under it (the session moved to another node, or another change came first).
+const recordRetries = 5
+
+// againOnMove runs f until it does not fail with cluster.ErrRecordChanged, at most
+// recordRetries times: each run reads the record afresh and goes where it now says.
+func againOnMove(f func() error) error {
+	var err error
+	for range recordRetries {
+		if err = f(); !errors.Is(err, cluster.ErrRecordChanged) {
+			return err
+		}
+	}
+	return fmt.Errorf("the session kept moving between nodes; try again: %w", stream.ErrUnavailable)
+}
+
 func (s *Service) change(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID, channel string, add bool) error {
+	return againOnMove(func() error { return s.changeOnce(ctx, claims, t, sessionID, channel, add) })
+}
+
+func (s *Service) changeOnce(ctx context.Context, claims tenant.Claims, t tenant.Tenant, sessionID, channel string, add bool) error {
 	rec, err := s.ownRecord(ctx, claims, t, sessionID)
 	if err != nil {
 		return err
@@ -125,7 +145,8 @@ func (s *Service) changeRecord(ctx context.Context, c cluster.SubscriptionChange
 	if err != nil {
 		return err
 	}
-	return s.Records.SetChannels(ctx, c.TenantID, c.SessionID, rec.Channels, recordTTL(t))
+	// Only if no resume or other change came in since the record was read.
+	return s.Records.SetChannels(ctx, c.TenantID, c.SessionID, cluster.Expect{Node: rec.NodeID, Version: rec.Version}, rec.Channels, recordTTL(t))
 }
 
 func subscriptionCap(max int) error {
@@ -158,7 +179,13 @@ func (st *Stream) subscribe(ctx context.Context, channel string, maxSubs int, se
 		}
 		st.acquired = append(st.acquired, channel)
 	}
-	if err := s.Records.SetChannels(ctx, st.tenantID, st.sess.ID(), st.sess.Channels(), st.ttl); err != nil {
+	if err := st.saveChannels(ctx); err != nil {
+		if added {
+			// The record did not take it (the session resumed elsewhere): neither does the stream.
+			_, _ = st.sess.Unsubscribe(channel)
+			st.acquired = st.acquired[:len(st.acquired)-1]
+			s.Hub.Release(st.tenantID, channel)
+		}
 		return err
 	}
 	_ = s.Registry.Send(st.sess.ID(), channelNotice(streamgate.EventSubscribed, channel))
@@ -175,6 +202,13 @@ func (st *Stream) subscribe(ctx context.Context, channel string, maxSubs int, se
 		_ = s.Registry.Send(st.sess.ID(), st.stateFrame(e))
 	}
 	return nil
+}
+
+// saveChannels writes the live stream's channels to its record, if the record still names
+// this node: once the session resumed on another node, that node's stream is the session and
+// this one is on its way out (cluster.ErrRecordChanged).
+func (st *Stream) saveChannels(ctx context.Context) error {
+	return st.svc.Records.SetChannels(ctx, st.tenantID, st.sess.ID(), cluster.Expect{Node: st.svc.cfg.NodeID}, st.sess.Channels(), st.ttl)
 }
 
 func (st *Stream) unsubscribe(ctx context.Context, channel string) error {
@@ -196,7 +230,7 @@ func (st *Stream) unsubscribe(ctx context.Context, channel string) error {
 		s.Hub.Release(st.tenantID, channel)
 	}
 	st.exitLocked(ctx, []string{channel})
-	if err := s.Records.SetChannels(ctx, st.tenantID, st.sess.ID(), st.sess.Channels(), st.ttl); err != nil {
+	if err := st.saveChannels(ctx); err != nil {
 		return err
 	}
 	_ = s.Registry.Send(st.sess.ID(), channelNotice(streamgate.EventUnsubscribed, channel))
@@ -353,6 +387,7 @@ var wireErrors = []struct {
 	{"forbidden", ErrForbidden},
 	{"limit_exceeded", session.ErrLimitExceeded},
 	{"unavailable", stream.ErrUnavailable},
+	{"record_changed", cluster.ErrRecordChanged},
 }
 
 // toWire turns a refusal into what the calling node turns back into the same error.
