@@ -75,7 +75,7 @@ func TestAdminPresence(t *testing.T) {
 
 	s.openStream(t, s.token(t, acme, "ada", "room.*", "lobby"), "room.1", "room.2", "lobby")
 	s.openStream(t, s.token(t, acme, "bob", "room.*"), "room.1")
-	s.openStream(t, s.token(t, acme, "bob", "room.*"), "room.1") // a second tab: still one member
+	s.openStream(t, s.token(t, acme, "bob", "room.*"), "room.1")  // a second tab: still one member
 	s.openStream(t, s.token(t, globex, "cy", "room.*"), "room.1") // Globex keeps no presence
 	const want = "2 channels, 3 members: room.1 2 room.2 1"
 	var p adminPresenceView
