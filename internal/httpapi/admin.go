@@ -115,11 +115,9 @@ func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
 	if err != nil {
 		return adminStats{}, err
 	}
-	dead := map[string]int64{}
-	if s.webhooks != nil {
-		if dead, err = s.webhooks.DeadCounts(ctx, ids...); err != nil {
-			return adminStats{}, err
-		}
+	dead, err := s.webhooks.DeadCounts(ctx, ids...)
+	if err != nil {
+		return adminStats{}, err
 	}
 	out := adminStats{GeneratedAt: time.Now().UTC(), Nodes: []adminNode{}, Tenants: make([]adminTenantStat, len(tenants))}
 	usage := map[string]cluster.TenantReport{}
