@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +20,9 @@ import (
 )
 
 // TestAdminDashboardInBrowser drives the operator dashboard in a real headless Chromium, as an
-// operator would: sign in, watch connections arrive live, change a limit, evict a session. The
-// page must write no error to the browser console on the way.
+// operator would: sign in, watch connections arrive live, see a tenant's presence and failing
+// webhook, change a limit, evict a session. The page must write no error to the browser console
+// on the way.
 func TestAdminDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	browserPath := findChromium()
@@ -30,7 +33,8 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 		t.Skip("no chromium binary found; install Debian's chromium to run the dashboard test")
 	}
 
-	n := startNode(t, nil, nil)
+	n := startNode(t, nil, map[string]string{"STREAMGATE_ALLOW_PRIVATE_URLS": "true"})
+	startWorker(t, n.Redis, "w1", "STREAMGATE_SECRET_KEY="+testSecretKey, "STREAMGATE_ALLOW_PRIVATE_URLS=true")
 	acme := n.signup(t, "Acme")
 	globex := n.signup(t, "Globex")
 
@@ -88,10 +92,51 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 	b.do("reverse the order", chromedp.KeyEvent("\r"))
 	b.waitJS("Globex first, fewest connections", 5*time.Second, `document.querySelector('`+connHeader+`').getAttribute("aria-sort") === "ascending" && document.querySelector("#tenants-table tbody .name").textContent === "Globex"`)
 
-	// Open Acme's page from the table and change its max_connections in the form.
+	// Acme keeps presence on room.*: two more users come, one of them on two rooms. Its
+	// webhook endpoint answers 500, and the worker's first attempt of a test event fails.
+	keepPresence(t, acme, []string{"room.*"}, n)
+	n.openStream(t, n.token(t, acme, "dave", []string{"room.*"}, 0), "room.1")
+	n.openStream(t, n.token(t, acme, "erin", []string{"room.*"}, 0), "room.1", "room.2")
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	hookURL := failing.URL + "/hooks"
+	var created struct {
+		Webhook struct{ ID string } `json:"webhook"`
+	}
+	n.do(t, call{method: "POST", path: "/v1/webhooks", auth: acme.APIKey,
+		body: map[string]any{"url": hookURL, "events": []string{"job.finished"}}}).want(t, 201).decode(t, &created)
+	n.do(t, call{method: "POST", path: "/v1/webhooks/" + created.Webhook.ID + "/test", auth: acme.APIKey}).want(t, 202)
+	waitFor(t, 30*time.Second, "the failed attempt in the endpoint's history", func() bool {
+		var h struct {
+			Deliveries []struct{ Status string } `json:"deliveries"`
+		}
+		n.do(t, call{method: "GET", path: "/v1/webhooks/" + created.Webhook.ID + "/deliveries", auth: acme.APIKey}).want(t, 200).decode(t, &h)
+		return len(h.Deliveries) > 0 && h.Deliveries[0].Status == "failed"
+	})
+	acmeRow := fmt.Sprintf(`#tenants-table tr[data-key="%s"]`, acme.TenantID)
+	b.waitJS("Acme's members on the overview", 15*time.Second, `document.querySelector('`+acmeRow+` td[data-col="presence_members"]').textContent === "3" && `+
+		`document.querySelector('`+acmeRow+` td[data-col="webhooks_dead"]').textContent === "0"`)
+
+	// Open Acme's page from the table: its sessions, its members per channel, its endpoint and
+	// the failed attempt.
 	b.do("open the tenant", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#tenants-table a[href="#/tenants/%s"]`, acme.TenantID))))
 	b.waitJS("the tenant's form and sessions", 15*time.Second,
-		`document.getElementById("tenant-title").textContent === "Acme" && document.getElementById("lim-max_connections").value !== "" && !document.getElementById("lim-max_connections").disabled && document.querySelectorAll("#sessions-table tbody tr").length === 2`)
+		`document.getElementById("tenant-title").textContent === "Acme" && document.getElementById("lim-max_connections").value !== "" && !document.getElementById("lim-max_connections").disabled && document.querySelectorAll("#sessions-table tbody tr").length === 4`)
+	b.waitJS("the members per channel", 15*time.Second, `(() => {
+		const rows = [...document.querySelectorAll("#presence-table tbody tr")].map((tr) => tr.cells[0].textContent + "=" + tr.cells[1].textContent);
+		return rows.join(",") === "room.1=2,room.2=1" && document.getElementById("presence-summary").textContent.startsWith("3 members on 2 channels") &&
+			document.querySelector('[data-usage="presence_members"]').textContent === "3";
+	})()`)
+	b.waitJS("the endpoint and its failure", 15*time.Second, fmt.Sprintf(`(() => {
+		const ep = document.querySelector('#webhooks-table tr[data-key="%s"]');
+		const f = document.querySelector("#failures-table tbody tr");
+		return ep !== null && ep.cells[0].textContent.startsWith(%q) && ep.cells[1].textContent === "Enabled" &&
+			ep.cells[3].textContent.includes("500") && ep.cells[4].textContent === "0" &&
+			f !== null && f.cells[1].textContent === %q && f.cells[2].textContent === "webhook.test" &&
+			f.cells[4].textContent.startsWith("Failed") && f.cells[5].textContent === "500" && f.cells[6].textContent.includes("500");
+	})()`, created.Webhook.ID, hookURL, hookURL))
 	b.do("change max_connections",
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("lim-max_connections").value = ""`),
 		chromedp.SendKeys(chromedp.ID("lim-max_connections"), "1234"),
@@ -127,7 +172,7 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 		t.Fatalf("evicted stream got %s %s, want disconnect with reconnect false", ev.Event, ev.Data)
 	}
 	b.waitJS("the row gone and the count down", 15*time.Second, fmt.Sprintf(
-		`document.querySelector('#sessions-table tr[data-key="%s"]') === null && document.querySelector('[data-usage="connections"]').textContent === "1"`,
+		`document.querySelector('#sessions-table tr[data-key="%s"]') === null && document.querySelector('[data-usage="connections"]').textContent === "3"`,
 		first.connected.SessionID))
 	// The tenant's other session stays: it sees its messages and nothing else.
 	quiet := time.After(500 * time.Millisecond)

@@ -227,6 +227,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	do(call{method: "POST", path: "/v1/webhooks/" + wh.Webhook.ID + "/test", auth: key}).want(t, 202)
 	do(call{method: "GET", path: "/v1/webhooks/" + wh.Webhook.ID + "/deliveries", auth: key}).want(t, 200)
 	do(call{method: "POST", path: "/v1/webhooks/" + wh.Webhook.ID + "/rotate-secret", auth: key}).want(t, 200)
+	do(call{method: "GET", path: "/admin/api/tenants/" + su.Tenant.ID + "/webhooks", auth: testAdminToken}).want(t, 200)
 	do(call{method: "DELETE", path: "/v1/webhooks/" + wh.Webhook.ID, auth: key}).want(t, 204)
 
 	// Admin.
@@ -234,6 +235,8 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	do(call{method: "GET", path: "/admin/api/tenants/" + su.Tenant.ID, auth: testAdminToken}).want(t, 200)
 	do(call{method: "PATCH", path: "/admin/api/tenants/" + su.Tenant.ID, auth: testAdminToken, body: map[string]any{"limits": map[string]int{"max_connections": 500}}}).want(t, 200)
 	do(call{method: "GET", path: "/admin/api/tenants/" + su.Tenant.ID + "/sessions", auth: testAdminToken}).want(t, 200)
+	do(call{method: "GET", path: "/admin/api/tenants/" + su.Tenant.ID + "/presence", auth: testAdminToken}).want(t, 200)
+	do(call{method: "GET", path: "/admin/api/tenants/tn_nope/webhooks", auth: testAdminToken}).want(t, 404)
 	do(call{method: "GET", path: "/admin/api/tenants/tn_nope", auth: testAdminToken}).want(t, 404)
 	do(call{method: "GET", path: "/admin/api/stats", auth: "wrong-admin-token-000"}).want(t, 401)
 	do(call{method: "DELETE", path: "/admin/api/sessions/" + s.connected.SessionID, auth: testAdminToken}).want(t, 204)

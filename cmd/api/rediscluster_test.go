@@ -110,8 +110,17 @@ func TestRedisCluster(t *testing.T) {
 }
 
 // clusterRealtime checks presence, token refresh and history reads on tenants of different
-// shards: the presence scripts publish with SPUBLISH in their tenant's slot.
+// shards: the presence scripts publish with SPUBLISH in their tenant's slot. The operator's
+// presence and webhook figures read every shard.
 func clusterRealtime(t *testing.T, a, b *node, accts []account) {
+	type adminPresence struct {
+		PresenceChannels int `json:"presence_channels"`
+		PresenceMembers  int `json:"presence_members"`
+		Channels         []struct {
+			Channel string `json:"channel"`
+			Members int    `json:"members"`
+		} `json:"channels"`
+	}
 	for i, acct := range accts {
 		keepPresence(t, acct, []string{"room"}, a, b)
 		watcher := b.openStream(t, infoToken(acct, "bob", "", "room"), "room")
@@ -124,6 +133,13 @@ func clusterRealtime(t *testing.T, a, b *node, accts []account) {
 			t.Fatalf("tenant %d: presence %s", i, got)
 		}
 		presenceEvent(t, ada) // her own join
+		var p adminPresence
+		a.admin(t, "GET", "/tenants/"+acct.TenantID+"/presence", nil).want(t, 200).decode(t, &p)
+		if p.PresenceChannels != 1 || p.PresenceMembers != 2 || len(p.Channels) != 1 || p.Channels[0].Channel != "room" || p.Channels[0].Members != 2 {
+			t.Fatalf("tenant %d: admin presence %+v, want 2 members in room", i, p)
+		}
+		a.do(t, call{method: "POST", path: "/v1/webhooks", auth: acct.APIKey,
+			body: map[string]any{"url": "https://8.8.8.8/hooks", "events": []string{"workflow.finished"}}}).want(t, 201)
 		// Refreshed on the other node with a token for news alone: ada leaves the room.
 		b.do(t, call{method: "POST", path: "/v1/sessions/" + ada.connected.SessionID + "/token",
 			body: map[string]string{"token": infoToken(acct, "ada", "", "news")}}).want(t, 200)
@@ -136,5 +152,22 @@ func clusterRealtime(t *testing.T, a, b *node, accts []account) {
 		if got := a.readHistory(t, acct.APIKey, "news", nil); len(got.Events) == 0 || got.Truncated {
 			t.Fatalf("tenant %d: history of news %+v", i, got)
 		}
+		var hooks struct {
+			Webhooks []struct{ URL string } `json:"webhooks"`
+		}
+		b.admin(t, "GET", "/tenants/"+acct.TenantID+"/webhooks", nil).want(t, 200).decode(t, &hooks)
+		if len(hooks.Webhooks) != 1 || hooks.Webhooks[0].URL != "https://8.8.8.8/hooks" {
+			t.Fatalf("tenant %d: admin webhooks %+v", i, hooks.Webhooks)
+		}
 	}
+	// Bob stays in every tenant's room.
+	waitFor(t, 5*time.Second, "every tenant's member in the stats", func() bool {
+		var st struct {
+			Totals struct {
+				PresenceMembers int `json:"presence_members"`
+			} `json:"totals"`
+		}
+		a.admin(t, "GET", "/stats", nil).want(t, 200).decode(t, &st)
+		return st.Totals.PresenceMembers == len(accts)
+	})
 }

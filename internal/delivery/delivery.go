@@ -103,7 +103,8 @@ type Presence interface {
 	Join(ctx context.Context, tenantID, sub string, info json.RawMessage, channels []string)
 	Leave(ctx context.Context, tenantID, sub string, channels []string)
 	Read(ctx context.Context, tenantID, channel string, limit int) (presence.List, error)
-	Channels(ctx context.Context, tenantIDs ...string) (map[string]int64, error)
+	Totals(ctx context.Context, tenantIDs ...string) (map[string]presence.Totals, error)
+	Busiest(ctx context.Context, tenantID string, limit int) (presence.Busiest, error)
 }
 
 // Tenants reads a tenant's current limits and settings, and what was revoked of the

@@ -58,10 +58,20 @@ func (s *Service) ReadPresence(ctx context.Context, r Reader, channel string) (p
 	return s.Presence.Read(ctx, r.Tenant.ID, channel, presence.MaxRead)
 }
 
-// PresenceChannels returns how many channels have members now, per tenant.
-func (s *Service) PresenceChannels(ctx context.Context, tenantIDs ...string) (map[string]int64, error) {
+// PresenceTotals returns how many channels have members now, and how many members they have,
+// per tenant.
+func (s *Service) PresenceTotals(ctx context.Context, tenantIDs ...string) (map[string]presence.Totals, error) {
 	if s.Presence == nil {
-		return map[string]int64{}, nil
+		return map[string]presence.Totals{}, nil
 	}
-	return s.Presence.Channels(ctx, tenantIDs...)
+	return s.Presence.Totals(ctx, tenantIDs...)
+}
+
+// PresenceBusiest returns a tenant's presence totals and its limit channels with the most
+// members now.
+func (s *Service) PresenceBusiest(ctx context.Context, tenantID string, limit int) (presence.Busiest, error) {
+	if s.Presence == nil {
+		return presence.Busiest{Channels: []presence.ChannelCount{}}, nil
+	}
+	return s.Presence.Busiest(ctx, tenantID, limit)
 }

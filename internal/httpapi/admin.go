@@ -12,6 +12,7 @@ import (
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 // requireAdmin lets only the operator's admin token through.
@@ -44,6 +45,10 @@ type adminTotals struct {
 	EvictedTotal   uint64 `json:"evicted_total"`
 	// PresenceChannels is how many channels have members now.
 	PresenceChannels int64 `json:"presence_channels"`
+	// PresenceMembers is how many members those channels have now, summed over the channels.
+	PresenceMembers int64 `json:"presence_members"`
+	// WebhooksDead is how many dead webhook deliveries the endpoints keep.
+	WebhooksDead int64 `json:"webhooks_dead"`
 }
 
 type adminNode struct {
@@ -67,6 +72,10 @@ type adminTenantStat struct {
 	EvictedTotal   uint64        `json:"evicted_total"`
 	// PresenceChannels is how many of the tenant's channels have members now.
 	PresenceChannels int64 `json:"presence_channels"`
+	// PresenceMembers is how many members they have now, summed over the channels.
+	PresenceMembers int64 `json:"presence_members"`
+	// WebhooksDead is how many dead deliveries the tenant's webhook endpoints keep.
+	WebhooksDead int64 `json:"webhooks_dead"`
 }
 
 // statsCache shares one computation of the cluster's figures between every viewer for a second.
@@ -102,7 +111,11 @@ func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
 	if err != nil {
 		return adminStats{}, err
 	}
-	presence, err := s.streams.PresenceChannels(ctx, ids...)
+	presence, err := s.streams.PresenceTotals(ctx, ids...)
+	if err != nil {
+		return adminStats{}, err
+	}
+	dead, err := s.webhooks.DeadCounts(ctx, ids...)
 	if err != nil {
 		return adminStats{}, err
 	}
@@ -125,9 +138,12 @@ func (s *Server) clusterStats(ctx context.Context) (adminStats, error) {
 			ID: t.ID, Name: t.Name, Suspended: t.Suspended, Limits: t.Limits,
 			Connections: usage[t.ID].Connections, Subscriptions: usage[t.ID].Subscriptions,
 			PublishedTotal: published[t.ID], DeliveredTotal: c.Delivered, DroppedTotal: c.Dropped, EvictedTotal: c.Evicted,
-			PresenceChannels: presence[t.ID],
+			PresenceChannels: presence[t.ID].Channels, PresenceMembers: presence[t.ID].Members,
+			WebhooksDead: dead[t.ID],
 		}
-		out.Totals.PresenceChannels += presence[t.ID]
+		out.Totals.PresenceChannels += presence[t.ID].Channels
+		out.Totals.PresenceMembers += presence[t.ID].Members
+		out.Totals.WebhooksDead += dead[t.ID]
 		out.Totals.PublishedTotal += published[t.ID]
 		out.Totals.DeliveredTotal += c.Delivered
 		out.Totals.DroppedTotal += c.Dropped
@@ -203,6 +219,7 @@ type adminTenant struct {
 	} `json:"usage"`
 	PublishedTotal   int64 `json:"published_total"`
 	PresenceChannels int64 `json:"presence_channels"`
+	PresenceMembers  int64 `json:"presence_members"`
 	cluster.Counters
 }
 
@@ -218,11 +235,11 @@ func (s *Server) adminTenantView(ctx context.Context, t tenant.Tenant) (adminTen
 		return out, err
 	}
 	out.Counters = counters[t.ID]
-	presence, err := s.streams.PresenceChannels(ctx, t.ID)
+	presence, err := s.streams.PresenceTotals(ctx, t.ID)
 	if err != nil {
 		return out, err
 	}
-	out.PresenceChannels = presence[t.ID]
+	out.PresenceChannels, out.PresenceMembers = presence[t.ID].Channels, presence[t.ID].Members
 	out.PublishedTotal, err = s.publisher.Published(ctx, t.ID)
 	return out, err
 }
@@ -305,5 +322,87 @@ func (s *Server) handleAdminEvict() gin.HandlerFunc {
 			return
 		}
 		c.Status(http.StatusNoContent)
+	}
+}
+
+// Bounds of the tenant page's lists.
+const (
+	// adminPresenceChannels is how many of a tenant's busiest presence channels its page lists.
+	adminPresenceChannels = 100
+	// adminWebhookFailures is how many of a tenant's recent webhook failures its page lists.
+	adminWebhookFailures = 20
+)
+
+type adminChannelPresence struct {
+	Channel string `json:"channel"`
+	Members int64  `json:"members"`
+}
+
+// handleAdminPresence lists the tenant's busiest presence channels with its totals.
+func (s *Server) handleAdminPresence() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		t, err := s.tenants.Get(ctx, c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		b, err := s.streams.PresenceBusiest(ctx, t.ID, adminPresenceChannels)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		channels := make([]adminChannelPresence, len(b.Channels))
+		for i, ch := range b.Channels {
+			channels[i] = adminChannelPresence{Channel: ch.Channel, Members: ch.Members}
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{
+			"presence_channels": b.Totals.Channels, "presence_members": b.Totals.Members,
+			"channels": channels, "truncated": b.Totals.Channels > int64(len(channels)),
+		})
+	}
+}
+
+type adminWebhook struct {
+	webhook.Endpoint
+	DisabledReason *string          `json:"disabled_reason"`
+	DeadInARow     int64            `json:"dead_in_a_row"`
+	Dead           int64            `json:"dead"`
+	LastSuccess    *webhook.Attempt `json:"last_success"`
+	LastFailure    *webhook.Attempt `json:"last_failure"`
+}
+
+type adminWebhookFailure struct {
+	WebhookID string `json:"webhook_id"`
+	URL       string `json:"url"`
+	webhook.Attempt
+}
+
+// handleAdminWebhooks reports how the tenant's webhook endpoints fare.
+func (s *Server) handleAdminWebhooks() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		t, err := s.tenants.Get(ctx, c.Param("id"))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		h, err := s.webhooks.Health(ctx, t.ID, adminWebhookFailures)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		endpoints := make([]adminWebhook, len(h.Endpoints))
+		for i, e := range h.Endpoints {
+			endpoints[i] = adminWebhook{Endpoint: e.Endpoint, DeadInARow: e.DeadInARow, Dead: e.Dead, LastSuccess: e.LastSuccess, LastFailure: e.LastFailure}
+			if e.DisabledReason != "" {
+				endpoints[i].DisabledReason = &e.DisabledReason
+			}
+		}
+		failures := make([]adminWebhookFailure, len(h.Failures))
+		for i, f := range h.Failures {
+			failures[i] = adminWebhookFailure{WebhookID: f.WebhookID, URL: f.URL, Attempt: f.Attempt}
+		}
+		writeJSON(c.Writer, http.StatusOK, gin.H{"webhooks": endpoints, "recent_failures": failures, "dead": h.Dead})
 	}
 }

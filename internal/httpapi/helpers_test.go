@@ -24,12 +24,15 @@ import (
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/sseclient"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
+	"github.com/streamgate/streamgate/internal/urlguard"
+	"github.com/streamgate/streamgate/internal/webhook"
 )
 
 const (
@@ -49,11 +52,13 @@ type testServer struct {
 	publisher *stream.Publisher
 	ready     *atomic.Bool
 	client    *http.Client
+	webhooks  *webhook.Store
 }
 
 // newTestServer builds the edge as cmd/api wires it, with only the parts the routes use: the
-// tenant store, publisher, history and job states, and a delivery service whose hub, calls,
-// leases and registry run until the test ends. edit may change the edge's configuration.
+// tenant store, publisher, history, job states and webhook store (loopback URLs allowed), and a
+// delivery service with presence whose hub, calls, leases and registry run until the test ends.
+// edit may change the edge's configuration.
 func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	t.Helper()
 	rdb := redistest.Start(t).Client()
@@ -74,10 +79,16 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	history := stream.NewHistory(rdb)
 	view := cluster.NewView(rdb)
 	leases := cluster.NewLeases(rdb, nodeID, log)
+	tracker := presence.New(rdb, presence.Config{NodeID: nodeID}, log)
 	streams := delivery.New(delivery.Config{NodeID: nodeID}, delivery.Deps{
 		Registry: registry, Hub: hub, History: history, Records: cluster.NewRecords(rdb),
 		Nodes: view, Leases: leases, Calls: calls, Tenants: tenants,
+		Presence: tracker,
 	}, log)
+	webhooks, err := webhook.NewStore(rdb, bytes.Repeat([]byte{9}, 32), urlguard.Guard{AllowPrivate: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	cfg := Config{NodeID: nodeID, AdminToken: testAdminToken, SignupOpen: true, WriteTimeout: 5 * time.Second}
 	if edit != nil {
@@ -88,7 +99,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	publisher := stream.NewPublisher(rdb)
 	api := New(cfg, log, Deps{
 		Tenants: tenants, Publisher: publisher, Streams: streams, Cluster: view,
-		JobStates: jobs.NewStates(history), Updates: jobs.NewUpdates(rdb),
+		JobStates: jobs.NewStates(history), Updates: jobs.NewUpdates(rdb), Webhooks: webhooks,
 		Ready: ready.Load, Limiter: ratelimit.New(rdb),
 	})
 
@@ -99,6 +110,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	g.Go(func() error { return calls.Serve(gctx, streams.NodeHandler()) })
 	g.Go(func() error { return streams.Run(gctx) })
 	g.Go(func() error { return leases.Run(gctx) })
+	g.Go(func() error { return tracker.Run(gctx) })
 	t.Cleanup(func() {
 		streams.Stop()
 		cancel()
@@ -110,7 +122,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	t.Cleanup(srv.Close)
 	return &testServer{
 		URL: srv.URL, rdb: rdb, tenants: tenants, history: history, publisher: publisher, ready: ready,
-		client: &http.Client{Timeout: callTimeout},
+		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks,
 	}
 }
 

@@ -112,6 +112,8 @@ func (s *Server) router() *gin.Engine {
 	admin.GET("/tenants/:id", s.handleAdminTenant())
 	admin.PATCH("/tenants/:id", s.handleAdminPatchTenant())
 	admin.GET("/tenants/:id/sessions", s.handleAdminSessions())
+	admin.GET("/tenants/:id/presence", s.handleAdminPresence())
+	admin.GET("/tenants/:id/webhooks", s.handleAdminWebhooks())
 	admin.DELETE("/sessions/:id", s.handleAdminEvict())
 	return r
 }

@@ -145,6 +145,8 @@ func adminRoutes(tenantID string) []call {
 		{method: "GET", path: "/admin/api/tenants/" + tenantID},
 		{method: "PATCH", path: "/admin/api/tenants/" + tenantID, body: `{"suspended":true}`},
 		{method: "GET", path: "/admin/api/tenants/" + tenantID + "/sessions"},
+		{method: "GET", path: "/admin/api/tenants/" + tenantID + "/presence"},
+		{method: "GET", path: "/admin/api/tenants/" + tenantID + "/webhooks"},
 		{method: "DELETE", path: "/admin/api/sessions/ses_x"},
 	}
 }
@@ -576,6 +578,11 @@ func TestAdminRefusals(t *testing.T) {
 		{"get bad tenant id", admin("GET", "/admin/api/tenants/a%0Ab", ""), 400, CodeInvalid},
 		{"sessions of unknown tenant", admin("GET", "/admin/api/tenants/tn_nope/sessions", ""), 404, CodeNotFound},
 		{"sessions of bad tenant id", admin("GET", "/admin/api/tenants/"+longID+"/sessions", ""), 400, CodeInvalid},
+		{"presence of unknown tenant", admin("GET", "/admin/api/tenants/tn_nope/presence", ""), 404, CodeNotFound},
+		{"presence of bad tenant id", admin("GET", "/admin/api/tenants/a%0Ab/presence", ""), 400, CodeInvalid},
+		{"webhooks of unknown tenant", admin("GET", "/admin/api/tenants/tn_nope/webhooks", ""), 404, CodeNotFound},
+		{"webhooks of bad tenant id", admin("GET", "/admin/api/tenants/"+longID+"/webhooks", ""), 400, CodeInvalid},
+		{"post to presence", admin("POST", tenantPath+"/presence", "{}"), 405, CodeMethod},
 		{"evict unknown session", admin("DELETE", "/admin/api/sessions/ses_nope", ""), 404, CodeNotFound},
 		{"evict bad session id", admin("DELETE", "/admin/api/sessions/a%20b", ""), 400, CodeInvalid},
 		{"patch unknown tenant", admin("PATCH", "/admin/api/tenants/tn_nope", `{"suspended":true}`), 404, CodeNotFound},

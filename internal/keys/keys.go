@@ -110,8 +110,13 @@ func PresenceHolder(tenantID, holder string) string { return tenantPrefix(tenant
 // PresenceLeases is the tenant's hash of holder → lease expiry (Unix ms).
 func PresenceLeases(tenantID string) string { return tenantPrefix(tenantID) + "pl" }
 
-// PresenceChannels is the tenant's set of channels that have members now.
-func PresenceChannels(tenantID string) string { return tenantPrefix(tenantID) + "pch" }
+// PresenceChannels is the tenant's sorted set of the channels that have members now, each scored
+// minus its member count: ZRANGE lists the busiest first, ties by name.
+func PresenceChannels(tenantID string) string { return tenantPrefix(tenantID) + "pcz" }
+
+// PresenceCount is the tenant's count of members now, summed over its channels (a user on two
+// channels counts twice).
+func PresenceCount(tenantID string) string { return tenantPrefix(tenantID) + "pmc" }
 
 // PresenceLeaseIndex is the global sorted set of "<tenant>\n<holder>" by lease expiry (Unix
 // ms), where live nodes find the leases of dead ones to clear their members.

@@ -29,7 +29,7 @@ func TestTenantKeysShareHashTag(t *testing.T) {
 		Webhooks("tn_x"), WebhookDeadStreaks("tn_x"), WebhookAttempts("tn_x", "wh"), WebhookAttemptIndex("tn_x", "wh"),
 		WebhookDead("tn_x", "wh"), WebhookDeadIndex("tn_x", "wh"), Occupancy("tn_x", "c"),
 
-		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x")} {
+		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x"), PresenceCount("tn_x")} {
 		if got := k[3:9]; got != "{tn_x}" {
 			t.Errorf("%s: hash tag %q, want {tn_x}", k, got)
 		}

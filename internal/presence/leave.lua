@@ -1,11 +1,11 @@
 -- Counts one session of sub on a presence channel fewer, held by holder.
 --
--- KEYS: pl, pn (the holder's), pch, pm, pz (the channel's)
+-- KEYS: pl, pn (the holder's), pcz, pmc, pm, pz (the channel's)
 -- ARGV: holder, channel, sub, the channel's pub/sub name, the most members that still get events
 --
 -- Returns {1, sessions of the member now, info when it left}, or {0, 0} when the holder's
 -- lease has ended: what it held is left to the reaper.
-local pl, pn, pch, pm, pz = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local pl, pn, idx, pm, pz = KEYS[1], KEYS[2], channelIndex(KEYS[3], KEYS[4]), KEYS[5], KEYS[6]
 local holder, channel, sub, pubsub, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
 if not alive(pl, holder, nowMs()) then
@@ -19,7 +19,7 @@ end
 if held < 0 then
   return {1, -1} -- the holder never counted it here: nothing to take back
 end
-local n, info = drop(pm, pz, pch, channel, sub, 1, pubsub, max)
+local n, info = drop(pm, pz, idx, channel, sub, 1, pubsub, max)
 if info then
   return {1, n, info}
 end

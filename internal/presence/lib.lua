@@ -1,9 +1,11 @@
 -- Shared by the presence scripts (prepended to each, after a first line that sets PUB to
 -- PUBLISH, or to SPUBLISH on a Redis Cluster). A channel's members are a hash pm
--- (sub → "<sessions> <info JSON>") and a sorted set pz (sub by the time it joined); the tenant's
--- set pch holds the channels that have members. Each holder (one node's share of a tenant) keeps
--- its own sessions per member in its hash pn ("<channel>\n<sub>" → sessions), valid while its
--- lease in pl (holder → expiry, Unix ms) runs.
+-- (sub → "<sessions> <info JSON>") and a sorted set pz (sub by the time it joined). The tenant's
+-- sorted set pcz holds the channels that have members, each scored minus its member count (so
+-- that ZRANGE lists the busiest first, ties by name), and pmc counts the members of all its
+-- channels. Each holder (one node's share of a tenant) keeps its own sessions per member in its
+-- hash pn ("<channel>\n<sub>" → sessions), valid while its lease in pl (holder → expiry, Unix ms)
+-- runs.
 
 local function nowMs()
   local t = redis.call('TIME')
@@ -21,6 +23,23 @@ local function notify(pubsub, channel, action, sub, info, members, max)
     '","sub":' .. cjson.encode(sub) .. ',"info":' .. info .. '}')
 end
 
+-- The tenant's channel index: pcz and pmc, the keys that follow a channel's member count.
+local function channelIndex(pcz, pmc)
+  return {pcz = pcz, pmc = pmc}
+end
+
+-- counted records that the channel now has members members, one more or one fewer (delta).
+local function counted(idx, channel, members, delta)
+  if members > 0 then
+    redis.call('ZADD', idx.pcz, -members, channel)
+  else
+    redis.call('ZREM', idx.pcz, channel)
+  end
+  if redis.call('INCRBY', idx.pmc, delta) <= 0 then
+    redis.call('DEL', idx.pmc)
+  end
+end
+
 local function parse(v)
   local n, info = string.match(v, '^(%d+) (.*)$')
   return tonumber(n), info
@@ -28,7 +47,7 @@ end
 
 -- add counts k more sessions of sub on the channel, with info the latest; the first one joins.
 -- It returns the member's sessions now.
-local function add(pm, pz, pch, channel, sub, info, k, now, pubsub, max)
+local function add(pm, pz, idx, channel, sub, info, k, now, pubsub, max)
   local v = redis.call('HGET', pm, sub)
   if v then
     local n = parse(v) + k
@@ -38,16 +57,14 @@ local function add(pm, pz, pch, channel, sub, info, k, now, pubsub, max)
   redis.call('ZADD', pz, now, sub)
   redis.call('HSET', pm, sub, k .. ' ' .. info)
   local members = redis.call('ZCARD', pz)
-  if members == 1 then
-    redis.call('SADD', pch, channel)
-  end
+  counted(idx, channel, members, 1)
   notify(pubsub, channel, 'join', sub, info, members, max)
   return k
 end
 
 -- drop counts k fewer sessions of sub on the channel; the last one leaves. It returns the
 -- member's sessions now and, when it left, its info.
-local function drop(pm, pz, pch, channel, sub, k, pubsub, max)
+local function drop(pm, pz, idx, channel, sub, k, pubsub, max)
   local v = redis.call('HGET', pm, sub)
   if not v then
     return 0, nil
@@ -61,9 +78,7 @@ local function drop(pm, pz, pch, channel, sub, k, pubsub, max)
   local members = redis.call('ZCARD', pz)
   redis.call('HDEL', pm, sub)
   redis.call('ZREM', pz, sub)
-  if members <= 1 then
-    redis.call('SREM', pch, channel)
-  end
+  counted(idx, channel, members - 1, -1)
   notify(pubsub, channel, 'leave', sub, info, members, max)
   return 0, info
 end

@@ -254,7 +254,7 @@ func (t *Tracker) join(ctx context.Context, tenantID, holder string, create bool
 	cmds, err := t.evalAll(ctx, t.scripts.join, len(adds), func(i int) ([]string, []any) {
 		a := adds[i]
 		return []string{keys.PresenceLeases(tenantID), keys.PresenceHolder(tenantID, holder), keys.PresenceChannels(tenantID),
-				keys.PresenceMembers(tenantID, a.channel), keys.PresenceOrder(tenantID, a.channel)},
+				keys.PresenceCount(tenantID), keys.PresenceMembers(tenantID, a.channel), keys.PresenceOrder(tenantID, a.channel)},
 			[]any{holder, leaseMs, createArg, a.channel, a.sub, string(a.info), a.sessions, keys.Channel(tenantID, a.channel), MaxEventMembers}
 	})
 	ok := err == nil
@@ -302,7 +302,7 @@ func (t *Tracker) Leave(ctx context.Context, tenantID, sub string, channels []st
 	cmds, err := t.evalAll(ctx, t.scripts.leave, len(channels), func(i int) ([]string, []any) {
 		ch := channels[i]
 		return []string{keys.PresenceLeases(tenantID), keys.PresenceHolder(tenantID, holder), keys.PresenceChannels(tenantID),
-				keys.PresenceMembers(tenantID, ch), keys.PresenceOrder(tenantID, ch)},
+				keys.PresenceCount(tenantID), keys.PresenceMembers(tenantID, ch), keys.PresenceOrder(tenantID, ch)},
 			[]any{holder, ch, sub, keys.Channel(tenantID, ch), MaxEventMembers}
 	})
 	ok := err == nil

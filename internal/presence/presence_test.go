@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -139,14 +140,14 @@ func TestUsersJoinOnceAndLeaveWithTheirLastSession(t *testing.T) {
 	if got := recB.take(); !slices.Equal(got, []string{"leave room ada null"}) {
 		t.Fatalf("node b reported %v", got)
 	}
-	counts, err := a.Channels(ctx, "tn_1", "tn_2")
-	if err != nil || counts["tn_1"] != 2 || counts["tn_2"] != 0 {
-		t.Fatalf("channels with members %v (%v), want room and lobby", counts, err)
+	counts, err := a.Totals(ctx, "tn_1", "tn_2")
+	if err != nil || counts["tn_1"] != (Totals{Channels: 2, Members: 2}) || counts["tn_2"] != (Totals{}) {
+		t.Fatalf("totals %v (%v), want bob in room and ada in lobby", counts, err)
 	}
 	a.Leave(ctx, "tn_1", "ada", []string{"lobby"})
 	b.Leave(ctx, "tn_1", "bob", []string{"room"})
-	if counts, _ := a.Channels(ctx, "tn_1"); counts["tn_1"] != 0 {
-		t.Fatalf("%d channels with members after everyone left", counts["tn_1"])
+	if counts, _ := a.Totals(ctx, "tn_1"); counts["tn_1"] != (Totals{}) {
+		t.Fatalf("totals %+v after everyone left", counts["tn_1"])
 	}
 	if got := next(1); !slices.Equal(got, []string{"leave bob null"}) {
 		t.Fatalf("events %v", got)
@@ -173,6 +174,62 @@ func TestReadOrderLimitAndTruncation(t *testing.T) {
 	}
 	if l := read(t, tr, "tn_2", "room", 2); l.Count != 0 {
 		t.Fatalf("another tenant's channel of the same name has %d members", l.Count)
+	}
+}
+
+func busiest(t *testing.T, tr *Tracker, tenantID string, limit int) string {
+	t.Helper()
+	b, err := tr.Busiest(t.Context(), tenantID, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range b.Channels {
+		out = append(out, fmt.Sprintf("%s %d", c.Channel, c.Members))
+	}
+	return fmt.Sprintf("%d channels, %d members: %s", b.Totals.Channels, b.Totals.Members, strings.Join(out, ", "))
+}
+
+// The busiest channels come first, ties by name; the totals count every channel and member
+// whatever the limit, and follow users' sessions on every node.
+func TestBusiestChannels(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	a, _ := newTracker(t, rdb, "node-a", time.Minute)
+	b, _ := newTracker(t, rdb, "node-b", time.Minute)
+	ctx := t.Context()
+	if got := busiest(t, a, "tn_1", 3); got != "0 channels, 0 members: " {
+		t.Fatalf("before anyone joined: %s", got)
+	}
+	a.Join(ctx, "tn_1", "ada", nil, []string{"b.room", "c.room", "a.room", "d.room"})
+	a.Join(ctx, "tn_1", "bob", nil, []string{"c.room", "d.room"})
+	b.Join(ctx, "tn_1", "bob", nil, []string{"c.room"}) // a second session: still one member
+	b.Join(ctx, "tn_1", "cy", nil, []string{"d.room"})
+	a.Join(ctx, "tn_2", "zed", nil, []string{"a.room"})
+	if got := busiest(t, a, "tn_1", 3); got != "4 channels, 7 members: d.room 3, c.room 2, a.room 1" {
+		t.Fatalf("busiest %s", got)
+	}
+	a.Leave(ctx, "tn_1", "bob", []string{"c.room"}) // bob keeps his session on node b
+	b.Leave(ctx, "tn_1", "cy", []string{"d.room"})
+	a.Leave(ctx, "tn_1", "ada", []string{"a.room"})
+	if got := busiest(t, b, "tn_1", 10); got != "3 channels, 5 members: c.room 2, d.room 2, b.room 1" {
+		t.Fatalf("after some left: %s", got)
+	}
+	totals, err := a.Totals(ctx, "tn_1", "tn_2", "tn_3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]Totals{"tn_1": {3, 5}, "tn_2": {1, 1}, "tn_3": {}}; !maps.Equal(totals, want) {
+		t.Fatalf("totals %v, want %v", totals, want)
+	}
+	a.Leave(ctx, "tn_1", "ada", []string{"b.room", "c.room", "d.room"})
+	a.Leave(ctx, "tn_1", "bob", []string{"d.room"})
+	b.Leave(ctx, "tn_1", "bob", []string{"c.room"})
+	if got := busiest(t, a, "tn_1", 10); got != "0 channels, 0 members: " {
+		t.Fatalf("after everyone left: %s", got)
+	}
+	if n, err := rdb.Exists(ctx, keys.PresenceChannels("tn_1"), keys.PresenceCount("tn_1")).Result(); err != nil || n != 0 {
+		t.Fatalf("%d index keys left behind (%v)", n, err)
 	}
 }
 
@@ -233,6 +290,9 @@ func TestDeadNodesMembersAreReaped(t *testing.T) {
 	if got := summary(read(t, live, "tn_1", "room", 10)); got != "1: u000×1 null" {
 		t.Fatalf("after the reap: %s", got)
 	}
+	if got := busiest(t, live, "tn_1", 10); got != "1 channels, 1 members: room 1" {
+		t.Fatalf("after the reap: %s", got)
+	}
 	if got := len(next(449)); got != 449 {
 		t.Fatalf("%d leave events, want 449", got)
 	}
@@ -269,6 +329,9 @@ func TestLostLeaseIsCountedAnew(t *testing.T) {
 		t.Fatalf("reaped %d leases (%v), want the old holder's", n, err)
 	}
 	if got := summary(read(t, tr, "tn_1", "room", 10)); got != "1: ada×2 null" {
+		t.Fatalf("after the recount: %s", got)
+	}
+	if got := busiest(t, tr, "tn_1", 10); got != "1 channels, 1 members: room 1" {
 		t.Fatalf("after the recount: %s", got)
 	}
 	if got := rec.take(); !slices.Equal(got, []string{"leave room bob null"}) {

@@ -85,7 +85,7 @@ func (t *Tracker) reap(ctx context.Context, tenantID, holder string) (bool, erro
 // reapBatch runs the reap script on one batch of the holder's entries (HSCAN's field, value
 // pairs) and reports its status: alive, more or done.
 func (t *Tracker) reapBatch(ctx context.Context, tenantID, holder string, fields []string) (string, error) {
-	ks := []string{keys.PresenceLeases(tenantID), keys.PresenceHolder(tenantID, holder), keys.PresenceChannels(tenantID)}
+	ks := []string{keys.PresenceLeases(tenantID), keys.PresenceHolder(tenantID, holder), keys.PresenceChannels(tenantID), keys.PresenceCount(tenantID)}
 	args := []any{holder, MaxEventMembers}
 	for i := 0; i+1 < len(fields); i += 2 {
 		channel, sub, ok := strings.Cut(fields[i], "\n")
@@ -155,23 +155,4 @@ func (t *Tracker) Read(ctx context.Context, tenantID, channel string, limit int)
 	}
 	l.Truncated = l.Count > len(l.Members)
 	return l, nil
-}
-
-// Channels returns how many channels have members now, per tenant.
-func (t *Tracker) Channels(ctx context.Context, tenantIDs ...string) (map[string]int64, error) {
-	cmds := make([]*redis.IntCmd, len(tenantIDs))
-	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range tenantIDs {
-			cmds[i] = p.SCard(ctx, keys.PresenceChannels(id))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count presence channels: %w", err)
-	}
-	out := make(map[string]int64, len(tenantIDs))
-	for i, id := range tenantIDs {
-		out[id] = cmds[i].Val()
-	}
-	return out, nil
 }

@@ -2,13 +2,13 @@
 -- sessions leave their member, and a member left with none leaves the channel (an event for
 -- its subscribers). When the holder holds nothing more its lease is forgotten.
 --
--- KEYS: pl, pn (the holder's), pch, then for each entry i: pm_i, pz_i (its channel's)
+-- KEYS: pl, pn (the holder's), pcz, pmc, then for each entry i: pm_i, pz_i (its channel's)
 -- ARGV: holder, the most members that still get events, then for each entry i: channel_i,
 --       sub_i, the channel's pub/sub name
 --
 -- Returns {"alive"} when the lease runs (renewed meanwhile: nothing is touched), else
 -- {"more" | "done", then channel, sub, info of each member that left}.
-local pl, pn, pch, holder, max = KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2])
+local pl, pn, idx, holder, max = KEYS[1], KEYS[2], channelIndex(KEYS[3], KEYS[4]), ARGV[1], tonumber(ARGV[2])
 
 if alive(pl, holder, nowMs()) then
   return {'alive'}
@@ -20,7 +20,7 @@ for i = 1, (#ARGV - 2) / 3 do
   local held = tonumber(redis.call('HGET', pn, field) or '0')
   redis.call('HDEL', pn, field)
   if held > 0 then
-    local _, info = drop(KEYS[2 + 2 * i], KEYS[3 + 2 * i], pch, channel, sub, held, pubsub, max)
+    local _, info = drop(KEYS[3 + 2 * i], KEYS[4 + 2 * i], idx, channel, sub, held, pubsub, max)
     if info then
       out[#out + 1] = channel
       out[#out + 1] = sub

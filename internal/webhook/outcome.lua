@@ -66,5 +66,6 @@ if ep.disabled then
   return {1, 0}
 end
 ep.disabled = true
+ep.disabled_reason = 'failing'
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(ep))
 return {1, 1}

@@ -65,12 +65,14 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, guard urlguard.Guard,
 }
 
 // record is an endpoint as stored: the endpoint and its secrets, encrypted. A rotation keeps
-// the previous secret until OldUntil.
+// the previous secret until OldUntil. A disabled endpoint keeps why (DisabledByTenant, or
+// DisabledFailing, which outcome.lua writes).
 type record struct {
 	Endpoint
-	Secret    string     `json:"secret_enc"`
-	OldSecret string     `json:"old_secret_enc,omitempty"`
-	OldUntil  *time.Time `json:"old_secret_until,omitempty"`
+	Secret         string     `json:"secret_enc"`
+	OldSecret      string     `json:"old_secret_enc,omitempty"`
+	OldUntil       *time.Time `json:"old_secret_until,omitempty"`
+	DisabledReason string     `json:"disabled_reason,omitempty"`
 }
 
 func decodeRecord(id string, raw string) (record, error) {
@@ -231,6 +233,11 @@ func (s *Store) Update(ctx context.Context, tenantID, id string, p Patch) (Endpo
 				tx.HDel(ctx, keys.WebhookDeadStreaks(tenantID), id)
 			}
 			disabledNow = !r.Disabled && *p.Disabled
+			if disabledNow {
+				r.DisabledReason = DisabledByTenant
+			} else if !*p.Disabled {
+				r.DisabledReason = ""
+			}
 			r.Disabled = *p.Disabled
 		}
 		out = *r

@@ -51,6 +51,8 @@ export const api = {
   stats: (t) => request("GET", "/stats", undefined, t),
   tenant: (id) => request("GET", "/tenants/" + encodeURIComponent(id)),
   sessions: (id) => request("GET", "/tenants/" + encodeURIComponent(id) + "/sessions"),
+  presence: (id) => request("GET", "/tenants/" + encodeURIComponent(id) + "/presence"),
+  webhooks: (id) => request("GET", "/tenants/" + encodeURIComponent(id) + "/webhooks"),
   patchTenant: (id, body) => request("PATCH", "/tenants/" + encodeURIComponent(id), body),
   evict: (sessionID) => request("DELETE", "/sessions/" + encodeURIComponent(sessionID)),
 };

@@ -2,6 +2,8 @@
 
 import { api, APIError, token } from "./api.js";
 import { show, showError } from "./render/dom.js";
+import { clearPresence } from "./render/presence.js";
+import { clearWebhooks } from "./render/webhooks.js";
 import { showView } from "./render/views.js";
 import { forget } from "./state.js";
 
@@ -44,6 +46,8 @@ export function signOut(app, message) {
   el.tenantsBody.replaceChildren();
   el.nodesBody.replaceChildren();
   el.sessionsBody.replaceChildren();
+  clearPresence(el);
+  clearWebhooks(el);
   show(el.controls, false);
   showView(app, "login");
   if (message) showError(el.loginError, message);

@@ -16,6 +16,7 @@ import { route } from "./router.js";
 import { newState } from "./state.js";
 import { onStats } from "./stats.js";
 import { statsStream } from "./stats-stream.js";
+import { loadPresence, loadWebhooks } from "./tenant-health.js";
 import { loadSessions, resetLimits, saveLimits, toggleSuspend } from "./tenant-view.js";
 
 function start() {
@@ -64,6 +65,8 @@ function start() {
   el.limitsForm.addEventListener("submit", (ev) => saveLimits(app, ev));
   el.suspend.addEventListener("click", () => toggleSuspend(app));
   el.sessionsRefresh.addEventListener("click", () => loadSessions(app));
+  el.presenceRefresh.addEventListener("click", () => loadPresence(app));
+  el.webhooksRefresh.addEventListener("click", () => loadWebhooks(app));
   window.addEventListener("hashchange", () => route(app, true));
 
   if (token.get()) signedIn(null, false);

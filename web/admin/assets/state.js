@@ -16,8 +16,11 @@ export function newState() {
     tenantID: "",
     tenant: null, // the open tenant as GET /admin/api/tenants/{id} returned it
     tenantConns: -1, // its connection count in the last stats, to spot when to reload sessions
+    tenantMembers: -1, // likewise its presence members, to reload its presence
+    tenantDead: -1, // and its dead webhook deliveries, to reload its webhooks
     sessionsTimer: 0,
     sessionsLoading: null,
+    loading: { presence: null, webhooks: null },
   };
 }
 
@@ -29,6 +32,6 @@ export function stopSessionsTimer(state) {
 /** forget drops what was learned while signed in; the sort and filter stay. */
 export function forget(state) {
   stopSessionsTimer(state);
-  Object.assign(state, { stats: null, prev: null, lastStatsAt: 0, streamUp: false, retryAt: 0, tenant: null, tenantID: "", tenantConns: -1 });
+  Object.assign(state, { stats: null, prev: null, lastStatsAt: 0, streamUp: false, retryAt: 0, tenant: null, tenantID: "", tenantConns: -1, tenantMembers: -1, tenantDead: -1 });
   state.tenantRates.clear();
 }

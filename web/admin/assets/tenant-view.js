@@ -1,17 +1,18 @@
-// One tenant: load it, follow its usage live, change its limits, suspend or resume it, and list
-// and evict its sessions.
+// One tenant: load it, follow its usage live, change its limits, suspend or resume it, list and
+// evict its sessions, and show its presence and webhook health.
 
 import { api } from "./api.js";
 import { handleAPIError } from "./auth.js";
 import { show, showError } from "./render/dom.js";
 import { clearTenant, fillLimits, readLimits, renderSessions, renderTenant, renderUsage, setTenantFormEnabled } from "./render/tenant.js";
 import { stopSessionsTimer } from "./state.js";
+import { loadPresence, loadWebhooks } from "./tenant-health.js";
 
 export async function openTenant(app, id) {
   const { el, state } = app;
   state.tenantID = id;
   state.tenant = null;
-  state.tenantConns = -1;
+  state.tenantConns = state.tenantMembers = state.tenantDead = -1;
   clearTenant(el, id);
   try {
     const t = await api.tenant(id);
@@ -25,7 +26,7 @@ export async function openTenant(app, id) {
     showError(el.tenantError, handleAPIError(app, err));
     return;
   }
-  await loadSessions(app);
+  await Promise.all([loadSessions(app), loadPresence(app), loadWebhooks(app)]);
   startSessionsTimer(app);
 }
 
@@ -40,7 +41,11 @@ export function renderTenantLive(app) {
     renderTenant(app);
   }
   if (state.tenantConns !== -1 && x.connections !== state.tenantConns) loadSessions(app);
+  if (state.tenantMembers !== -1 && x.presence_members !== state.tenantMembers) loadPresence(app);
+  if (state.tenantDead !== -1 && x.webhooks_dead !== state.tenantDead) loadWebhooks(app);
   state.tenantConns = x.connections;
+  state.tenantMembers = x.presence_members;
+  state.tenantDead = x.webhooks_dead;
 }
 
 export function resetLimits({ el, state }) {
@@ -152,6 +157,9 @@ function startSessionsTimer(app) {
   const { el, state } = app;
   stopSessionsTimer(state);
   state.sessionsTimer = setInterval(() => {
-    if (!document.hidden && !el.dialog.open) loadSessions(app);
+    if (document.hidden || el.dialog.open) return;
+    loadSessions(app);
+    loadPresence(app);
+    loadWebhooks(app);
   }, 10000);
 }

@@ -49,10 +49,10 @@ export function renderNodes({ el, state }) {
 const TENANT_COLUMNS = [
   ["connections", "Connections"], ["subscriptions", "Subscriptions"], ["max_connections", "Max connections"],
   ["publish_per_second", "Publish limit/s"], ["published_rate", "Published/s"], ["delivered_rate", "Delivered/s"],
-  ["dropped_total", "Dropped"], ["evicted_total", "Evicted"],
+  ["dropped_total", "Dropped"], ["evicted_total", "Evicted"], ["presence_members", "Present"], ["webhooks_dead", "Dead webhooks"],
 ];
 
-const numericDefaultDesc = new Set(["connections", "subscriptions", "max_connections", "publish_per_second", "published_rate", "delivered_rate", "dropped_total", "evicted_total"]);
+const numericDefaultDesc = new Set(TENANT_COLUMNS.map(([k]) => k));
 
 function tenantRow(state, x) {
   const r = state.tenantRates.get(x.id) || { delivered: NaN, published: NaN };
@@ -62,6 +62,7 @@ function tenantRow(state, x) {
     max_connections: x.limits?.max_connections, publish_per_second: x.limits?.publish_per_second,
     published_rate: r.published, delivered_rate: r.delivered,
     dropped_total: x.dropped_total, evicted_total: x.evicted_total,
+    presence_members: x.presence_members, webhooks_dead: x.webhooks_dead,
   };
 }
 
@@ -97,6 +98,7 @@ export function renderTenants({ el, state }) {
       for (const td of [...tr.cells].slice(1)) {
         const k = td.dataset.col;
         setText(td, k.endsWith("_rate") ? fmtRate(r[k]) : fmtInt(r[k]));
+        if (k === "webhooks_dead") td.classList.toggle("warn", r[k] > 0);
       }
     });
   show(el.tenantsEmpty, rows.length === 0);

@@ -1,7 +1,10 @@
-// The tenant view: its title and status, usage figures, the limits form and the sessions table.
+// The tenant view: its title and status, usage figures, the limits form and the sessions table
+// (presence.js and webhooks.js draw its other tables).
 
 import { ago, fmtClock, fmtInt, fmtStamp } from "../format.js";
 import { $$, cell, h, setText, show, showError, syncRows } from "./dom.js";
+import { clearPresence } from "./presence.js";
+import { clearWebhooks } from "./webhooks.js";
 
 const LIMIT_FIELDS = ["max_connections", "max_subscriptions_per_session", "publish_per_second", "max_message_bytes", "history_events", "history_seconds"];
 
@@ -14,6 +17,8 @@ export function clearTenant(el, id) {
   el.tenantStatus.hidden = true;
   el.sessionsBody.replaceChildren();
   show(el.sessionsEmpty, false);
+  clearPresence(el);
+  clearWebhooks(el);
   setTenantFormEnabled(el, false);
 }
 
@@ -21,6 +26,8 @@ export function setTenantFormEnabled(el, on) {
   for (const input of el.limitsForm.elements) input.disabled = !on;
   el.suspend.disabled = !on;
   el.sessionsRefresh.disabled = !on;
+  el.presenceRefresh.disabled = !on;
+  el.webhooksRefresh.disabled = !on;
 }
 
 export function renderTenant({ el, state }) {
@@ -36,7 +43,7 @@ export function renderTenant({ el, state }) {
   renderUsage({
     connections: t.usage?.connections, subscriptions: t.usage?.subscriptions,
     published_total: t.published_total, delivered_total: t.delivered_total,
-    dropped_total: t.dropped_total, evicted_total: t.evicted_total,
+    dropped_total: t.dropped_total, evicted_total: t.evicted_total, presence_members: t.presence_members,
   });
 }
 
