@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # go.mod): ./... above does not reach it.
 CHARTCHECK := deploy/helm/chartcheck
 
-.PHONY: run test test-js test-helm bench lint vuln build clean docker fuzz
+.PHONY: run test test-js test-helm bench soak lint vuln build clean docker fuzz
 
 run:
 	$(GO) run ./cmd/api
@@ -57,6 +57,10 @@ fuzz:
 
 bench:
 	GO="$(GO)" ./scripts/bench.sh
+
+# A churning load for SOAK_DURATION (10m): what grows is a leak. Not part of test or CI.
+soak:
+	GO="$(GO)" ./scripts/soak.sh
 
 # gofmt, go vet, staticcheck and deadcode, pinned by the tool directive in go.mod. deadcode
 # reports every package but the test-support ones (internal/redistest, internal/sseclient).

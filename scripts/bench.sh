@@ -67,80 +67,15 @@ if [[ -n ${BENCH_OUT:-} ]]; then
 else
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgbench.XXXXXX")
 fi
-API_PIDS=()
-API_URLS=()
-REDIS_PID=
-
-stop_apis() {
-	local p
-	for p in "${API_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${API_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	API_PIDS=()
-	API_URLS=()
-}
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
 cleanup() {
-	stop_apis
-	if [[ -n $REDIS_PID ]]; then
-		kill -TERM "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-	fi
+	stop_servers
 	[[ -n ${BENCH_OUT:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# free_port prints a loopback port nothing listens on, below the ephemeral range so that the
-# benchmark's own outgoing connections never take it.
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "bench: no free loopback port found" >&2
-	exit 1
-}
-
-REDIS_PORT=$(free_port) || die "no free loopback port for redis"
-mkdir -p "$WORK/redis"
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" --save "" --appendonly no \
-	--maxclients 20000 --logfile "$WORK/redis/redis.log" --daemonize no &
-REDIS_PID=$!
-for _ in $(seq 50); do
-	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-	sleep 0.1
-done
-redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis-server did not start (see $WORK/redis/redis.log)"
-
-SECRET_KEY=$(head -c 32 /dev/urandom | base64)
-ADMIN_TOKEN=sga_$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-
-# start_apis N starts N api nodes on the Redis, with tenant limits raised for the benchmark.
-start_apis() {
-	local i port
-	redis-cli -p "$REDIS_PORT" flushall >/dev/null
-	for i in $(seq "$1"); do
-		port=$(free_port) || die "no free loopback port for an api node"
-		REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-			STREAMGATE_ADDR="127.0.0.1:$port" \
-			STREAMGATE_SECRET_KEY="$SECRET_KEY" \
-			STREAMGATE_ADMIN_TOKEN="$ADMIN_TOKEN" \
-			STREAMGATE_NODE_ID="bench-$i" \
-			STREAMGATE_DEFAULT_MAX_CONNECTIONS=100000 \
-			STREAMGATE_DEFAULT_PUBLISH_PER_SECOND=1000000 \
-			STREAMGATE_RATE_STREAM_IP=100000000-M STREAMGATE_RATE_STREAM_TENANT=100000000-M \
-			STREAMGATE_RATE_SIGNUP=100000-M STREAMGATE_RATE_TOKENS=100000000-M \
-			STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION=100 \
-			STREAMGATE_SHUTDOWN_TIMEOUT=3s \
-			STREAMGATE_LOG_LEVEL=warn \
-			bin/api >>"$WORK/api-$i.log" 2>&1 &
-		API_PIDS+=($!)
-		API_URLS+=("http://127.0.0.1:$port")
-	done
-}
+start_redis
 
 # bench NAME NODES ARGS… runs sgbench against NODES fresh api nodes.
 RESULTS=()

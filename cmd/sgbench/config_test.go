@@ -102,3 +102,26 @@ func TestLimitWarnings(t *testing.T) {
 		t.Errorf("warnings %q name a tenant whose limits suffice", got)
 	}
 }
+
+func TestParseSoakConfig(t *testing.T) {
+	t.Parallel()
+	c, err := parseSoakConfig([]string{"-url", "http://127.0.0.1:8080/", "-duration", "90s", "-users", "5"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL != "http://127.0.0.1:8080" || c.Duration != 90*time.Second || c.Users != 5 || c.Rooms != 20 || c.Settle != 65*time.Second {
+		t.Errorf("parsed %+v", c)
+	}
+	for _, args := range [][]string{
+		{"-duration", "0s"},
+		{"-users", "0"},
+		{"-rate", "-1"},
+		{"-hold", "1ms"},
+		{"-url", "ftp://x"},
+		{"extra"},
+	} {
+		if _, err := parseSoakConfig(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

@@ -11,7 +11,8 @@
 // connection and CPU per delivery and per publish.
 //
 // Every loop is bounded in count and by -duration, and only the addresses given with -url are
-// contacted. `sgbench summary a.json b.json` prints one table of several -out results.
+// contacted. `sgbench summary a.json b.json` prints one table of several -out results, and
+// `sgbench soak` runs a churning load for a set time and reports what grew (see soak.go).
 package main
 
 import (
@@ -44,6 +45,11 @@ func main() {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 1 && args[1] == "summary" {
 		return summary(stdout, args[2:])
+	}
+	if len(args) > 1 && args[1] == "soak" {
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return runSoak(ctx, args[2:], stdout, stderr)
 	}
 	cfg, err := parseConfig(args[1:], stderr)
 	if err != nil {
