@@ -20,6 +20,7 @@ import (
 	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/httpapi"
 	"github.com/streamgate/streamgate/internal/jobs"
+	"github.com/streamgate/streamgate/internal/memory"
 	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
@@ -35,6 +36,7 @@ import (
 // then its listener.
 func serve(ctx context.Context, cfg apiConfig, getenv func(string) string, stdout, stderr io.Writer) error {
 	log := telemetry.NewLogger(stderr, cfg.LogLevel).With("node", cfg.NodeID)
+	memory.LimitFromContainer(getenv, log)
 
 	tel, err := telemetry.Setup(ctx, "streamgate-api", getenv)
 	if err != nil {
@@ -224,6 +226,8 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	g.Go(func() error { return n.presence.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.occupancy.Run(gctx) })
+	// A burst's heap goes back to the system once it is over.
+	g.Go(func() error { memory.NewTrimmer().Run(gctx); return nil })
 	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })

@@ -128,6 +128,7 @@ var envVars = []envVar{
 	{Name: "OTEL_TRACES_SAMPLER", Default: "parentbased_always_on", Meaning: "always_on, always_off, traceidratio, or their parentbased_ forms"},
 	{Name: "OTEL_TRACES_SAMPLER_ARG", Default: "1", Meaning: "the ratio, 0 to 1, of the traceidratio samplers"},
 	{Name: "OTEL_SERVICE_NAME", Default: "streamgate-api", Meaning: "the service name on traces and metrics"},
+	{Name: "GOMEMLIMIT", Default: "90% of the container's memory limit, if any", Meaning: "the Go runtime's soft memory limit, e.g. 900MiB"},
 }
 
 // redactURL hides a URL's password.

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bufio"
 	"errors"
 	"net"
 	"net/http"
@@ -98,17 +97,20 @@ func takeOver(w http.ResponseWriter, r *http.Request, gone func()) (conn net.Con
 		c.Close()
 		return nil, true
 	}
-	// The client sends nothing more on a stream; a read returns only when it goes away.
-	go watchClose(c, brw.Reader, gone)
+	// The client sends nothing more on a stream; a read returns only when it goes away. Bytes
+	// already buffered behind the request (a pipelined request) close it at once. Neither of
+	// net/http's buffers is kept: the stream holds the bare connection.
+	pipelined := brw.Reader.Buffered() > 0
+	go watchClose(c, pipelined, gone)
 	return c, true
 }
 
 // watchClose calls gone when the client goes away. A client sends nothing after its request on
 // a stream (EventSource never does); one that does (a pipelined request, a misbehaving client)
 // is closed instead of being read byte by byte for as long as it keeps sending.
-func watchClose(c net.Conn, br *bufio.Reader, gone func()) {
+func watchClose(c net.Conn, pipelined bool, gone func()) {
 	defer gone()
-	if br.Buffered() > 0 {
+	if pipelined {
 		c.Close()
 		return
 	}
