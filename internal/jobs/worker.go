@@ -289,12 +289,18 @@ func (w *Worker) mayForce(ctx context.Context, p int, h held, now time.Time) boo
 		case "pending":
 			return false
 		case "gone":
+			w.log.WarnContext(ctx, "update goes ahead of a predecessor that can never come (deleted or dead-lettered)",
+				"partition", p, "entry", h.msg.ID, "waited", waited.String())
 			return true
 		}
 	}
 	// Without prev links (entries of an earlier version), only time tells: by twice ClaimIdle,
 	// a dead worker's entries have been claimed and applied.
-	return waited > 2*w.cfg.ClaimIdle
+	if waited <= 2*w.cfg.ClaimIdle {
+		return false
+	}
+	w.log.WarnContext(ctx, "update goes ahead of a predecessor that did not come", "partition", p, "entry", h.msg.ID, "waited", waited.String())
+	return true
 }
 
 // claim takes over entries idle longer than ClaimIdle from other (dead) consumers, counts the
