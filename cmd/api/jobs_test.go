@@ -486,6 +486,66 @@ func mustMarshal(v any) string {
 
 // Job and workflow updates count against publish_per_second: a tenant cannot flood the update
 // stream every tenant shares. A refused update changes nothing.
+// A client that retries a job or workflow update with its Idempotency-Key (its first answer
+// lost, say) gets the first answer again, and subscribers see the update applied once; the key
+// with another update of that job or workflow is refused.
+func TestJobAndWorkflowUpdatesRetriedWithIdempotencyKeyApplyOnce(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil, nil)
+	startWorker(t, n.Redis, "w1")
+	a := n.signup(t, "Acme")
+	s := n.openStream(t, n.token(t, a, "u", []string{"job:*", "workflow:*"}, 0), "job:export-1", "workflow:ship-1")
+	put := func(path, key, body string) reply {
+		return n.do(t, call{method: "PUT", path: path, auth: a.APIKey, header: map[string]string{"Idempotency-Key": key}, body: body})
+	}
+	accepted := func(r reply) {
+		t.Helper()
+		if r.want(t, 202); strings.TrimSpace(string(r.Body)) != `{"accepted":true}` {
+			t.Errorf("body %s, want the first answer {\"accepted\":true}", r.Body)
+		}
+	}
+	accepted(put("/v1/jobs/export-1", "attempt-1", `{"status":"running","progress":10}`))
+	accepted(put("/v1/jobs/export-1", "attempt-1", `{"status":"running","progress":10}`))
+	put("/v1/jobs/export-1", "attempt-1", `{"progress":90}`).want(t, 422, "idempotency_mismatch")
+	accepted(put("/v1/jobs/export-1", "attempt-2", `{"progress":50}`))
+
+	accepted(put("/v1/workflows/ship-1", "wf-1", `{"status":"running","steps":[{"name":"pack"}]}`))
+	accepted(put("/v1/workflows/ship-1", "wf-1", `{"status":"running","steps":[{"name":"pack"}]}`))
+	put("/v1/workflows/ship-1/steps/pack", "wf-1", `{"status":"succeeded"}`).want(t, 422, "idempotency_mismatch")
+	accepted(put("/v1/workflows/ship-1/steps/pack", "step-1", `{"status":"succeeded"}`))
+	accepted(put("/v1/workflows/ship-1/steps/pack", "step-1", `{"status":"succeeded"}`))
+	accepted(put("/v1/workflows/ship-1", "wf-2", `{"status":"succeeded"}`))
+
+	// Updates apply in the order accepted: a retry appended again would show up as a state of
+	// its own before the next update's.
+	var jobStates, wfStates []string
+	for len(jobStates) < 2 || len(wfStates) < 3 {
+		ev := s.next(10 * time.Second)
+		switch ev.Event {
+		case "job":
+			st := jobEvent(t, ev)
+			jobStates = append(jobStates, fmt.Sprintf("%s %v", st.Status, *st.Progress))
+		case "workflow":
+			var d struct {
+				Workflow struct {
+					Status string `json:"status"`
+					Steps  []struct{ Name, Status string }
+				} `json:"workflow"`
+			}
+			if err := json.Unmarshal([]byte(ev.Data), &d); err != nil {
+				t.Fatalf("workflow event %s: %v", ev.Data, err)
+			}
+			wfStates = append(wfStates, fmt.Sprintf("%s %v", d.Workflow.Status, d.Workflow.Steps))
+		}
+	}
+	if want := []string{"running 10", "running 50"}; fmt.Sprint(jobStates) != fmt.Sprint(want) {
+		t.Errorf("job states %q, want %q (each update once)", jobStates, want)
+	}
+	if want := []string{"running [{pack pending}]", "running [{pack succeeded}]", "succeeded [{pack succeeded}]"}; fmt.Sprint(wfStates) != fmt.Sprint(want) {
+		t.Errorf("workflow states %q, want %q (each update once)", wfStates, want)
+	}
+}
+
 func TestJobUpdatesAreRateLimited(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nil, map[string]string{"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "1"})

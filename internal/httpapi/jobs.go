@@ -151,6 +151,11 @@ func (s *Server) handlePutJob() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		t := tenantOf(c)
 		id := c.Param("id")
+		idem, e := idempotencyKey(c.Request)
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
 		var req jobRequest
 		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
@@ -162,7 +167,7 @@ func (s *Server) handlePutJob() gin.HandlerFunc {
 		u.text("message", req.Message)
 		u.anyJSON("output", req.Output, t.Limits.MaxMessageBytes)
 		u.text("error", req.Error)
-		s.acceptUpdate(c, jobs.UpdateJob, id, u)
+		s.acceptUpdate(c, jobs.UpdateJob, id, idem, u)
 	}
 }
 
@@ -170,6 +175,11 @@ func (s *Server) handlePutWorkflow() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		t := tenantOf(c)
 		id := c.Param("id")
+		idem, e := idempotencyKey(c.Request)
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
 		var req workflowRequest
 		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
@@ -201,7 +211,7 @@ func (s *Server) handlePutWorkflow() gin.HandlerFunc {
 			}
 			u.fields["steps"], _ = json.Marshal(steps)
 		}
-		s.acceptUpdate(c, jobs.UpdateWorkflow, id, u)
+		s.acceptUpdate(c, jobs.UpdateWorkflow, id, idem, u)
 	}
 }
 
@@ -212,6 +222,11 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 	}
 	return func(c *gin.Context) {
 		id, step := c.Param("id"), c.Param("name")
+		idem, e := idempotencyKey(c.Request)
+		if e != nil {
+			s.abort(c, e)
+			return
+		}
 		var req request
 		if e := decodeJSON(c.Request, publishBodyLimit, &req, false); e != nil {
 			s.abort(c, e)
@@ -224,12 +239,13 @@ func (s *Server) handlePutStep() gin.HandlerFunc {
 			u.fail("The update is empty: send at least one field")
 		}
 		u.fields["name"], _ = json.Marshal(step)
-		s.acceptUpdate(c, jobs.UpdateStep, id, u)
+		s.acceptUpdate(c, jobs.UpdateStep, id, idem, u)
 	}
 }
 
 // acceptUpdate appends a validated update to the update stream: 202 once it is durable there.
-func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
+// A retry with the request's Idempotency-Key gets the same 202 and appends nothing.
+func (s *Server) acceptUpdate(c *gin.Context, kind, id, idem string, u updateFields) {
 	if u.err != nil {
 		s.abort(c, u.err)
 		return
@@ -251,7 +267,7 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id string, u updateFields) {
 	propagation.TraceContext{}.Inject(c.Request.Context(), carrier)
 	err := s.updates.Append(c.Request.Context(), jobs.Update{
 		TenantID: t.ID, Kind: kind, ID: id, Fields: u.fields, Window: delivery.Window(t),
-		Trace: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"),
+		Trace: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate"), IdempotencyKey: idem,
 	})
 	if err != nil {
 		s.fail(c, err)

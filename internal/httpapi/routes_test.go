@@ -409,6 +409,10 @@ func TestJobAndWorkflowRefusals(t *testing.T) {
 	wf := func(body string) call { return put("/v1/workflows/w1", body) }
 	step := func(body string) call { return put("/v1/workflows/w1/steps/build", body) }
 	hundredOne := strings.TrimSuffix(strings.Repeat(`{"name":"s"},`, 101), ",")
+	idem := func(c call, vals ...string) call {
+		c.header = http.Header{"Idempotency-Key": vals}
+		return c
+	}
 	s.runRefusals(t, []refusal{
 		{"job: empty body", call{method: "PUT", path: "/v1/jobs/j1", auth: a.APIKey}, 400, CodeInvalid},
 		{"job: empty update", job(`{}`), 400, CodeInvalid},
@@ -428,6 +432,9 @@ func TestJobAndWorkflowRefusals(t *testing.T) {
 		{"job: long id", put("/v1/jobs/"+longID, `{"progress":1}`), 400, CodeInvalid},
 		{"job: text body", call{method: "PUT", path: "/v1/jobs/j1", auth: a.APIKey, body: `{"progress":1}`, contentType: plainText}, 415, CodeMediaType},
 		{"job: body over the route's limit", job(`{"output":"` + strings.Repeat("z", 2<<20) + `"}`), 413, CodeTooLarge},
+		{"job: long idempotency key", idem(job(`{"progress":1}`), strings.Repeat("k", 201)), 400, CodeInvalid},
+		{"job: two idempotency keys", idem(job(`{"progress":1}`), "a", "b"), 400, CodeInvalid},
+		{"job: empty idempotency key", idem(job(`{"progress":1}`), ""), 400, CodeInvalid},
 		{"job: get unknown", get("/v1/jobs/j-unknown"), 404, CodeNotFound},
 		{"job: get bad id", get("/v1/jobs/a%20b"), 400, CodeInvalid},
 		{"job: get long id", get("/v1/jobs/" + longID), 400, CodeInvalid},
@@ -442,6 +449,7 @@ func TestJobAndWorkflowRefusals(t *testing.T) {
 		{"workflow: step with a bad status", wf(`{"steps":[{"name":"a","status":"waiting"}]}`), 400, CodeInvalid},
 		{"workflow: step with an unknown field", wf(`{"steps":[{"name":"a","owner":"me"}]}`), 400, CodeInvalid},
 		{"workflow: bad id", put("/v1/workflows/a%20b", `{"status":"running"}`), 400, CodeInvalid},
+		{"workflow: idempotency key with a space", idem(wf(`{"status":"running"}`), "a b"), 400, CodeInvalid},
 		{"workflow: get unknown", get("/v1/workflows/w-unknown"), 404, CodeNotFound},
 		{"workflow: get bad id", get("/v1/workflows/" + longID), 400, CodeInvalid},
 
@@ -452,9 +460,52 @@ func TestJobAndWorkflowRefusals(t *testing.T) {
 		{"step: bad step name", put("/v1/workflows/w1/steps/a%20b", `{"status":"running"}`), 400, CodeInvalid},
 		{"step: long step name", put("/v1/workflows/w1/steps/"+longID, `{"status":"running"}`), 400, CodeInvalid},
 		{"step: bad workflow id", put("/v1/workflows/a%20b/steps/build", `{"status":"running"}`), 400, CodeInvalid},
+		{"step: idempotency key with a tab", idem(step(`{"status":"running"}`), "a\tb"), 400, CodeInvalid},
 	})
 	if n := s.updatesQueued(t); n != 0 {
 		t.Errorf("%d updates queued after refusals only", n)
+	}
+}
+
+// A job or workflow update retried with its Idempotency-Key gets the first answer and is queued
+// once; the key with another update of that job or workflow is refused, and queues nothing.
+func TestJobAndWorkflowIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	a := s.signup(t, "Acme")
+	put := func(path, key, body string) reply {
+		return s.do(t, call{method: "PUT", path: path, auth: a.APIKey, body: body, header: http.Header{"Idempotency-Key": {key}}})
+	}
+	for _, tc := range []struct {
+		name, path, key, body string
+		status                int
+		code                  string
+		queued                int64
+	}{
+		{"job", "/v1/jobs/j1", "k1", `{"status":"running","progress":10}`, 202, "", 1},
+		{"job retried", "/v1/jobs/j1", "k1", `{"status":"running","progress":10}`, 202, "", 1},
+		{"job retried, fields in another order", "/v1/jobs/j1", "k1", `{"progress":10,"status":"running"}`, 202, "", 1},
+		{"job, same key, another update", "/v1/jobs/j1", "k1", `{"status":"running","progress":20}`, 422, CodeIdempotencyMismatch, 1},
+		{"job, another key", "/v1/jobs/j1", "k2", `{"status":"running","progress":10}`, 202, "", 2},
+		{"another job, same key", "/v1/jobs/j2", "k1", `{"status":"running","progress":10}`, 202, "", 3},
+		{"workflow", "/v1/workflows/w1", "wk", `{"status":"running"}`, 202, "", 4},
+		{"workflow retried", "/v1/workflows/w1", "wk", `{"status":"running"}`, 202, "", 4},
+		{"its step with the workflow's key", "/v1/workflows/w1/steps/build", "wk", `{"status":"running"}`, 422, CodeIdempotencyMismatch, 4},
+		{"step", "/v1/workflows/w1/steps/build", "sk", `{"status":"running"}`, 202, "", 5},
+		{"step retried", "/v1/workflows/w1/steps/build", "sk", `{"status":"running"}`, 202, "", 5},
+		{"another step, same key", "/v1/workflows/w1/steps/test", "sk", `{"status":"running"}`, 422, CodeIdempotencyMismatch, 5},
+	} {
+		var code []string
+		if tc.code != "" {
+			code = append(code, tc.code)
+		}
+		r := put(tc.path, tc.key, tc.body).want(t, tc.status, code...)
+		if tc.status == 202 && strings.TrimSpace(string(r.Body)) != `{"accepted":true}` {
+			t.Errorf("%s: body %s, want {\"accepted\":true}", tc.name, r.Body)
+		}
+		if n := s.updatesQueued(t); n != tc.queued {
+			t.Errorf("%s: %d updates queued, want %d", tc.name, n, tc.queued)
+		}
 	}
 }
 

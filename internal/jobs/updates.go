@@ -5,11 +5,15 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +55,9 @@ type Update struct {
 	// is its tracestate. The worker continues that trace.
 	Trace      string
 	TraceState string
+	// IdempotencyKey, when set, makes a repeat of this update to the same job or workflow
+	// within the history window a no-op (see Append).
+	IdempotencyKey string
 }
 
 // target is what the update's sequence is counted on: a step belongs to its workflow.
@@ -91,6 +98,12 @@ func NewUpdates(rdb redis.UniversalClient) *Updates {
 
 // Append makes an update durable in the update stream, stamped with its job's next sequence
 // number. Once it returns nil, a worker will apply it.
+//
+// Each update is appended once: with u.IdempotencyKey, a repeat of the same update (same kind,
+// id and fields) within the tenant's history window appends nothing and returns nil, and the
+// key with another update returns ErrIdempotencyMismatch. Without one, a request id guards the
+// Redis client's own retry of a script whose answer was lost. A key belongs to one job or
+// workflow (a workflow's steps share their workflow's): other jobs may use the same key.
 func (a *Updates) Append(ctx context.Context, u Update) error {
 	fields, err := json.Marshal(u.Fields)
 	if err != nil {
@@ -98,7 +111,11 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 	}
 	p := Partition(u.TenantID, u.target(), u.ID)
 	counterTTL := a.Retention + 30*24*time.Hour
-	args := []any{counterTTL.Milliseconds(), a.MaxLen,
+	idemKey, remember := u.IdempotencyKey, time.Duration(u.Window.Seconds)*time.Second
+	if idemKey == "" {
+		idemKey, remember = "~"+stream.NewEpoch()+stream.NewEpoch(), requestIDTTL
+	}
+	args := []any{counterTTL.Milliseconds(), a.MaxLen, fingerprintOf(u), max(remember, time.Second).Milliseconds(),
 		"tenant", u.TenantID, "kind", u.Kind, "id", u.ID, "fields", fields,
 		"hist_events", u.Window.Events, "hist_secs", u.Window.Seconds,
 		"accepted_at", strconv.FormatInt(time.Now().UnixMilli(), 10)}
@@ -108,15 +125,52 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 			args = append(args, "tracestate", u.TraceState)
 		}
 	}
-	err = appendScript.Run(ctx, a.rdb, []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p)}, args...).Err()
+	ks := []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p),
+		keys.UpdateLast(p, u.TenantID, u.target(), u.ID), keys.UpdateIdempotency(p, u.TenantID, u.target(), u.ID, idemKey)}
+	reply, err := appendScript.Run(ctx, a.rdb, ks, args...).StringSlice()
 	if err != nil && strings.HasPrefix(err.Error(), "FULL") {
 		return fmt.Errorf("%s: %w", strings.TrimPrefix(err.Error(), "FULL "), ErrBacklogFull)
 	}
 	if err != nil {
 		return fmt.Errorf("append %s update for %s: %w", u.Kind, u.ID, err)
 	}
+	if len(reply) > 0 && reply[0] == "mismatch" {
+		return fmt.Errorf("the Idempotency-Key was used with a different update: %w", ErrIdempotencyMismatch)
+	}
 	return nil
 }
+
+// requestIDTTL is how long an update without an Idempotency-Key is remembered: long enough for
+// the Redis client's retry of a lost answer.
+const requestIDTTL = time.Minute
+
+// fingerprintOf identifies an update (kind, id, fields), so that an Idempotency-Key reused for
+// another update is told apart from a retry.
+func fingerprintOf(u Update) string {
+	names := make([]string, 0, len(u.Fields))
+	for k := range u.Fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	part := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	part([]byte(u.Kind))
+	part([]byte(u.ID))
+	for _, k := range names {
+		part([]byte(k))
+		part(u.Fields[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ErrIdempotencyMismatch means an Idempotency-Key came back with another update than its first
+// use, to the same job or workflow.
+var ErrIdempotencyMismatch = errors.New("idempotency key reused")
 
 // ErrBacklogFull means a partition of the update stream holds MaxLen entries that workers have
 // not finished: the update is refused (nothing is stored), to be retried once they catch up.

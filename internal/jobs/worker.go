@@ -33,6 +33,9 @@ var (
 	//go:embed skip.lua
 	skipLua    string
 	skipScript = redis.NewScript(skipLua)
+	//go:embed predecessor.lua
+	predecessorLua    string
+	predecessorScript = redis.NewScript(predecessorLua)
 	//go:embed apply.lua
 	applyLua string
 	// applyScripts publish through the stream package's library, for a single Redis and for a
@@ -52,8 +55,11 @@ type WorkerConfig struct {
 	ClaimIdle time.Duration
 	// Retention is how long a finished job's or workflow's state is kept. Default 7 days.
 	Retention time.Duration
-	// MaxWait is how long an update waits for a predecessor that never arrives (lost to
-	// trimming, say) before it is applied anyway. Default 1 minute.
+	// MaxWait is how long an update waits for a predecessor before it may be applied without
+	// it, and it is applied without it only once that predecessor can never come (deleted from
+	// the stream, or dead-lettered). A predecessor pending with a worker, even a dead one whose
+	// entries are claimed only after ClaimIdle, is waited for whatever the two durations are.
+	// Default 1 minute.
 	MaxWait time.Duration
 	// MaxDeliveries is how many failed deliveries move an entry to the dead-letter stream.
 	// Default 5.
@@ -159,6 +165,7 @@ func (w *Worker) Run(ctx context.Context) error {
 type held struct {
 	msg        redis.XMessage
 	deliveries int64
+	applied    int64     // the job's last applied sequence number when it last had to wait
 	since      time.Time // when it first had to wait here
 	next       time.Time
 	tries      int
@@ -179,7 +186,7 @@ func (w *Worker) partition(ctx context.Context, p int) error {
 		}
 		waiting = w.retryDue(work, p, waiting, false)
 		if time.Now().After(nextClaim) {
-			waiting = append(waiting, w.claim(work, p)...)
+			waiting = append(waiting, w.claim(work, p, waiting)...)
 			nextClaim = time.Now().Add(w.claimInterval())
 			w.trim(work, stream)
 		}
@@ -249,9 +256,7 @@ func (w *Worker) retryDue(ctx context.Context, p int, waiting []held, drain bool
 			continue
 		}
 		w.retried.Add(1)
-		// Only an update that has itself waited MaxWait for its predecessor goes ahead without
-		// it; an old backlog alone never reorders a job.
-		force := now.Sub(h.since) > w.cfg.MaxWait
+		force := w.mayForce(ctx, p, h, now)
 		if again, wait := w.process(ctx, p, h.msg, h.deliveries, force); wait && !drain {
 			again.since, again.tries = h.since, h.tries+1
 			again.next = now.Add(min(time.Duration(again.tries)*20*time.Millisecond, time.Second))
@@ -262,11 +267,52 @@ func (w *Worker) retryDue(ctx context.Context, p int, waiting []held, drain bool
 	return kept
 }
 
+// mayForce reports whether a held update may be applied without its missing predecessor. Only
+// an update that has itself waited MaxWait goes ahead without it (an old backlog alone never
+// reorders a job), and only when no predecessor can come any more: one still pending in the
+// group, with a live worker or with a dead one until its entries are claimed, is waited for.
+// Going ahead of it would apply the two out of order, and the late one would be dropped as a
+// duplicate.
+func (w *Worker) mayForce(ctx context.Context, p int, h held, now time.Time) bool {
+	waited := now.Sub(h.since)
+	if waited <= w.cfg.MaxWait {
+		return false
+	}
+	prev, _ := h.msg.Values["prev"].(string)
+	if prev != "" {
+		res, err := predecessorScript.Run(ctx, w.rdb, []string{keys.Updates(p)}, w.cfg.Group, prev, h.applied).Text()
+		if err != nil {
+			w.log.WarnContext(ctx, "look for a missing predecessor", "partition", p, "entry", h.msg.ID, "err", err)
+			return false // asked again at the next retry
+		}
+		switch res {
+		case "pending":
+			return false
+		case "gone":
+			w.log.WarnContext(ctx, "update goes ahead of a predecessor that can never come (deleted or dead-lettered)",
+				"partition", p, "entry", h.msg.ID, "waited", waited.String())
+			return true
+		}
+	}
+	// Without prev links (entries of an earlier version), only time tells: by twice ClaimIdle,
+	// a dead worker's entries have been claimed and applied.
+	if waited <= 2*w.cfg.ClaimIdle {
+		return false
+	}
+	w.log.WarnContext(ctx, "update goes ahead of a predecessor that did not come", "partition", p, "entry", h.msg.ID, "waited", waited.String())
+	return true
+}
+
 // claim takes over entries idle longer than ClaimIdle from other (dead) consumers, counts the
-// ones that were trimmed away meanwhile, and processes the rest.
-func (w *Worker) claim(ctx context.Context, p int) []held {
+// ones that were trimmed away meanwhile, and processes the rest. An entry this worker already
+// holds (it waited that long for its predecessor) stays held and is not processed twice.
+func (w *Worker) claim(ctx context.Context, p int, holding []held) []held {
 	stream := keys.Updates(p)
 	var waiting []held
+	mine := make(map[string]bool, len(holding))
+	for _, h := range holding {
+		mine[h.msg.ID] = true
+	}
 	start := "0-0"
 	for range 100 { // bounded: at most 100 pages of 100 per round
 		raw, err := w.rdb.Do(ctx, "XAUTOCLAIM", stream, w.cfg.Group, w.cfg.Consumer,
@@ -284,6 +330,9 @@ func (w *Worker) claim(ctx context.Context, p int) []held {
 		}
 		counts := w.deliveries(ctx, stream, msgs)
 		for _, m := range msgs {
+			if mine[m.ID] {
+				continue
+			}
 			if h, wait := w.process(ctx, p, m, counts[m.ID], false); wait {
 				waiting = append(waiting, h)
 			}
@@ -416,7 +465,8 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 	span.SetAttributes(attribute.String("streamgate.update.result", res[0]))
 	switch res[0] {
 	case "wait":
-		return held{msg: m, deliveries: deliveries, since: time.Now()}, true
+		applied, _ := strconv.ParseInt(res[1], 10, 64)
+		return held{msg: m, deliveries: deliveries, applied: applied, since: time.Now()}, true
 	case "applied":
 		w.applied.Add(1)
 	case "ignored":

@@ -149,6 +149,20 @@ func UpdateCounter(p int, tenantID, kind, id string) string {
 	return partitionPrefix(p) + ":seq:" + tenantID + ":" + kind + ":" + id
 }
 
+// UpdateLast is a job's or workflow's latest update as "<seq> <entry id>", in its partition's
+// slot: each update records its predecessor's entry, so that a worker can tell a predecessor
+// still pending with another worker from one that will never come.
+func UpdateLast(p int, tenantID, kind, id string) string {
+	return partitionPrefix(p) + ":last:" + tenantID + ":" + kind + ":" + id
+}
+
+// UpdateIdempotency remembers an update accepted with this Idempotency-Key (or request id) for
+// that job or workflow, in its partition's slot. Ids cannot hold "|", so the key cannot be
+// mistaken for another job's.
+func UpdateIdempotency(p int, tenantID, kind, id, key string) string {
+	return partitionPrefix(p) + ":idem:" + tenantID + ":" + kind + ":" + id + "|" + key
+}
+
 // DeadLetters is the partition's stream of updates that kept failing.
 func DeadLetters(p int) string { return partitionPrefix(p) + ":dead" }
 

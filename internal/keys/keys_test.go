@@ -1,6 +1,9 @@
 package keys
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 func TestChannelRoundTrip(t *testing.T) {
 	t.Parallel()
@@ -42,6 +45,21 @@ func TestWebhookPartitionKeysShareHashTag(t *testing.T) {
 		want := "{wh:" + string(rune('0'+p)) + "}"
 		for _, k := range []string{WebhookEvents(p), WebhookDue(p), WebhookQueue(p, "tn_x", "wh_1"),
 			WebhookDeliveries(p, "tn_x", "wh_1"), WebhookInFlight(p, "tn_x", "wh_1")} {
+			if got := k[3 : 3+len(want)]; got != want {
+				t.Errorf("%s: hash tag %q, want %s", k, got, want)
+			}
+		}
+	}
+}
+
+// An update's scripts touch its partition's stream and its job's counter, last entry and
+// idempotency record together: on a cluster they must share one slot.
+func TestUpdatePartitionKeysShareHashTag(t *testing.T) {
+	t.Parallel()
+	for p := range UpdatePartitions {
+		want := "{updates:" + strconv.Itoa(p) + "}"
+		for _, k := range []string{Updates(p), UpdateCounter(p, "tn_x", "job", "j"), UpdateLast(p, "tn_x", "job", "j"),
+			UpdateIdempotency(p, "tn_x", "job", "j", "k"), DeadLetters(p)} {
 			if got := k[3 : 3+len(want)]; got != want {
 				t.Errorf("%s: hash tag %q, want %s", k, got, want)
 			}

@@ -367,70 +367,6 @@ func TestHashSlotMatchesRedis(t *testing.T) {
 	}
 }
 
-// lossyProxy forwards connections to addr, except that it swallows the answer to the first
-// request carrying marker and closes that connection: to the client, the command's answer was
-// lost after Redis ran it.
-func lossyProxy(t *testing.T, addr, marker string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var fired atomic.Bool
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			var drop atomic.Bool
-			go func() {
-				defer s.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if strings.Contains(string(buf[:n]), marker) && fired.CompareAndSwap(false, true) {
-							drop.Store(true)
-						}
-						if _, err := s.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && drop.Load() {
-						return // the answer is lost, and with it the connection
-					}
-					if n > 0 {
-						if _, err := c.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // A publish whose answer is lost after the script ran is retried by the Redis client; the
 // retry must not store the events twice.
 func TestPublishRetriedByTheClientIsStoredOnce(t *testing.T) {
@@ -442,7 +378,7 @@ func TestPublishRetriedByTheClientIsStoredOnce(t *testing.T) {
 	if _, err := NewPublisher(direct).Publish(t.Context(), "tn_warm", w, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`0`)}}, ""); err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: lossyProxy(t, srv.Addr, "evalsha"), MaxRetries: 1, ReadTimeout: 5 * time.Second})
+	rdb := redis.NewClient(&redis.Options{Addr: redistest.LossyProxy(t, srv.Addr, "evalsha"), MaxRetries: 1, ReadTimeout: 5 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
