@@ -5,8 +5,8 @@
 # stops everything it started, however it exits.
 #
 # Scenarios (BENCH_SCENARIOS, default "A B B' C D"):
-#   A   10,000 idle SSE sessions: api RSS per connection, time to establish them all (unpaced:
-#       as fast as sgbench's 256 concurrent connects per worker allow)
+#   A   10,000 idle SSE sessions connecting at 5,000/s: api RSS per connection 10 s after the
+#       last connect (the whole process), time to establish them all
 #   B   10,000 subscribers of one channel, 100 events at 10/s: api CPU per delivery, nothing lost
 #   B'  2,500 subscribers of one channel, 200 events at 10/s: latency p99
 #   C   10,000 subscribers each on its own channel, 2,000 publishes/s for 10 s: p99, api CPU per
@@ -17,6 +17,8 @@
 #   BENCH_SCALE=0.1      scale the session counts (and C's rate, B's and B''s event counts) for a quick try
 #   BENCH_CONNS=10000    the 10,000 of A, B, C and D (B' takes a quarter), before scaling
 #   BENCH_RAMP=2000      connections per second (all but A)
+# Every session has a token of its own, signed with its tenant's signing key (sgbench -tokens
+# per-user), as a tenant's backend gives each user.
 #   BENCH_PROCS=0        sgbench worker processes (0: sgbench decides)
 #   BENCH_GO=1           0 skips the Go benchmarks
 #   BENCH_OUT=dir        keep the JSON results and server logs there (default: a temporary dir)
@@ -116,7 +118,7 @@ C_EVENTS=$((C_RATE * 10))
 echo "== scenarios on $(nproc) cores, ulimit -n $(ulimit -n), $(redis-server --version | awk '{print $3}'), results in $WORK"
 for s in $BENCH_SCENARIOS; do
 	case $s in
-	A) bench A 1 -conns "$CONNS" -ramp 0 -settle 3s ;;
+	A) bench A 1 -conns "$CONNS" -ramp 5000 -settle 10s ;;
 	B) bench B 1 -conns "$CONNS" -events "$B_EVENTS" -rate 10 ;;
 	"B'" | Bp) bench "B'" 1 -conns "$BP_CONNS" -events "$BP_EVENTS" -rate 10 ;;
 	C) bench C 1 -conns "$CONNS" -channels per-conn -events "$C_EVENTS" -rate "$C_RATE" ;;

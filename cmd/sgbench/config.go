@@ -35,7 +35,8 @@ type config struct {
 	JSON           bool
 	Out            string
 	Scenario       string
-	Worker         bool // hidden: this process is a worker started by a coordinator
+	Tokens         string // tokensPerUser or tokensShared
+	Worker         bool   // hidden: this process is a worker started by a coordinator
 }
 
 // Bounds that keep a mistyped flag from turning into a runaway.
@@ -90,6 +91,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON instead of a table")
 	fs.StringVar(&c.Out, "out", "", "also write the JSON result to this `file`")
 	fs.StringVar(&c.Scenario, "scenario", "", "a label for the result")
+	fs.StringVar(&c.Tokens, "tokens", tokensPerUser, "`per-user`: every session its own token, signed with the tenant's signing key (needs -signup); shared: one token per tenant")
 	fs.BoolVar(&c.Worker, "worker", false, "")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
@@ -158,6 +160,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.Mode != modeBroadcast && c.Mode != modePerConn {
 		fail("-channels must be %s or %s", modeBroadcast, modePerConn)
+	}
+	if c.Tokens != tokensPerUser && c.Tokens != tokensShared {
+		fail("-tokens must be %s or %s", tokensPerUser, tokensShared)
 	}
 	if c.Mode == modePerConn && c.Conns == 0 && c.Events > 0 {
 		fail("-channels per-conn needs -conns above 0")

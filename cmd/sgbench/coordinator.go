@@ -52,8 +52,22 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	procs := workerCount(cfg.Conns, cfg.Procs, nofile)
 	rep.Procs = procs
 	keys, tokens := make([]string, len(tenants)), make([]string, len(tenants))
+	var signing []signingKey
 	for k, t := range tenants {
 		keys[k], tokens[k] = t.APIKey, t.Token
+		if cfg.Tokens == tokensPerUser && t.Signing.Secret != "" {
+			signing = append(signing, t.Signing)
+		}
+	}
+	if len(signing) != len(tenants) {
+		signing = nil
+		if cfg.Tokens == tokensPerUser {
+			fmt.Fprintln(stderr, "sgbench: warning: no signing keys (they are shown only at -signup): the sessions share their tenant's token")
+		}
+	}
+	rep.Tokens = tokensShared
+	if signing != nil {
+		rep.Tokens = tokensPerUser
 	}
 	// Every worker starts dialling at the same moment, once all have had time to start.
 	start := time.Now().Add(200*time.Millisecond + time.Duration(procs)*50*time.Millisecond)
@@ -65,7 +79,7 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}()
 	for k := range procs {
 		w, err := startWorker(workerConfig{
-			Plan: p, Worker: k, Procs: procs, URLs: cfg.URLs, Tokens: tokens, Ramp: cfg.Ramp,
+			Plan: p, Worker: k, Procs: procs, URLs: cfg.URLs, Tokens: tokens, Signing: signing, TokenTTL: tokenTTL(cfg.Duration), Ramp: cfg.Ramp,
 			Start: start.UnixNano(), Deadline: deadline.UnixNano(), ConnectTimeout: cfg.ConnectTimeout,
 		}, stderr)
 		if err != nil {

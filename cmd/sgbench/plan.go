@@ -62,3 +62,9 @@ func (p plan) channelName(c int) string {
 func (p plan) channelOfEvent(i int64) int { return int(i % int64(p.channels())) }
 func (p plan) seqOfEvent(i int64) int64   { return i / int64(p.channels()) }
 func (p plan) eventNode(i int64) int      { return int(i % int64(p.Nodes)) }
+
+// Where the sessions' tokens come from.
+const (
+	tokensPerUser = "per-user" // each session its own, signed with the tenant's signing key
+	tokensShared  = "shared"   // one per tenant, minted through POST /v1/tokens
+)

@@ -15,13 +15,17 @@ import (
 
 // workerConfig is a worker's share of the run.
 type workerConfig struct {
-	Plan           plan          `json:"plan"`
-	Worker         int           `json:"worker"` // this worker owns the sessions j with j mod Procs = Worker
-	Procs          int           `json:"procs"`
-	URLs           []string      `json:"urls"`
-	Tokens         []string      `json:"tokens"` // one per tenant
-	Ramp           float64       `json:"ramp"`   // connections per second over all workers; 0: unpaced
-	Start          int64         `json:"start"`  // unix nanoseconds: when every worker starts connecting
+	Plan   plan     `json:"plan"`
+	Worker int      `json:"worker"` // this worker owns the sessions j with j mod Procs = Worker
+	Procs  int      `json:"procs"`
+	URLs   []string `json:"urls"`
+	Tokens []string `json:"tokens"` // one per tenant
+	// Signing holds, per tenant, the key that signs each session a token of its own; empty
+	// when the sessions share their tenant's token.
+	Signing        []signingKey  `json:"signing,omitempty"`
+	TokenTTL       time.Duration `json:"token_ttl,omitempty"`
+	Ramp           float64       `json:"ramp"`  // connections per second over all workers; 0: unpaced
+	Start          int64         `json:"start"` // unix nanoseconds: when every worker starts connecting
 	Deadline       int64         `json:"deadline"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 }
@@ -34,6 +38,8 @@ func (c workerConfig) check() error {
 		return fmt.Errorf("worker %d of %d", c.Worker, c.Procs)
 	case p.Tenants < 1 || len(c.Tokens) != p.Tenants:
 		return fmt.Errorf("%d tokens for %d tenants", len(c.Tokens), p.Tenants)
+	case len(c.Signing) != 0 && len(c.Signing) != p.Tenants:
+		return fmt.Errorf("%d signing keys for %d tenants", len(c.Signing), p.Tenants)
 	case p.Nodes < 1 || len(c.URLs) != p.Nodes:
 		return fmt.Errorf("%d URLs for %d nodes", len(c.URLs), p.Nodes)
 	case p.Mode != modeBroadcast && p.Mode != modePerConn:

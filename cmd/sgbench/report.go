@@ -25,6 +25,7 @@ type report struct {
 	Events      int64          `json:"events"`
 	Rate        float64        `json:"rate"`
 	Payload     int            `json:"payload_bytes"`
+	Tokens      string         `json:"tokens"`
 	Connect     connectReport  `json:"connect"`
 	Publish     publishReport  `json:"publish"`
 	Delivery    deliveryReport `json:"delivery"`
@@ -235,8 +236,8 @@ func (r *report) table(out io.Writer) error {
 	if title == "" {
 		title = "sgbench"
 	}
-	fmt.Fprintf(tw, "%s: %d sessions, %s, %d tenant(s), %d api node(s), %d worker(s)\n",
-		title, r.Conns, r.Mode, r.Tenants, len(r.URLs), r.Procs)
+	fmt.Fprintf(tw, "%s: %d sessions, %s, %s tokens, %d tenant(s), %d api node(s), %d worker(s)\n",
+		title, r.Conns, r.Mode, r.Tokens, r.Tenants, len(r.URLs), r.Procs)
 	c := r.Connect
 	row("connected", "%d of %d in %.2f s (%.0f/s), %d failed, %d not attempted", c.Established, r.Conns, c.Seconds, c.PerSecond, c.Failed, c.NotAttempted)
 	if len(c.Failures) > 0 {

@@ -20,7 +20,8 @@ import (
 // session is one SSE stream a worker holds open.
 type session struct {
 	url         string
-	token       string
+	token       string // empty: signed at dial time by sign
+	sign        func() (string, error)
 	tally       tally
 	started     int64 // unix ns of the dial
 	established int64 // unix ns of the connected event; 0 if it never came
@@ -40,13 +41,21 @@ func (s *session) run(ctx context.Context, w *worker, resolved func()) {
 	}
 	defer resolve()
 
+	token := s.token
+	if token == "" {
+		var err error
+		if token, err = s.sign(); err != nil {
+			w.fail("sign a token: " + err.Error())
+			return
+		}
+	}
 	// The connect timeout cancels the request's context, which must otherwise live on for the
 	// whole stream.
 	timedOut := make(chan struct{})
 	timer := time.AfterFunc(w.cfg.ConnectTimeout, func() { close(timedOut); cancel() })
 	s.started = time.Now().UnixNano()
 	w.markStart(s.started)
-	header := http.Header{"Authorization": {"Bearer " + s.token}}
+	header := http.Header{"Authorization": {"Bearer " + token}}
 	st, resp, err := sseclient.Connect(ctx, w.client, s.url, header)
 	if err == nil && st == nil {
 		err = refusal(resp)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // tenantCreds is what the run needs of one tenant.
@@ -17,6 +19,16 @@ type tenantCreds struct {
 	APIKey string
 	Token  string
 	Limits limits
+	// Signing is the tenant's signing key when sgbench signed the tenant up (its secret is
+	// shown only then): with it, every session gets a token of its own, signed here as a
+	// tenant's backend would.
+	Signing signingKey
+}
+
+// signingKey is a tenant's HS256 signing key.
+type signingKey struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
 }
 
 // limits are the tenant limits sgbench checks the run against.
@@ -132,12 +144,13 @@ func (c *restClient) setupTenants(ctx context.Context, cfg config, base, prefix 
 				APIKey struct {
 					Secret string `json:"secret"`
 				} `json:"api_key"`
+				SigningKey signingKey `json:"signing_key"`
 			}
 			name := fmt.Sprintf("sgbench %s %d", prefix, k)
 			if err := c.do(ctx, http.MethodPost, base+"/v1/tenants", "", map[string]string{"name": name}, &su); err != nil {
 				return nil, fmt.Errorf("sign tenant %d up: %w", k, err)
 			}
-			t.ID, t.APIKey, t.Limits = su.Tenant.ID, su.APIKey.Secret, su.Tenant.Limits
+			t.ID, t.APIKey, t.Limits, t.Signing = su.Tenant.ID, su.APIKey.Secret, su.Tenant.Limits, su.SigningKey
 		} else {
 			var tn struct {
 				ID     string `json:"id"`
@@ -196,4 +209,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// signToken signs an end-user token with a tenant's signing key, as the tenant's backend does
+// (HS256, kid in the header).
+func signToken(key signingKey, sub string, channels []string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": sub, "channels": channels, "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	})
+	t.Header["kid"] = key.ID
+	return t.SignedString([]byte(key.Secret))
 }

@@ -59,6 +59,7 @@ func summary(out io.Writer, files []string) error {
 	line("scenario", func(r report) string { return r.Scenario })
 	line("api nodes", func(r report) string { return d(int64(len(r.URLs))) })
 	line("sessions", func(r report) string { return fmt.Sprintf("%d %s", r.Conns, r.Mode) })
+	line("tokens", func(r report) string { return r.Tokens })
 	line("established", func(r report) string { return d(r.Connect.Established) })
 	line("failed", func(r report) string { return d(r.Connect.Failed) })
 	line("connect time s", func(r report) string { return fmt.Sprintf("%.2f", r.Connect.Seconds) })

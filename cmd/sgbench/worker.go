@@ -123,11 +123,19 @@ func newWorker(cfg workerConfig) *worker {
 		if names[c] == "" {
 			names[c] = url.QueryEscape(p.channelName(c))
 		}
-		w.sessions = append(w.sessions, &session{
+		sess := &session{
 			url:   cfg.URLs[p.sessionNode(j)] + "/v1/stream?channel=" + names[c],
 			token: cfg.Tokens[p.sessionTenant(j)],
 			tally: tally{channel: c},
-		})
+		}
+		if len(cfg.Signing) > 0 {
+			// One user, one token, as in production: the server verifies each one afresh.
+			key, sub := cfg.Signing[p.sessionTenant(j)], fmt.Sprintf("%s-u%d", p.Prefix, j)
+			channels := []string{p.Prefix + ".*"}
+			sess.token = ""
+			sess.sign = func() (string, error) { return signToken(key, sub, channels, cfg.TokenTTL) }
+		}
+		w.sessions = append(w.sessions, sess)
 	}
 	w.client = &http.Client{Transport: &http.Transport{
 		Proxy:                 nil, // only ever the address given, never a proxy from the environment

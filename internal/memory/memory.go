@@ -62,14 +62,15 @@ type Trimmer struct {
 	// Gap is the least time between two returns (each is a full collection).
 	Gap time.Duration
 
-	last    time.Time
-	samples []metrics.Sample
+	last      time.Time
+	lastInUse uint64
 }
 
-// NewTrimmer looks every 10 s and returns free heap above 32 MiB that is also more than half
-// the heap in use, at most once every 30 s.
+// NewTrimmer looks every 2 s and, once the heap in use stops growing (the burst is over),
+// returns free heap above 32 MiB that is also more than half the heap in use, at most once
+// every 10 s.
 func NewTrimmer() *Trimmer {
-	return &Trimmer{Every: 10 * time.Second, MinFree: 32 << 20, Gap: 30 * time.Second}
+	return &Trimmer{Every: 2 * time.Second, MinFree: 32 << 20, Gap: 10 * time.Second}
 }
 
 // Run trims until ctx ends.
@@ -93,7 +94,9 @@ func (t *Trimmer) Step(now time.Time) bool {
 		return false
 	}
 	free, inUse := Heap()
-	if free < t.MinFree || free < inUse/2 {
+	growing := inUse > t.lastInUse+t.lastInUse/20
+	t.lastInUse = inUse
+	if growing || free < t.MinFree || free < inUse/2 {
 		return false
 	}
 	t.last = now

@@ -14,6 +14,7 @@ var sink [][]byte
 // system; right after, it waits for its gap; and with little free heap it does nothing.
 func TestTrimmerReturnsABurst(t *testing.T) {
 	tr := &Trimmer{MinFree: 32 << 20, Gap: time.Minute}
+	tr.lastInUse = 1 << 40 // the heap is not growing
 	for range 200 {
 		sink = append(sink, make([]byte, 1<<20))
 	}
@@ -40,7 +41,24 @@ func TestTrimmerReturnsABurst(t *testing.T) {
 	if !tr.Step(now.Add(2 * time.Minute)) {
 		t.Error("a step after the gap did nothing")
 	}
-	if tr.Step(now.Add(4 * time.Minute)) {
+	// While the heap in use grows (a burst under way), nothing is returned.
+	for range 100 {
+		sink = append(sink, make([]byte, 1<<20))
+	}
+	keep := sink
+	sink = nil
+	for range 100 {
+		sink = append(sink, make([]byte, 1<<20))
+	}
+	sink = nil
+	runtime.GC()
+	if tr.Step(now.Add(3 * time.Minute)) {
+		t.Error("memory returned while the heap in use had grown by 100 MiB")
+	}
+	runtime.KeepAlive(keep)
+	runtime.GC()
+	tr.Step(now.Add(5 * time.Minute)) // returns what the burst left
+	if tr.Step(now.Add(7 * time.Minute)) {
 		t.Error("a step with nothing free returned memory")
 	}
 }
