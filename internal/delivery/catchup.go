@@ -78,7 +78,8 @@ type catchUpPart struct {
 // by the next one.
 //
 // A stream reads all the channels that need it in one round trip (a position, then each page
-// of their events, pipelined), as a stream alone on its channels did before reads were shared.
+// of their events, pipelined), so that a stream alone on many channels costs no more round
+// trips than one on a single channel.
 // It waits for one channel's turn at a time and holds no turn while it waits, so that streams
 // reading overlapping channels never wait on each other in a circle.
 func (c *catchUps) read(ctx context.Context, h History, tenantID string, channels []string, marker *streamgate.Frame, from string, fromSeq uint64, w stream.Window) (parts []catchUpPart, gap bool, err error) {
