@@ -23,9 +23,10 @@ type Frame struct {
 	// Snapshot marks a job's or workflow's current state read from Redis (not received live):
 	// its Seq is that of the state's last change, and it is exempt from the replay floor.
 	Snapshot bool
-	// Resync tells the stream that its node's subscription to Channel broke and came back:
-	// events published meanwhile may be missing, so the writer reads them from history. It
-	// carries no bytes.
+	// Resync tells the stream that the node's pub/sub connection carrying its channels broke
+	// and came back: events published meanwhile may be missing, so the writer reads them from
+	// history. It carries no bytes and no Channel: one marker goes to every channel of the
+	// connection, and the streams holding the same marker share their history reads.
 	Resync bool
 	// Message reports whether the frame counts as a delivered message in the stats
 	// (events published to a channel do; heartbeats and notices do not).

@@ -123,6 +123,13 @@ type Config struct {
 	// lost control message did not bring (a deleted key, a suspended tenant). Default 10 s.
 	// They are re-checked after every pub/sub reconnect too.
 	Revalidate time.Duration
+
+	// catchUpReads bounds the history reads that streams catching up after a pub/sub reconnect
+	// run at once on the node, and catchUpLinger how long one channel's read is kept for
+	// streams that come to it late (see catchUps). Not operators' settings: the defaults suit
+	// every node; tests change them.
+	catchUpReads  int
+	catchUpLinger time.Duration
 }
 
 // Deps are the parts of the node a stream's life runs on.
@@ -145,8 +152,9 @@ type Deps struct {
 type Service struct {
 	cfg Config
 	Deps
-	log  *slog.Logger
-	live liveSet
+	log      *slog.Logger
+	live     liveSet
+	catchUps *catchUps
 
 	stopOnce sync.Once
 	stopping chan struct{}
@@ -161,7 +169,18 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	if cfg.Revalidate <= 0 {
 		cfg.Revalidate = 10 * time.Second
 	}
-	return &Service{cfg: cfg, Deps: d, log: log, live: liveSet{m: make(map[string]*Stream)}, stopping: make(chan struct{})}
+	if cfg.catchUpReads <= 0 {
+		cfg.catchUpReads = defaultCatchUpReads
+	}
+	if cfg.catchUpLinger <= 0 {
+		cfg.catchUpLinger = defaultCatchUpLinger
+	}
+	return &Service{
+		cfg: cfg, Deps: d, log: log,
+		live:     liveSet{m: make(map[string]*Stream)},
+		catchUps: newCatchUps(cfg.catchUpReads, cfg.catchUpLinger),
+		stopping: make(chan struct{}),
+	}
 }
 
 // recordRefresh is how often live sessions' records are extended; records live a minute longer

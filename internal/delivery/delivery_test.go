@@ -33,6 +33,7 @@ const wait = 10 * time.Second
 
 type fixture struct {
 	t       *testing.T
+	rs      *redistest.Server
 	rdb     *redis.Client
 	svc     *Service
 	reg     *session.Registry
@@ -49,24 +50,30 @@ func newFixture(t *testing.T, limits tenant.Limits) *fixture {
 
 func newFixtureFor(t *testing.T, tn tenant.Tenant) *fixture {
 	t.Helper()
-	rdb := redistest.Start(t).Client()
-	f := &fixture{t: t, rdb: rdb, clock: &clock{now: time.Now()}}
+	rs := redistest.Start(t)
+	rdb := rs.Client()
+	f := &fixture{t: t, rs: rs, rdb: rdb, clock: &clock{now: time.Now()}}
 	f.reg = session.NewRegistry("node-a", session.Config{Now: f.clock.Now})
 	f.pub = stream.NewPublisher(rdb)
 	f.history = &gatedHistory{History: stream.NewHistory(rdb)}
 	f.tenant = tn
-	f.svc = New(Config{NodeID: "node-a"}, Deps{
+	f.svc = f.service(Config{NodeID: "node-a"}, nopHub{}, f.history)
+	return f
+}
+
+// service is the lifecycle of the fixture's node with cfg, hub and history.
+func (f *fixture) service(cfg Config, hub Hub, history History) *Service {
+	return New(cfg, Deps{
 		Registry: f.reg,
-		Hub:      nopHub{},
-		History:  f.history,
-		Records:  cluster.NewRecords(rdb),
+		Hub:      hub,
+		History:  history,
+		Records:  cluster.NewRecords(f.rdb),
 		Nodes:    loneNode{},
-		Leases:   cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)),
+		Leases:   cluster.NewLeases(f.rdb, "node-a", slog.New(slog.DiscardHandler)),
 		Calls:    nil, // one node: nothing is ever called remotely
 		Tenants:  staticTenants{f.tenant},
-		Presence: presence.New(rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
+		Presence: presence.New(f.rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
 	}, slog.New(slog.DiscardHandler))
-	return f
 }
 
 func defaultLimits() tenant.Limits { return tenant.DefaultLimits() }
@@ -122,11 +129,16 @@ type client struct {
 }
 
 func serve(t *testing.T, st *Stream) *client {
+	return serveTo(t, st, func(s Sink) Sink { return s })
+}
+
+// serveTo is serve through a sink that wrap makes of the client's.
+func serveTo(t *testing.T, st *Stream, wrap func(Sink) Sink) *client {
 	pr, pw := io.Pipe()
 	c := &client{t: t, events: make(chan sseclient.Event, 1024), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		st.Serve(pipeSink{pw})
+		st.Serve(wrap(pipeSink{pw}))
 		st.Close() // as a transport does once Serve returns
 		pw.Close()
 	}()

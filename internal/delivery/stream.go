@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,7 +176,7 @@ func (st *Stream) Serve(out Sink) {
 	}
 	// From here on only live frames come, and those at or below the floor were replayed or
 	// predate the session.
-	w.floor = st.floor
+	w.raiseFloor(st.floorID, st.floor)
 
 	sess := st.sess
 	batch := make([]*streamgate.Frame, 0, 16)
@@ -240,7 +241,7 @@ func (st *Stream) writeLive(w *writer, batch []*streamgate.Frame) error {
 		if err := w.write(batch[:i]); err != nil {
 			return err
 		}
-		if err := st.catchUp(w); err != nil {
+		if err := st.catchUp(w, f); err != nil {
 			return err
 		}
 		return st.writeLive(w, batch[i+1:])
@@ -248,24 +249,61 @@ func (st *Stream) writeLive(w *writer, batch []*streamgate.Frame) error {
 	return w.write(batch)
 }
 
-// catchUp replays what was published after the last event the stream wrote, up to now, and
-// raises the floor so that live frames already replayed are skipped. When that cannot be done
-// (trimmed meanwhile, or the event log restarted), the stream is ended with a reconnectable
-// disconnect: the client resumes from its cursor and gets reset if it must.
-func (st *Stream) catchUp(w *writer) error {
+// catchUp writes what was published on the stream's channels after the stream's position, up
+// to a position read after the reconnect of marker, and raises the floor to it so that live
+// frames already written are skipped. Each channel's part comes from the node's catch-up reads,
+// which the streams of one reconnect share. When the gap cannot be served (trimmed meanwhile,
+// or the event log restarted), the stream is ended with a reconnectable disconnect: the client
+// resumes from its cursor and gets reset if it must.
+func (st *Stream) catchUp(w *writer, marker *streamgate.Frame) error {
 	channels := st.channels()
-	snap, err := st.svc.History.Snapshot(st.ctx, st.tenantID, channels, w.lastID, st.window, false)
+	if len(channels) == 0 {
+		return nil
+	}
+	from, fromSeq := w.position()
+	parts, gap, err := st.svc.catchUps.read(st.ctx, st.svc.History, st.tenantID, channels, marker, from, fromSeq, st.window)
 	if err != nil {
 		return err
 	}
-	if snap.Gap || snap.Epoch != st.cursor.Epoch {
+	// Channels may have been read at different moments: the stream goes up to the earliest of
+	// their positions, and what came after it arrives live.
+	var upto stream.Snapshot
+	for i, p := range parts {
+		gap = gap || p.epoch != st.cursor.Epoch
+		if i == 0 || p.upto.Seq < upto.Seq {
+			upto = p.upto
+		}
+	}
+	if gap {
 		_ = w.write([]*streamgate.Frame{session.Disconnect(streamgate.ReasonMissedEvents, true)})
 		return errors.New("stream cannot catch up")
 	}
-	if err := st.replayRange(w, channels, w.lastID, snap.LastID); err != nil {
-		return err
+	var frames []*streamgate.Frame
+	for _, p := range parts {
+		for j, e := range p.entries {
+			if e.Seq > upto.Seq {
+				break
+			}
+			f := p.frames[j]
+			if st.log != nil {
+				f = st.log.Entry(e)
+			}
+			if f != nil {
+				frames = append(frames, f)
+			}
+		}
 	}
-	w.floor = max(w.floor, snap.Seq)
+	if len(parts) > 1 {
+		slices.SortFunc(frames, func(a, b *streamgate.Frame) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
+	for len(frames) > 0 {
+		n := min(len(frames), replayPage)
+		if err := w.write(frames[:n]); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	w.raiseFloor(upto.LastID, upto.Seq)
 	return nil
 }
 
@@ -360,6 +398,7 @@ type writer struct {
 	out     Sink
 	st      *Stream
 	floor   uint64            // zero while replaying
+	floorID string            // the id whose Seq is floor
 	state   map[string]uint64 // channel → Seq of the newest job/workflow state written
 	pieces  [][]byte          // reused between batches
 	lastID  string            // the id of the newest event written, the client's cursor
@@ -407,6 +446,23 @@ func (w *writer) write(frames []*streamgate.Frame) error {
 	}
 	w.st.sess.Wrote(messages)
 	return nil
+}
+
+// raiseFloor makes live frames at or below seq (the position id) skipped from now on: they
+// were replayed, caught up, or predate the session.
+func (w *writer) raiseFloor(id string, seq uint64) {
+	if seq >= w.floor {
+		w.floor, w.floorID = seq, id
+	}
+}
+
+// position is where the stream stands in its tenant's order: every event up to it was
+// written, or lies at or below the floor.
+func (w *writer) position() (string, uint64) {
+	if w.floor > w.lastSeq || w.lastID == "" {
+		return w.floorID, w.floor
+	}
+	return w.lastID, w.lastSeq
 }
 
 func (w *writer) skip(f *streamgate.Frame) bool {

@@ -59,6 +59,8 @@ func frameIDs(fs []*streamgate.Frame) []string {
 		switch {
 		case f == streamgate.Ping:
 			out[i] = "ping"
+		case f.Resync:
+			out[i] = "resync"
 		case f.ID == "":
 			out[i] = string(f.Body)
 		default:

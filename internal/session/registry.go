@@ -53,7 +53,8 @@ const (
 
 // Config tunes a Registry. Zero (or negative) fields take the defaults.
 type Config struct {
-	// BufferSize is how many frames a session may hold unwritten before sends to it drop.
+	// BufferSize is how many frames a session may hold unwritten before sends to it drop. A
+	// pub/sub reconnect's catch-up marker comes on top and is never dropped (see mark).
 	BufferSize int
 	// MaxConsecutiveDrops is how many drops in a row a session survives; the next evicts it.
 	MaxConsecutiveDrops int

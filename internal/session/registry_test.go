@@ -950,3 +950,62 @@ func TestBroadcastAnyOncePerSession(t *testing.T) {
 		t.Errorf("BroadcastAny to no channel reached %d", got)
 	}
 }
+
+// The catch-up marker of a pub/sub reconnect reaches a session whose buffer is full: it is
+// neither dropped nor counted as a drop (which could evict the session for the node's own
+// reconnect), it keeps its place after the frames queued before it, and a second reconnect
+// before the writer took it leaves one marker, the newer one, where the first gap began.
+func TestResyncMarkerIsNeverDropped(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry("node-1", Config{BufferSize: 2, MaxConsecutiveDrops: 2, MaxTotalDrops: 2})
+	s := mustRegister(t, r, "tn_a", "ses_1", "chat")
+	for _, id := range []string{"1", "2"} {
+		if n := r.Broadcast("tn_a", "chat", message(id)); n != 1 {
+			t.Fatalf("frame %s not queued", id)
+		}
+	}
+	if err := r.Send("ses_1", message("3")); !errors.Is(err, ErrFull) {
+		t.Fatalf("third frame: err = %v, want ErrFull", err)
+	}
+	first, second := &streamgate.Frame{Resync: true}, &streamgate.Frame{Resync: true}
+	if n := r.Broadcast("tn_a", "chat", first); n != 1 {
+		t.Fatalf("the marker was not queued into a full buffer (%d)", n)
+	}
+	if err := r.Send("ses_1", message("4")); !errors.Is(err, ErrEvicted) {
+		// The marker took no message's place: the buffer is still full, and this is the
+		// second drop, which evicts...
+		t.Fatalf("frame after the marker: err = %v, want the second drop to evict", err)
+	}
+	// ...but only now: the marker itself counted nothing.
+	if info := r.TenantStats("tn_a"); info.Dropped != 2 {
+		t.Fatalf("dropped %d, want 2 (the marker is no drop)", info.Dropped)
+	}
+	got := s.Take(nil)
+	if ids := frameIDs(got); !slices.Equal(ids, []string{"1", "2", "resync"}) {
+		t.Fatalf("queued %v, want the two frames and the marker", ids)
+	}
+
+	// With room again, two reconnects before the writer wakes leave one marker, at the first
+	// one's place, and it is the second one.
+	r2 := NewRegistry("node-1", Config{BufferSize: 4})
+	s2 := mustRegister(t, r2, "tn_a", "ses_2", "chat")
+	r2.Broadcast("tn_a", "chat", message("1"))
+	r2.Broadcast("tn_a", "chat", first)
+	r2.Broadcast("tn_a", "chat", message("2"))
+	r2.Broadcast("tn_a", "chat", second)
+	for _, id := range []string{"3", "4"} {
+		r2.Broadcast("tn_a", "chat", message(id))
+	}
+	got = s2.Take(nil)
+	if ids := frameIDs(got); !slices.Equal(ids, []string{"1", "resync", "2", "3", "4"}) {
+		t.Fatalf("queued %v, want one marker where the first gap began, and four frames", ids)
+	}
+	if got[1] != second {
+		t.Fatal("the queued marker is the first reconnect's, want the newer one")
+	}
+	// Taken, the marker leaves: the next reconnect queues a new one.
+	r2.Broadcast("tn_a", "chat", first)
+	if ids := frameIDs(s2.Take(nil)); !slices.Equal(ids, []string{"resync"}) {
+		t.Fatalf("after a Take, a marker queued %v", ids)
+	}
+}

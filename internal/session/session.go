@@ -56,8 +56,10 @@ type Session struct {
 	// registered). Heartbeat and stale cleanup read it without taking the session's lock.
 	lastWrite atomic.Int64
 
-	mu          sync.Mutex
-	queue       []*streamgate.Frame
+	mu    sync.Mutex
+	queue []*streamgate.Frame
+	// marker is 1 + the index in queue of the pending catch-up marker (a Resync frame), or 0.
+	marker      int
 	closed      bool
 	final       *streamgate.Frame
 	consecutive int // drops since the last successful enqueue
@@ -111,7 +113,12 @@ func (s *Session) offer(f *streamgate.Frame, now int64, cfg *Config) outcome {
 		s.mu.Unlock()
 		return expired
 	}
-	if len(s.queue) >= cfg.BufferSize {
+	if f.Resync {
+		s.mark(f)
+		s.mu.Unlock()
+		return queued
+	}
+	if len(s.queue)-min(s.marker, 1) >= cfg.BufferSize {
 		s.consecutive++
 		s.drops++
 		// The contract's thresholds: evict on the drop that makes either count reach its
@@ -129,6 +136,23 @@ func (s *Session) offer(f *streamgate.Frame, now int64, cfg *Config) outcome {
 	s.notify()
 	s.mu.Unlock()
 	return queued
+}
+
+// mark queues a catch-up marker; s.mu must be held. A marker cannot be dropped: it is what
+// tells the writer that events went missing, and losing it would lose them for good (or, as a
+// drop, evict a session for the node's own reconnect). So it goes in whether the buffer is full
+// or not, without counting, and at most one waits at a time: the queue holds BufferSize frames
+// and one marker. A second reconnect before the writer took the first marker keeps the earlier
+// position, where the events began to go missing, and takes the newer marker, whose reads begin
+// after the newer reconnect; the catch-up then covers both gaps.
+func (s *Session) mark(f *streamgate.Frame) {
+	if s.marker > 0 {
+		s.queue[s.marker-1] = f
+	} else {
+		s.queue = append(s.queue, f)
+		s.marker = len(s.queue)
+	}
+	s.notify()
 }
 
 // expireIfDue closes the session with auth_failed if its token has expired by now; it reports
@@ -251,6 +275,7 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 func (s *Session) Take(dst []*streamgate.Frame) []*streamgate.Frame {
 	s.mu.Lock()
 	dst = append(dst, s.queue...)
+	s.marker = 0
 	clear(s.queue) // let delivered frames be collected
 	if cap(s.queue) > keptQueueCap {
 		s.queue = nil

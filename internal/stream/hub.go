@@ -43,26 +43,37 @@ var ErrUnavailable = errors.New("redis unavailable")
 // its slot), so that a publish travels only to its shard; the control and node channels use
 // ordinary pub/sub. Subscriptions survive a reconnect: the client subscribes again to
 // everything a connection holds.
+//
+// No Redis command runs under the hub's lock: Acquire and Release only change a channel's
+// reference count there, and one goroutine per channel at a time (reconcile) sends that
+// channel's SUBSCRIBE, PING and UNSUBSCRIBE. A shard that does not answer so holds up the
+// channels waiting for it, never the others, nor the receive loops that take the lock to mark
+// a connection broken or recovered.
 type Hub struct {
 	rdb      redis.UniversalClient
 	cluster  bool
 	nodeID   string
 	handlers Handlers
 	log      *slog.Logger
-	// ConfirmTimeout bounds how long Acquire waits for Redis to confirm a subscription.
+	// ConfirmTimeout bounds how long Redis may take to confirm a subscription before the
+	// Acquires waiting for it fail.
 	ConfirmTimeout time.Duration
 	// idleCheck is how long a pub/sub connection may be quiet before it is pinged, and
 	// pongTimeout how long the ping may go unanswered before the connection counts as dead
 	// and is replaced (followed by catch-up). See WithKeepalive.
 	idleCheck, pongTimeout time.Duration
 
-	ctx    context.Context // lives until Run returns; receive loops run under it
+	// ctx lives until Run returns; receive loops and every Redis command run under it, never
+	// under a caller's context (see reconcile).
+	ctx    context.Context
 	cancel context.CancelFunc
 	main   *psConn // control, node and (on a single Redis) tenant channels
 
-	mu     sync.Mutex
-	subs   map[string]*subscription // pub/sub name → state
-	shards map[int]*psConn          // hash slot → sharded connection (cluster only)
+	mu      sync.Mutex
+	subs    map[string]*subscription // pub/sub name → state
+	shards  map[int]*psConn          // hash slot → sharded connection (cluster only)
+	stopped bool                     // Run returned: no more commands
+	ops     sync.WaitGroup           // reconcile goroutines, which Run waits for
 
 	reconnected chan struct{} // signalled after a pub/sub connection came back
 
@@ -84,18 +95,43 @@ func (h *Hub) Stats() HubStats {
 	return HubStats{Breaks: h.breaks.Load(), Reconnects: h.reconnects.Load()}
 }
 
+// subscription is one tenant channel's state on this node; h.mu guards it. refs is what the
+// node wants (subscribed while it is above zero); listed, active and the attempt counters are
+// what Redis has been told and has confirmed, which reconcile brings in line with refs.
 type subscription struct {
-	refs   int
-	conn   *psConn
-	active bool // Redis confirmed the subscription (a ping sent after it came back)
+	refs int
+	conn *psConn // chosen when the entry is made, kept until it is removed
+	// listed is set once SUBSCRIBE was sent: the client then has the channel in its list and
+	// subscribes to it again after every reconnect, until UNSUBSCRIBE takes it out.
+	listed bool
+	// active is set once Redis confirmed the subscription on the connection as it is now (a
+	// ping sent after it came back); a break clears it, so that the next Acquire confirms again.
+	active bool
+	// want asks reconcile for a confirmation attempt; confirming is set while one runs.
+	want, confirming bool
+	busy             bool // a reconcile goroutine owns the channel's commands
+	// attempts counts finished confirmation attempts and err is the last one's failure; settled
+	// is closed (and replaced) when one finishes, waking the Acquires waiting for it.
+	attempts uint64
+	err      error
+	settled  chan struct{}
 }
 
 // psConn is one pub/sub connection with its own receive loop.
 type psConn struct {
 	ps      *redis.PubSub
 	sharded bool
-	names   int  // tenant channels subscribed on it
-	broken  bool // a receive failed: what was published until it came back may be missing
+	slot    int
+	// names counts the subscription entries on it, h.mu held; a sharded connection goes with
+	// its last one.
+	names int
+	// broken is set when a receive failed: what was published until it came back may be
+	// missing. gen counts the breaks, so that a confirmation that straddled one is not taken
+	// for a live subscription. Both change under h.mu, on the receive loop.
+	broken bool
+	gen    uint64
+
+	receiving sync.Once // the receive loop is started
 
 	mu      sync.Mutex
 	pingSeq uint64
@@ -139,7 +175,8 @@ func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logg
 	for _, o := range opts {
 		o(hub)
 	}
-	hub.main = hub.newConn(rdb.Subscribe(ctx), false)
+	hub.main = &psConn{ps: rdb.Subscribe(ctx), waiters: make(map[uint64]chan struct{})}
+	hub.startReceiving(hub.main)
 	return hub
 }
 
@@ -153,105 +190,206 @@ func WithKeepalive(idle, pong time.Duration) HubOption {
 	return func(h *Hub) { h.idleCheck, h.pongTimeout = idle, pong }
 }
 
-func (h *Hub) newConn(ps *redis.PubSub, sharded bool) *psConn {
-	c := &psConn{ps: ps, sharded: sharded, waiters: make(map[uint64]chan struct{})}
-	go h.receive(c)
-	return c
+func (h *Hub) startReceiving(c *psConn) {
+	c.receiving.Do(func() { go h.receive(c) })
 }
 
 // Acquire makes sure this node receives the tenant channel's events, and returns once Redis has
 // confirmed the subscription, so that an event published after Acquire returns is delivered.
-// Each successful Acquire must be paired with a Release.
+// Each successful Acquire must be paired with a Release; a failed one holds nothing.
+//
+// Concurrent Acquires of one channel wait for the same confirmation. ctx bounds only how long
+// this caller waits: the commands themselves run on the hub's own context, because go-redis
+// takes a command whose write deadline passed for a dead connection and replaces it, which
+// would cost every channel on it a reconnect and a catch-up. It returns ctx's error when the
+// caller gave up first, and an error wrapping ErrUnavailable when Redis did not confirm.
 func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	name := keys.Channel(tenantID, channel)
 	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		return fmt.Errorf("subscribe %s: %w: the hub has stopped", channel, ErrUnavailable)
+	}
 	s := h.subs[name]
 	if s == nil {
-		s = &subscription{}
+		s = &subscription{conn: h.connLocked(name), settled: make(chan struct{})}
+		s.conn.names++
 		h.subs[name] = s
 	}
 	s.refs++
-	if s.refs == 1 {
-		if h.handlers.Occupancy != nil && channel != MercureChannel { // internal: occupies nothing
-			h.handlers.Occupancy.Occupied(tenantID, channel)
-		}
-		var err error
-		s.conn, err = h.subscribeLocked(ctx, name)
-		if err != nil {
-			h.releaseLocked(name, s)
-			h.mu.Unlock()
-			return fmt.Errorf("subscribe %s: %w: %w", channel, ErrUnavailable, err)
-		}
+	if s.refs == 1 && h.handlers.Occupancy != nil && channel != MercureChannel { // internal: occupies nothing
+		h.handlers.Occupancy.Occupied(tenantID, channel)
 	}
-	c, active := s.conn, s.active
-	h.mu.Unlock()
-	if active {
+	if s.active {
+		h.mu.Unlock()
 		return nil
 	}
-	if err := c.sync(ctx, h.ConfirmTimeout); err != nil {
+	// A confirmation under way answers this caller too; otherwise one is asked for.
+	if !s.confirming {
+		s.want = true
+	}
+	h.kickLocked(name, s)
+	settled := s.settled
+	h.mu.Unlock()
+
+	select {
+	case <-settled:
+	case <-ctx.Done():
+		h.Release(tenantID, channel)
+		return fmt.Errorf("subscribe %s: %w", channel, ctx.Err())
+	}
+	h.mu.Lock()
+	err := s.err // settled closes only as an attempt finishes
+	h.mu.Unlock()
+	if err != nil {
 		h.Release(tenantID, channel)
 		return fmt.Errorf("subscribe %s: %w", channel, err)
 	}
-	h.mu.Lock()
-	if h.subs[name] == s {
-		s.active = true
-	}
-	h.mu.Unlock()
 	return nil
 }
 
-// subscribeLocked subscribes to a tenant channel on the connection it belongs on and returns
-// that connection; h.mu must be held. On a cluster, a slot's connection is opened with its first
-// channel, so that it goes to the master of that slot.
-func (h *Hub) subscribeLocked(ctx context.Context, name string) (*psConn, error) {
-	c := h.main
-	if h.cluster {
-		slot := hashSlot(name)
-		if c = h.shards[slot]; c == nil {
-			c = h.newConn(h.rdb.(*redis.ClusterClient).SSubscribe(ctx, name), true)
-			h.shards[slot] = c
-			c.names++
-			return c, nil
-		}
+// connLocked returns the connection a tenant channel belongs on; h.mu must be held. On a
+// cluster, a slot's connection is made (without connecting yet) for its first channel: it
+// connects with its first SSUBSCRIBE, to the master of that slot.
+func (h *Hub) connLocked(name string) *psConn {
+	if !h.cluster {
+		return h.main
 	}
-	c.names++
-	return c, c.subscribe(ctx, name)
+	slot := hashSlot(name)
+	c := h.shards[slot]
+	if c == nil {
+		// With no channel given, go-redis sends nothing yet.
+		c = &psConn{ps: h.rdb.(*redis.ClusterClient).SSubscribe(h.ctx), sharded: true, slot: slot, waiters: make(map[uint64]chan struct{})}
+		h.shards[slot] = c
+	}
+	return c
 }
 
-// Release drops one reference taken by Acquire; the last one unsubscribes.
+// Release drops one reference taken by Acquire; the last one unsubscribes, in the background:
+// Release never waits for Redis.
 func (h *Hub) Release(tenantID, channel string) {
 	name := keys.Channel(tenantID, channel)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if s := h.subs[name]; s != nil {
-		h.releaseLocked(name, s)
+	s := h.subs[name]
+	if s == nil || s.refs == 0 {
+		return
 	}
-}
-
-func (h *Hub) releaseLocked(name string, s *subscription) {
 	s.refs--
 	if s.refs > 0 {
 		return
 	}
-	delete(h.subs, name)
-	if h.handlers.Occupancy != nil {
-		if tenantID, channel, ok := keys.ParseChannel(name); ok && channel != MercureChannel {
-			h.handlers.Occupancy.Vacated(tenantID, channel)
+	if h.handlers.Occupancy != nil && channel != MercureChannel {
+		h.handlers.Occupancy.Vacated(tenantID, channel)
+	}
+	h.kickLocked(name, s)
+}
+
+// kickLocked starts the channel's reconcile goroutine unless one runs; h.mu must be held.
+func (h *Hub) kickLocked(name string, s *subscription) {
+	if s.busy {
+		return // it looks at refs and want again before it ends
+	}
+	if h.stopped {
+		h.settleLocked(s, fmt.Errorf("%w: the hub has stopped", ErrUnavailable))
+		return
+	}
+	s.busy = true
+	h.ops.Add(1)
+	go h.reconcile(name, s)
+}
+
+// reconcile sends the channel's commands, one at a time, until Redis is where the reference
+// count says: subscribed and confirmed while someone waits for it, unsubscribed once nobody
+// holds it. Then it removes the entry of a channel nobody holds and ends. It is the only
+// goroutine that sends commands for the channel, so a Release racing a SUBSCRIBE in flight is
+// simply followed by its UNSUBSCRIBE, and an Acquire racing an UNSUBSCRIBE by a new SUBSCRIBE.
+//
+// The commands run on the hub's context, never a caller's: a write is bounded by the client's
+// WriteTimeout and a dial by its DialTimeout, and a confirmation by ConfirmTimeout.
+func (h *Hub) reconcile(name string, s *subscription) {
+	defer h.ops.Done()
+	for {
+		h.mu.Lock()
+		c := s.conn
+		switch {
+		case s.refs == 0 && s.listed:
+			s.listed, s.active = false, false
+			if c.sharded && c.names == 1 {
+				// The slot has no other channel here: its connection goes instead.
+				h.forgetLocked(name, s)
+				h.mu.Unlock()
+				c.ps.Close()
+				return
+			}
+			h.mu.Unlock()
+			// An error here means the connection is gone; the reconnect will not subscribe
+			// again to a channel the client no longer lists.
+			if err := c.unsubscribe(h.ctx, name); err != nil {
+				h.log.Debug("unsubscribe", "channel", name, "err", err)
+			}
+		case s.refs > 0 && s.want:
+			s.want, s.confirming = false, true
+			listed, gen := s.listed, c.gen
+			s.listed = true // go-redis lists the channel even when the SUBSCRIBE fails
+			h.mu.Unlock()
+			var err error
+			if !listed {
+				if err = c.subscribe(h.ctx, name); err != nil {
+					err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+				}
+				// A new slot connection receives once it has a channel, which picks its node.
+				h.startReceiving(c)
+			}
+			if err == nil {
+				err = c.sync(h.ctx, h.ConfirmTimeout)
+			}
+			h.mu.Lock()
+			s.confirming = false
+			// Confirmed across a break, the subscription is real but no longer known live.
+			s.active = err == nil && c.gen == gen && !c.broken
+			h.settleLocked(s, err)
+			h.mu.Unlock()
+		default:
+			s.busy = false
+			var gone *psConn
+			if s.refs == 0 {
+				if h.forgetLocked(name, s) {
+					gone = c
+				}
+			}
+			h.mu.Unlock()
+			if gone != nil {
+				gone.ps.Close()
+			}
+			return
 		}
+	}
+}
+
+// settleLocked ends a confirmation attempt with err (nil: confirmed) and wakes its waiters.
+func (h *Hub) settleLocked(s *subscription, err error) {
+	s.attempts++
+	s.err = err
+	close(s.settled)
+	s.settled = make(chan struct{})
+}
+
+// forgetLocked removes the entry of a channel nobody holds and reports whether its connection,
+// a slot's with no channel left, must now be closed; h.mu must be held.
+func (h *Hub) forgetLocked(name string, s *subscription) bool {
+	if h.subs[name] == s {
+		delete(h.subs, name)
 	}
 	c := s.conn
 	c.names--
-	if c.sharded && c.names == 0 {
-		// The slot has no channel left here: its connection goes.
-		delete(h.shards, hashSlot(name))
-		c.ps.Close()
-		return
+	if !c.sharded || c.names > 0 {
+		return false
 	}
-	// An error here means the connection is gone; the reconnect will not resubscribe to a
-	// channel the client no longer lists.
-	if err := c.unsubscribe(name); err != nil {
-		h.log.Debug("unsubscribe", "channel", name, "err", err)
+	if h.shards[c.slot] == c {
+		delete(h.shards, c.slot)
 	}
+	return true
 }
 
 func (c *psConn) subscribe(ctx context.Context, name string) error {
@@ -261,15 +399,16 @@ func (c *psConn) subscribe(ctx context.Context, name string) error {
 	return c.ps.Subscribe(ctx, name)
 }
 
-func (c *psConn) unsubscribe(name string) error {
+func (c *psConn) unsubscribe(ctx context.Context, name string) error {
 	if c.sharded {
-		return c.ps.SUnsubscribe(context.Background(), name)
+		return c.ps.SUnsubscribe(ctx, name)
 	}
-	return c.ps.Unsubscribe(context.Background(), name)
+	return c.ps.Unsubscribe(ctx, name)
 }
 
 // sync returns once Redis has processed every command sent on the connection so far: it sends
-// a PING with a fresh payload and waits for its reply, which Redis sends in order.
+// a PING with a fresh payload and waits for its reply, which Redis sends in order. ctx must be
+// the hub's (see Acquire); timeout bounds the wait for the reply.
 func (c *psConn) sync(ctx context.Context, timeout time.Duration) error {
 	c.mu.Lock()
 	c.pingSeq++
@@ -293,7 +432,7 @@ func (c *psConn) sync(ctx context.Context, timeout time.Duration) error {
 	case <-t.C:
 		return fmt.Errorf("%w: no confirmation within %s", ErrUnavailable, timeout)
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -314,9 +453,9 @@ func (c *psConn) pong(payload string) {
 }
 
 // Run subscribes to the control and node channels and keeps the hub receiving until ctx ends;
-// then it closes every connection.
+// then it closes every connection and waits for the commands in flight to give up.
 func (h *Hub) Run(ctx context.Context) error {
-	if err := h.main.ps.Subscribe(ctx, keys.Control(), keys.Node(h.nodeID)); err != nil {
+	if err := h.main.ps.Subscribe(h.ctx, keys.Control(), keys.Node(h.nodeID)); err != nil {
 		h.log.Warn("subscribe control and node channels", "err", err)
 	}
 	select {
@@ -325,11 +464,17 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	h.cancel()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.main.ps.Close()
+	h.stopped = true
+	conns := []*psConn{h.main}
 	for _, c := range h.shards {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	// Closing waits for the client's own lock, which a dial in progress may hold: not under ours.
+	for _, c := range conns {
 		c.ps.Close()
 	}
+	h.ops.Wait()
 	return nil
 }
 
@@ -395,6 +540,7 @@ func (h *Hub) broke(c *psConn) {
 	defer h.mu.Unlock()
 	if !c.broken {
 		h.breaks.Add(1)
+		c.gen++
 	}
 	c.broken = true
 	for _, s := range h.subs {
@@ -418,9 +564,12 @@ func (h *Hub) recovered(c *psConn) {
 		}
 	}
 	h.mu.Unlock()
+	// One marker for the whole reconnect: the streams that get it can share their history
+	// reads, whichever of the connection's channels brought it.
+	marker := &streamgate.Frame{Resync: true}
 	for _, name := range names {
 		if tenantID, channel, ok := keys.ParseChannel(name); ok {
-			h.handlers.Deliver.Broadcast(tenantID, channel, &streamgate.Frame{Channel: channel, Resync: true})
+			h.handlers.Deliver.Broadcast(tenantID, channel, marker)
 		}
 	}
 	if len(names) > 0 {
