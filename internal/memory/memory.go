@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -54,21 +55,27 @@ func containerLimit(files ...string) int64 {
 }
 
 // Trimmer returns free heap to the system once a burst is over.
+//
+// A burst leaves two kinds of memory behind: heap freed by a collection but still held from the
+// system, and garbage no collection has looked at yet (the heap's goal is twice what was live,
+// so on an idle node the next collection may be two minutes away). Once the heap in use stops
+// growing, a Trimmer that sees either runs a collection and returns what is free.
 type Trimmer struct {
 	// Every is how often the heap is looked at.
 	Every time.Duration
-	// MinFree is free heap worth returning: below it, nothing is done.
+	// MinFree is memory worth returning (free heap, or heap grown since the last return):
+	// below it, nothing is done.
 	MinFree uint64
 	// Gap is the least time between two returns (each is a full collection).
 	Gap time.Duration
 
 	last      time.Time
-	lastInUse uint64
+	lastInUse uint64 // heap in use at the previous look
+	baseline  uint64 // heap in use right after the last return
 }
 
 // NewTrimmer looks every 2 s and, once the heap in use stops growing (the burst is over),
-// returns free heap above 32 MiB that is also more than half the heap in use, at most once
-// every 10 s.
+// returns memory when more than 32 MiB can go, at most once every 10 s.
 func NewTrimmer() *Trimmer {
 	return &Trimmer{Every: 2 * time.Second, MinFree: 32 << 20, Gap: 10 * time.Second}
 }
@@ -87,20 +94,28 @@ func (t *Trimmer) Run(ctx context.Context) {
 	}
 }
 
-// Step looks at the heap once and returns its free part if that is worth it. It reports
-// whether it did.
+// Step looks at the heap once and returns memory if that is worth it. It reports whether it
+// did.
 func (t *Trimmer) Step(now time.Time) bool {
-	if !t.last.IsZero() && now.Sub(t.last) < t.Gap {
-		return false
-	}
 	free, inUse := Heap()
 	growing := inUse > t.lastInUse+t.lastInUse/20
 	t.lastInUse = inUse
-	if growing || free < t.MinFree || free < inUse/2 {
+	if growing || (!t.last.IsZero() && now.Sub(t.last) < t.Gap) {
+		return false
+	}
+	held := free >= t.MinFree && free >= inUse/2 // freed, not returned
+	grown := inUse >= t.baseline+t.MinFree       // garbage or new live heap since the last return
+	if !held && !grown {
 		return false
 	}
 	t.last = now
+	// Two collections: the first moves what sync.Pools hold to their victim caches, the second
+	// (FreeOSMemory's) frees it. After a burst of connects those pools still point at the
+	// requests' net/http buffers (through pooled gin contexts): kilobytes per connection.
+	runtime.GC()
 	debug.FreeOSMemory()
+	_, t.baseline = Heap()
+	t.lastInUse = t.baseline
 	return true
 }
 
