@@ -3,6 +3,8 @@ package tenant
 import (
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // cache is a small map with a fixed time to live per entry. It is bounded: when full it starts
@@ -11,6 +13,7 @@ type cache[V any] struct {
 	mu      sync.Mutex
 	ttl     time.Duration
 	entries map[string]cacheEntry[V]
+	loads   singleflight.Group
 }
 
 type cacheEntry[V any] struct {
@@ -33,6 +36,26 @@ func (c *cache[V]) get(k string) (V, bool) {
 		return zero, false
 	}
 	return e.v, true
+}
+
+// load returns k's entry, or fetches it once for all who ask at the same moment: when an entry
+// expires during a burst (a few thousand connects a second for one tenant), one Redis read
+// refreshes it instead of one per request in flight.
+func (c *cache[V]) load(k string, fetch func() (V, error)) (V, error) {
+	if v, ok := c.get(k); ok {
+		return v, nil
+	}
+	v, err, _ := c.loads.Do(k, func() (any, error) {
+		if v, ok := c.get(k); ok {
+			return v, nil // fetched by a load that ended since this one looked
+		}
+		v, err := fetch()
+		if err == nil {
+			c.put(k, v)
+		}
+		return v, err
+	})
+	return v.(V), err
 }
 
 func (c *cache[V]) put(k string, v V) {

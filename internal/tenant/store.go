@@ -231,10 +231,7 @@ func (s *Store) PutSettings(ctx context.Context, id string, st Settings) (Tenant
 // Cached returns the tenant as this node last saw it, at most half a second ago, loading it
 // when the copy is older. Hot paths (publish, stream, token checks) use it.
 func (s *Store) Cached(ctx context.Context, id string) (Tenant, error) {
-	if t, ok := s.tenants.get(id); ok {
-		return t, nil
-	}
-	return s.Get(ctx, id)
+	return s.tenants.load(id, func() (Tenant, error) { return s.Get(ctx, id) })
 }
 
 // List returns every tenant, ordered by creation.
@@ -299,22 +296,25 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (Tenant, string
 		return Tenant{}, "", fmt.Errorf("malformed API key: %w", ErrUnauthorized)
 	}
 	hash := hashSecret(secret)
-	ref, ok := s.apiKeys.get(hash)
-	if !ok {
+	ref, err := s.apiKeys.load(hash, func() (apiKeyRef, error) {
+		var ref apiKeyRef
 		raw, err := s.rdb.Get(ctx, keys.APIKeyHash(hash)).Bytes()
 		if errors.Is(err, redis.Nil) {
-			return Tenant{}, "", fmt.Errorf("unknown or revoked API key: %w", ErrUnauthorized)
+			return ref, fmt.Errorf("unknown or revoked API key: %w", ErrUnauthorized)
 		}
 		if err != nil {
-			return Tenant{}, "", fmt.Errorf("look up API key: %w", err)
+			return ref, fmt.Errorf("look up API key: %w", err)
 		}
 		if err := json.Unmarshal(raw, &ref); err != nil {
-			return Tenant{}, "", fmt.Errorf("decode API key: %w", err)
+			return ref, fmt.Errorf("decode API key: %w", err)
 		}
-		s.apiKeys.put(hash, ref)
 		// Recorded at most once per cache period per node: cheap, and precise enough to answer
 		// "is this key still in use?".
 		s.rdb.HSet(ctx, keys.APIKeysUsed(ref.TenantID), ref.KeyID, s.now().UnixMilli())
+		return ref, nil
+	})
+	if err != nil {
+		return Tenant{}, "", err
 	}
 	t, err := s.Cached(ctx, ref.TenantID)
 	if errors.Is(err, ErrNotFound) {
@@ -467,9 +467,10 @@ func (s *Store) DeleteSigningKey(ctx context.Context, tenantID, keyID string) er
 
 // signingKey returns the tenant and secret of a signing key id, cached briefly.
 func (s *Store) signingKey(ctx context.Context, keyID string) (sigKeyRef, error) {
-	if ref, ok := s.sigKeys.get(keyID); ok {
-		return ref, nil
-	}
+	return s.sigKeys.load(keyID, func() (sigKeyRef, error) { return s.loadSigningKey(ctx, keyID) })
+}
+
+func (s *Store) loadSigningKey(ctx context.Context, keyID string) (sigKeyRef, error) {
 	tenantID, err := s.rdb.Get(ctx, keys.SigningKeyIndex(keyID)).Result()
 	if errors.Is(err, redis.Nil) {
 		return sigKeyRef{}, fmt.Errorf("unknown signing key: %w", ErrUnauthorized)
@@ -492,9 +493,7 @@ func (s *Store) signingKey(ctx context.Context, keyID string) (sigKeyRef, error)
 	if err != nil {
 		return sigKeyRef{}, err
 	}
-	ref := sigKeyRef{tenantID: tenantID, secret: secret}
-	s.sigKeys.put(keyID, ref)
-	return ref, nil
+	return sigKeyRef{tenantID: tenantID, secret: secret}, nil
 }
 
 func (s *Store) notify(ctx context.Context, ev Event) error {
