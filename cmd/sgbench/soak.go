@@ -451,10 +451,9 @@ func (r *soakRun) sample(ctx context.Context, rdb *redis.Client) (soakSample, er
 	if rdb == nil {
 		return s, nil
 	}
-	if s.RedisKeys, err = rdb.DBSize(ctx).Result(); err != nil {
-		return s, fmt.Errorf("redis DBSIZE: %w", err)
-	}
-	for pattern, n := range map[string]*int64{"*:ses:*": &s.SessionKeys, "*:idem:~*": &s.RequestIDKeys} {
+	// Counted with SCAN, which skips keys whose time to live has passed: DBSIZE would count those
+	// Redis has not reclaimed yet.
+	for pattern, n := range map[string]*int64{"*": &s.RedisKeys, "*:ses:*": &s.SessionKeys, "*:idem:~*": &s.RequestIDKeys} {
 		iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
 			*n++
