@@ -404,10 +404,12 @@ func (h *Hub) reconcile(g *slotSubs) {
 			h.mu.Unlock()
 			client, err := h.master(name, hint, left)
 			h.mu.Lock()
-			if err != nil {
+			switch {
+			case h.stopped: // Run has closed the connections: make none
+			case err != nil:
 				h.failLocked(g, fmt.Errorf("%w: find the master of %s: %w", ErrUnavailable, name, err))
 				pause = nextPause(pause)
-			} else {
+			default:
 				g.conn = h.shardLocked(client)
 				g.conn.slots++
 				g.hint, g.left = "", ""

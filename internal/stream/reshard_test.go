@@ -3,7 +3,9 @@ package stream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -547,4 +549,87 @@ func TestPublishDuringSlotMove(t *testing.T) {
 	if cl.MasterOf(t, slot) != cl.Nodes[2] {
 		t.Fatal("the slot did not move")
 	}
+}
+
+// A slot that moves away from a master the node cannot reach follows its new master without
+// waiting for the old one: its streams catch up and take live events again. The slots left on
+// the unreachable master come back when it does.
+func TestHubSlotMovesWhileMasterUnreachable(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	from := cl.Nodes[0]
+	// While down is set, connecting to from is refused.
+	var down atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if down.Load() && addr == from.Addr {
+			return nil, errors.New("connection refused (test)")
+		}
+		d := net.Dialer{Timeout: 5 * time.Second}
+		return d.DialContext(ctx, network, addr)
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{cl.Nodes[1].Addr}, Dialer: dial})
+	t.Cleanup(func() { rdb.Close() })
+	direct := clusterClient(t, cl)
+	rec := newRecorder()
+	h := startClusterHub(t, rdb, rec)
+	p := NewPublisher(direct)
+	w := Window{Events: 1000, Seconds: 600}
+
+	moving, slot := tenantOn(t, cl, "tn_move_", from, false)
+	staying, _ := tenantOn(t, cl, "tn_stay_", from, false)
+	for _, tn := range []string{moving, staying} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := h.Acquire(ctx, tn, "a")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := publishN(t, p, moving, w, "a", 1)
+	waitForID(t, rec, moving+"/a", before[0])
+
+	// The node loses its connection to the master, and cannot make another.
+	down.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := from.Client().Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	missed := publishN(t, p, moving, w, "a", 3)
+	cl.MoveSlot(t, slot, cl.Nodes[1], redistest.MoveOptions{})
+
+	// The moved slot's channel comes back on its new master while the old one stays out of reach.
+	deadline := time.Now().Add(30 * time.Second)
+	for !hasResync(rec, moving+"/a") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no catch-up for the moved slot while its old master is unreachable (stats %+v)", h.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	live := publishN(t, p, moving, w, "a", 1)
+	frames := waitForID(t, rec, moving+"/a", live[0])
+	var got []string
+	for _, f := range frames {
+		if !f.Resync {
+			got = append(got, f.ID)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(append(before, live...), ",") {
+		t.Fatalf("delivered %v live, want %v (and %v from history)", got, append(before, live...), missed)
+	}
+	if hasResync(rec, staying+"/a") {
+		t.Fatal("the slot left on the unreachable master caught up before the master answered")
+	}
+
+	// The old master answers again: the slot left there catches up and is live again.
+	down.Store(false)
+	deadline = time.Now().Add(30 * time.Second)
+	for !hasResync(rec, staying+"/a") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no catch-up for the slot on the master that came back (stats %+v)", h.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ids := publishN(t, p, staying, w, "a", 1)
+	waitForID(t, rec, staying+"/a", ids[0])
 }

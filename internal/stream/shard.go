@@ -141,7 +141,7 @@ func (h *Hub) unsubscribed(c *psConn, name string) {
 		return
 	}
 	h.log.Info("redis cluster: slot moved away from its master; its channels follow", "slot", g.slot, "master", c.addr)
-	h.moveLocked(g, "", c.addr)
+	h.moveAndUnlock(g, "", c.addr)
 }
 
 // replyError handles an error reply on c: Redis refused a command sent on it. MOVED, to a
@@ -151,7 +151,11 @@ func (h *Hub) unsubscribed(c *psConn, name string) {
 func (h *Hub) replyError(c *psConn, err error) {
 	slot, addr, ok := parseMoved(err.Error())
 	if !ok || !c.sharded {
-		h.log.Debug("redis pub/sub error reply", "master", c.addr, "err", err)
+		if strings.HasPrefix(err.Error(), "CROSSSLOT") {
+			h.log.Debug("redis pub/sub error reply", "master", c.addr, "err", err)
+		} else {
+			h.log.Warn("redis pub/sub error reply", "master", c.addr, "err", err)
+		}
 		return
 	}
 	h.mu.Lock()
@@ -166,7 +170,7 @@ func (h *Hub) replyError(c *psConn, err error) {
 		return
 	}
 	h.log.Info("redis cluster: slot served by another master; its channels follow", "slot", slot, "from", c.addr, "to", addr)
-	h.moveLocked(g, addr, "")
+	h.moveAndUnlock(g, addr, "")
 }
 
 // parseMoved reads "MOVED <slot> <host:port>".
@@ -182,42 +186,48 @@ func parseMoved(s string) (slot int, addr string, ok bool) {
 	return slot, f[2], true
 }
 
-// moveLocked takes the slot off its connection, to be subscribed by reconcile at the master
+// moveAndUnlock takes the slot off its connection, to be subscribed by reconcile at the master
 // that serves it now (hint, or any but left), with a catch-up for its streams once confirmed
-// there. It unlocks h.mu, which must be held, and runs on the old connection's receive loop.
-func (h *Hub) moveLocked(g *slotSubs, hint, left string) {
-	old := g.conn
-	g.conn = nil
-	g.hint, g.left = hint, left
-	var names []string
-	for name, s := range g.subs {
-		if s.listed {
-			names = append(names, name)
-			s.listed = false
-		}
-		s.subscribed, s.active = false, false
-	}
-	h.resyncLocked(g, &streamgate.Frame{Resync: true})
-	h.moves.Add(1)
-	old.slots--
-	gone := h.retireLocked(old)
-	if gone == nil && len(names) > 0 {
+// there. h.mu must be held; it is released before the old connection is written to. It runs on
+// the old connection's receive loop.
+func (h *Hub) moveAndUnlock(g *slotSubs, hint, left string) {
+	old, listed, gone := h.detachLocked(g, hint, left)
+	if gone == nil && len(listed) > 0 {
 		// Take them off go-redis's list, which it would send again after a reconnect. The old
 		// master answers MOVED, or sunsubscribe should the slot be back: counted as ours.
-		for _, name := range names {
+		for _, name := range listed {
 			old.unsubs[name]++
 		}
 	}
 	h.mu.Unlock()
 	if gone != nil {
 		gone.ps.Close()
-	} else if len(names) > 0 {
+	} else if len(listed) > 0 {
 		// Before reconcile may subscribe the slot again, should it come back here.
-		_ = old.ps.SUnsubscribe(h.ctx, names...)
+		_ = old.ps.SUnsubscribe(h.ctx, listed...)
 	}
 	h.mu.Lock()
 	h.kickLocked(g)
 	h.mu.Unlock()
+}
+
+// detachLocked takes the slot off its connection (see moveAndUnlock). It returns that
+// connection, the slot's channels that were listed on it, and the connection again when it has
+// no slot left and must now be closed; h.mu must be held.
+func (h *Hub) detachLocked(g *slotSubs, hint, left string) (old *psConn, listed []string, gone *psConn) {
+	old = g.conn
+	g.conn = nil
+	g.hint, g.left = hint, left
+	for name, s := range g.subs {
+		if s.listed {
+			listed = append(listed, name)
+		}
+		s.listed, s.subscribed, s.active = false, false, false
+	}
+	h.resyncLocked(g, &streamgate.Frame{Resync: true})
+	h.moves.Add(1)
+	old.slots--
+	return old, listed, h.retireLocked(old)
 }
 
 // rehome runs while c cannot reconnect: the slots that the client's view of the cluster now
@@ -250,23 +260,15 @@ func (h *Hub) rehome(c *psConn) {
 		if err != nil || client.Options().Addr == c.addr {
 			continue
 		}
+		addr := client.Options().Addr
 		h.mu.Lock()
 		if e.g.conn != c || h.slots[e.g.slot] != e.g {
 			h.mu.Unlock()
 			continue
 		}
-		h.log.Info("redis cluster: slot served by another master; its channels follow", "slot", e.g.slot, "from", c.addr, "to", client.Options().Addr)
+		h.log.Info("redis cluster: slot served by another master; its channels follow", "slot", e.g.slot, "from", c.addr, "to", addr)
 		// Not taken off the broken connection's list: that would wait for it to reconnect.
-		old := e.g.conn
-		e.g.conn = nil
-		e.g.hint = client.Options().Addr
-		for _, s := range e.g.subs {
-			s.listed, s.subscribed, s.active = false, false, false
-		}
-		h.resyncLocked(e.g, &streamgate.Frame{Resync: true})
-		h.moves.Add(1)
-		old.slots--
-		gone := h.retireLocked(old)
+		_, _, gone := h.detachLocked(e.g, addr, "")
 		h.kickLocked(e.g)
 		h.mu.Unlock()
 		if gone != nil {
