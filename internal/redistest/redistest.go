@@ -322,13 +322,20 @@ func (c *Cluster) ownerSeenBy(tb testing.TB, n *Server, slot int) string {
 	defer cancel()
 	cl := redis.NewClient(&redis.Options{Addr: n.Addr})
 	defer cl.Close()
-	ranges, err := cl.ClusterSlots(ctx).Result()
+	shards, err := cl.ClusterShards(ctx).Result()
 	if err != nil {
-		tb.Fatalf("CLUSTER SLOTS on %s: %v", n.Addr, err)
+		tb.Fatalf("CLUSTER SHARDS on %s: %v", n.Addr, err)
 	}
-	for _, r := range ranges {
-		if slot >= r.Start && slot <= r.End && len(r.Nodes) > 0 {
-			return r.Nodes[0].Addr
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if int64(slot) < r.Start || int64(slot) > r.End {
+				continue
+			}
+			for _, node := range sh.Nodes {
+				if node.Role == "master" {
+					return net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10))
+				}
+			}
 		}
 	}
 	return ""
