@@ -461,6 +461,7 @@ func (h *Hub) reconcile(g *slotSubs) {
 			// again to a channel the client no longer lists.
 			if err := c.unsubscribe(h.ctx, drop...); err != nil {
 				h.log.Debug("unsubscribe", "channels", drop, "err", err)
+				h.unsent(c, drop)
 			}
 		}
 		var err error
@@ -482,8 +483,9 @@ func (h *Hub) reconcile(g *slotSubs) {
 		refused := false
 		if c.sharded && err == nil && !moved && c.gen == gen {
 			for _, name := range add {
-				if s := g.subs[name]; s != nil && s.listed && !s.subscribed {
-					s.listed = false // sent again, after a pause
+				// Refused: sent again after a pause while held, else taken off the client's list.
+				if s := g.subs[name]; s != nil && s.listed && !s.subscribed && s.refs > 0 {
+					s.listed = false
 					refused = true
 				}
 			}

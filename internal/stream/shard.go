@@ -122,6 +122,24 @@ func (h *Hub) confirmed(c *psConn, name string) {
 	}
 }
 
+// unsent takes back the count of SUNSUBSCRIBEs for names that could not be sent on c: no reply
+// will come for them.
+func (h *Hub) unsent(c *psConn, names []string) {
+	if !c.sharded {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range names {
+		switch n := c.unsubs[name]; {
+		case n > 1:
+			c.unsubs[name] = n - 1
+		case n == 1:
+			delete(c.unsubs, name)
+		}
+	}
+}
+
 // unsubscribed handles a sunsubscribe on c: the reply to the hub's own SUNSUBSCRIBE, or Redis
 // dropping a channel whose slot is no longer served by this master. The slot then moves.
 func (h *Hub) unsubscribed(c *psConn, name string) {
@@ -204,7 +222,9 @@ func (h *Hub) moveAndUnlock(g *slotSubs, hint, left string) {
 		gone.ps.Close()
 	} else if len(listed) > 0 {
 		// Before reconcile may subscribe the slot again, should it come back here.
-		_ = old.ps.SUnsubscribe(h.ctx, listed...)
+		if err := old.ps.SUnsubscribe(h.ctx, listed...); err != nil {
+			h.unsent(old, listed)
+		}
 	}
 	h.mu.Lock()
 	h.kickLocked(g)
