@@ -2,8 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +175,121 @@ func clusterRealtime(t *testing.T, a, b *node, accts []account) {
 		a.admin(t, "GET", "/stats", nil).want(t, 200).decode(t, &st)
 		return st.Totals.PresenceMembers == len(accts)
 	})
+}
+
+// TestRedisClusterReshard moves a tenant's slot to another master, as redis-cli --cluster
+// reshard does, while its streams are open on two nodes and events keep being published to
+// both. No publish fails, every stream gets every event once and in order, and streams opened
+// afterwards work as before.
+func TestRedisClusterReshard(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	vars := map[string]string{
+		"REDIS_CLUSTER_ADDRS":                   cl.Addrs(),
+		"STREAMGATE_ADDR":                       "127.0.0.1:0",
+		"STREAMGATE_ADMIN_TOKEN":                testAdminToken,
+		"STREAMGATE_SECRET_KEY":                 testSecretKey,
+		"STREAMGATE_DEFAULT_PUBLISH_PER_SECOND": "100000",
+		"STREAMGATE_DEFAULT_HISTORY_EVENTS":     "10000",
+	}
+	a, b := bootNode(t, nil, vars), bootNode(t, nil, vars)
+	acct := a.signup(t, "resharded")
+	slot := cl.Slot(t, "{"+acct.TenantID+"}")
+	from := cl.MasterOf(t, slot)
+	to := cl.Nodes[0]
+	if to == from {
+		to = cl.Nodes[1]
+	}
+
+	tok := a.token(t, acct, "u", []string{"*"}, 0)
+	both := a.openStream(t, tok, "chat", "news")
+	chat := b.openStream(t, tok, "chat")
+
+	// One publisher, through both nodes in turn, on both channels in turn: data is its count.
+	type sent struct {
+		channel string
+		n       int
+	}
+	var (
+		mu       sync.Mutex
+		log      []sent
+		failures []string
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, channel := []*node{a, b}[i%2], []string{"chat", "news"}[(i/2)%2]
+			req, _ := http.NewRequest("POST", n.URL+"/v1/channels/"+channel+"/events", strings.NewReader(fmt.Sprintf(`{"data":%d}`, i)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+acct.APIKey)
+			resp, err := testClient.Do(req)
+			mu.Lock()
+			switch {
+			case err != nil:
+				failures = append(failures, err.Error())
+			case resp.StatusCode != 202:
+				raw, _ := io.ReadAll(resp.Body)
+				failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, raw))
+			default:
+				log = append(log, sent{channel, i})
+			}
+			mu.Unlock()
+			if resp != nil {
+				resp.Body.Close()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	published := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(log)
+	}
+	waitFor(t, 20*time.Second, "events before the move", func() bool { return published() >= 40 })
+	cl.MoveSlot(t, slot, to, redistest.MoveOptions{Batch: 4, During: func(int) { time.Sleep(5 * time.Millisecond) }})
+	n := published()
+	waitFor(t, 20*time.Second, "events after the move", func() bool { return published() >= n+40 })
+	close(stop)
+	<-done
+	if cl.MasterOf(t, slot) != to {
+		t.Fatal("the slot did not move")
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d publishes failed while the slot moved, the first: %s", len(failures), failures[0])
+	}
+
+	expect := func(s *subscriber, name string, channels ...string) {
+		t.Helper()
+		for _, e := range log {
+			if !slices.Contains(channels, e.channel) {
+				continue
+			}
+			m := decodeMessage(t, s.next(15*time.Second))
+			if got := dataInt(t, m.Data); got != e.n || m.Channel != e.channel {
+				t.Fatalf("%s: got %s %d, want %s %d: an event lost, repeated or out of order", name, m.Channel, got, e.channel, e.n)
+			}
+		}
+	}
+	expect(both, "the stream on chat and news", "chat", "news")
+	expect(chat, "the stream on chat", "chat")
+
+	// Nothing more was pending, and new streams on the moved slot work on both nodes.
+	later := []*subscriber{a.openStream(t, tok, "news"), b.openStream(t, tok, "news")}
+	b.publish(t, acct, "news", -1)
+	for i, s := range append(later, both) {
+		if got := dataInt(t, decodeMessage(t, s.next(10*time.Second)).Data); got != -1 {
+			t.Fatalf("stream %d after the move: got %d, want the latest event", i, got)
+		}
+	}
+	a.publish(t, acct, "chat", -2)
+	if got := dataInt(t, decodeMessage(t, chat.next(10*time.Second)).Data); got != -2 {
+		t.Fatalf("the stream on chat after the move: got %d, want the latest event", got)
+	}
 }

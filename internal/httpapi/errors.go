@@ -139,7 +139,9 @@ func redisDown(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "BUSY", "OOM"} {
+		// MOVED and ASK come back only when the cluster's slots kept changing hands through the
+		// client's redirections and retries.
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "MOVED ", "ASK ", "BUSY", "OOM"} {
 			if strings.HasPrefix(rerr.Error(), p) {
 				return true
 			}

@@ -15,7 +15,7 @@ import (
 )
 
 // updatesOf returns the entries of a job's partition that belong to that job.
-func updatesOf(t *testing.T, rdb *redis.Client, tenantID, target, id string) []redis.XMessage {
+func updatesOf(t *testing.T, rdb redis.UniversalClient, tenantID, target, id string) []redis.XMessage {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()

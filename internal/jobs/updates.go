@@ -127,7 +127,7 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 	}
 	ks := []string{keys.UpdateCounter(p, u.TenantID, u.target(), u.ID), keys.Updates(p),
 		keys.UpdateLast(p, u.TenantID, u.target(), u.ID), keys.UpdateIdempotency(p, u.TenantID, u.target(), u.ID, idemKey)}
-	reply, err := appendScript.Run(ctx, a.rdb, ks, args...).StringSlice()
+	reply, err := stream.RunScript(ctx, a.rdb, appendScript, ks, args...).StringSlice()
 	if err != nil && strings.HasPrefix(err.Error(), "FULL") {
 		return fmt.Errorf("%s: %w", strings.TrimPrefix(err.Error(), "FULL "), ErrBacklogFull)
 	}

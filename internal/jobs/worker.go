@@ -450,7 +450,7 @@ func (w *Worker) process(ctx context.Context, p int, m redis.XMessage, deliverie
 		args = append(args, k, string(e.fields[k]))
 	}
 	ks := []string{e.stateKey(), keys.Sequence(e.tenantID), keys.Trimmed(e.tenantID), keys.History(e.tenantID, channel)}
-	res, err := w.apply.Run(ctx, w.rdb, ks, args...).StringSlice()
+	res, err := stream.RunScript(ctx, w.rdb, w.apply, ks, args...).StringSlice()
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "apply failed")

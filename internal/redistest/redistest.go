@@ -218,3 +218,139 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 	}
 	return c
 }
+
+// MoveOptions shape a slot move.
+type MoveOptions struct {
+	// Batch is how many keys each MIGRATE carries (redis-cli's --cluster-pipeline, 10 by
+	// default).
+	Batch int
+	// During, when set, runs once the slot is migrating and again after each batch, with the
+	// number of keys moved so far: while it runs the slot's keys are split between the two
+	// masters.
+	During func(moved int)
+}
+
+// MoveSlot moves a hash slot, keys and all, from its master to the master to, the way
+// redis-cli --cluster reshard does: to imports it, its master migrates it, the keys go over in
+// batches (MIGRATE), then to and its old master, then the other masters, are told the slot's
+// new owner. It returns once every master sees to as the owner.
+func (c *Cluster) MoveSlot(tb testing.TB, slot int, to *Server, opts MoveOptions) {
+	tb.Helper()
+	if opts.Batch <= 0 {
+		opts.Batch = 10
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clients := make(map[*Server]*redis.Client, len(c.Nodes))
+	ids := make(map[*Server]string, len(c.Nodes))
+	for _, n := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr})
+		defer cl.Close()
+		id, err := cl.ClusterMyID(ctx).Result()
+		if err != nil {
+			tb.Fatalf("CLUSTER MYID on %s: %v", n.Addr, err)
+		}
+		clients[n], ids[n] = cl, id
+	}
+	from := c.MasterOf(tb, slot)
+	if from == to {
+		tb.Fatalf("slot %d is on %s already", slot, to.Addr)
+	}
+	do := func(n *Server, args ...any) {
+		tb.Helper()
+		if err := clients[n].Do(ctx, args...).Err(); err != nil {
+			tb.Fatalf("%v on %s: %v", args, n.Addr, err)
+		}
+	}
+	do(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from])
+	do(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+	host, port, _ := net.SplitHostPort(to.Addr)
+	moved := 0
+	for {
+		if opts.During != nil {
+			opts.During(moved)
+		}
+		ks, err := clients[from].ClusterGetKeysInSlot(ctx, slot, opts.Batch).Result()
+		if err != nil {
+			tb.Fatalf("CLUSTER GETKEYSINSLOT on %s: %v", from.Addr, err)
+		}
+		if len(ks) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 10000, "REPLACE", "KEYS"}
+		for _, k := range ks {
+			args = append(args, k)
+		}
+		do(from, args...)
+		moved += len(ks)
+	}
+	do(to, "CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+	do(from, "CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+	for _, n := range c.Nodes {
+		if n != to && n != from {
+			do(n, "CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.Nodes {
+		for c.ownerSeenBy(tb, n, slot) != to.Addr {
+			if time.Now().After(deadline) {
+				tb.Fatalf("%s does not see slot %d on %s", n.Addr, slot, to.Addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// MasterOf returns the master serving slot, as the first node sees it.
+func (c *Cluster) MasterOf(tb testing.TB, slot int) *Server {
+	tb.Helper()
+	addr := c.ownerSeenBy(tb, c.Nodes[0], slot)
+	for _, n := range c.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	tb.Fatalf("slot %d is served by %q, not a node of the cluster", slot, addr)
+	return nil
+}
+
+// ownerSeenBy returns the address of the master serving slot in n's view.
+func (c *Cluster) ownerSeenBy(tb testing.TB, n *Server, slot int) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl := redis.NewClient(&redis.Options{Addr: n.Addr})
+	defer cl.Close()
+	shards, err := cl.ClusterShards(ctx).Result()
+	if err != nil {
+		tb.Fatalf("CLUSTER SHARDS on %s: %v", n.Addr, err)
+	}
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if int64(slot) < r.Start || int64(slot) > r.End {
+				continue
+			}
+			for _, node := range sh.Nodes {
+				if node.Role == "master" {
+					return net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10))
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// Slot returns the hash slot of key (its hash tag's, when it has one), asking the cluster.
+func (c *Cluster) Slot(tb testing.TB, key string) int {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr})
+	defer cl.Close()
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		tb.Fatalf("CLUSTER KEYSLOT: %v", err)
+	}
+	return int(slot)
+}

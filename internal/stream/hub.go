@@ -39,19 +39,21 @@ var ErrUnavailable = errors.New("redis unavailable")
 // It turns every message into an SSE frame once and hands it to the Deliverer.
 //
 // On a single Redis one connection carries everything. On a Redis Cluster tenant channels use
-// sharded pub/sub (SSUBSCRIBE), one connection per hash slot in use (a tenant's channels share
-// its slot), so that a publish travels only to its shard; the control and node channels use
-// ordinary pub/sub. Subscriptions survive a reconnect: the client subscribes again to
-// everything a connection holds.
+// sharded pub/sub (SSUBSCRIBE), so that a publish travels only to its shard, over one
+// connection per master that serves a channel of the node (see shard.go); the control and node
+// channels use ordinary pub/sub. Subscriptions survive a reconnect, and on a cluster they follow
+// their slot when it moves to another master; either way the streams on them then catch up from
+// history.
 //
-// No Redis command runs under the hub's lock: Acquire and Release only change a channel's
-// reference count there, and one goroutine per channel at a time (reconcile) sends that
-// channel's SUBSCRIBE, PING and UNSUBSCRIBE. A shard that does not answer so holds up the
-// channels waiting for it, never the others, nor the receive loops that take the lock to mark
-// a connection broken or recovered.
+// Channels are handled by hash slot: a tenant's channels share its slot, and so its
+// connection, its SUBSCRIBE commands and its catch-ups. No Redis command runs under the hub's
+// lock: Acquire and Release only change a channel's reference count there, and one goroutine per
+// slot at a time (reconcile) sends that slot's SUBSCRIBE, PING and UNSUBSCRIBE. A shard that
+// does not answer so holds up the channels waiting for it, never the others, nor the receive
+// loops that take the lock to mark a connection broken or recovered.
 type Hub struct {
 	rdb      redis.UniversalClient
-	cluster  bool
+	cc       *redis.ClusterClient // nil on a single Redis
 	nodeID   string
 	handlers Handlers
 	log      *slog.Logger
@@ -71,13 +73,18 @@ type Hub struct {
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // pub/sub name → state
-	shards  map[int]*psConn          // hash slot → sharded connection (cluster only)
+	slots   map[int]*slotSubs        // hash slot → the channels of it the node holds
+	shards  map[string]*psConn       // master address → sharded connection (cluster only)
 	stopped bool                     // Run returned: no more commands
 	ops     sync.WaitGroup           // reconcile goroutines, which Run waits for
 
+	// resyncing counts the slots with a catch-up pending (slotSubs.resync): while it is above
+	// zero, dispatch looks up the slot of every tenant message.
+	resyncing atomic.Int32
+
 	reconnected chan struct{} // signalled after a pub/sub connection came back
 
-	breaks, reconnects atomic.Int64
+	breaks, reconnects, moves atomic.Int64
 }
 
 // HubStats counts the pub/sub connections' failures since the hub started.
@@ -88,28 +95,42 @@ type HubStats struct {
 	// Reconnects counts connections that delivered again after a break (and whose streams
 	// then caught up from history).
 	Reconnects int64
+	// Moves counts the times a slot's channels left their connection on a cluster, because
+	// the slot moved to another master: they were subscribed at the new one and their streams
+	// caught up from history.
+	Moves int64
+	// ShardConns is how many sharded pub/sub connections the hub holds now (cluster only): one
+	// per master serving a channel of the node.
+	ShardConns int
 }
 
 // Stats returns the hub's counts.
 func (h *Hub) Stats() HubStats {
-	return HubStats{Breaks: h.breaks.Load(), Reconnects: h.reconnects.Load()}
+	h.mu.Lock()
+	conns := len(h.shards)
+	h.mu.Unlock()
+	return HubStats{Breaks: h.breaks.Load(), Reconnects: h.reconnects.Load(), Moves: h.moves.Load(), ShardConns: conns}
 }
 
 // subscription is one tenant channel's state on this node; h.mu guards it. refs is what the
-// node wants (subscribed while it is above zero); listed, active and the attempt counters are
-// what Redis has been told and has confirmed, which reconcile brings in line with refs.
+// node wants (subscribed while it is above zero); listed, subscribed, active and the attempt
+// counters are what Redis has been told and has confirmed, which its slot's reconcile brings in
+// line with refs.
 type subscription struct {
 	refs int
-	conn *psConn // chosen when the entry is made, kept until it is removed
-	// listed is set once SUBSCRIBE was sent: the client then has the channel in its list and
-	// subscribes to it again after every reconnect, until UNSUBSCRIBE takes it out.
+	slot *slotSubs // for life
+	// listed is set once SUBSCRIBE was sent on the slot's connection: the client then has the
+	// channel in its list, until UNSUBSCRIBE takes it out. A move or (on a cluster) a reconnect
+	// clears it, so that it is sent again.
 	listed bool
+	// subscribed is set (sharded only) when Redis confirmed the SSUBSCRIBE on the connection as
+	// it is now: the receive loop saw its reply.
+	subscribed bool
 	// active is set once Redis confirmed the subscription on the connection as it is now (a
 	// ping sent after it came back); a break clears it, so that the next Acquire confirms again.
 	active bool
 	// want asks reconcile for a confirmation attempt; confirming is set while one runs.
 	want, confirming bool
-	busy             bool // a reconcile goroutine owns the channel's commands
 	// attempts counts finished confirmation attempts and err is the last one's failure; settled
 	// is closed (and replaced) when one finishes, waking the Acquires waiting for it.
 	attempts uint64
@@ -117,14 +138,47 @@ type subscription struct {
 	settled  chan struct{}
 }
 
+// slotSubs is the node's channels of one hash slot; h.mu guards it. On a single Redis it only
+// groups the work; on a cluster the slot is what moves between masters.
+type slotSubs struct {
+	slot int
+	// conn carries the slot's channels: the main connection on a single Redis; on a cluster the
+	// connection to the slot's master, nil until reconcile has found it and while the slot moves.
+	conn *psConn
+	subs map[string]*subscription
+	busy bool // a reconcile goroutine owns the slot's commands
+	// After a move, where Redis said the slot went (MOVED), or the master it left (a server
+	// sunsubscribe): the client's view of the cluster must agree before the slot subscribes again.
+	hint, left string
+	// resync is the catch-up owed to the slot's streams since their subscriptions were lost
+	// (moved or reconnected), or nil.
+	resync *resync
+}
+
+// resync is a catch-up owed to the streams on a slot's channels: Redis stopped delivering them
+// for a while (the slot moved to another master, or the connection broke), and until the slot's
+// channels are all subscribed again, the messages of the slot that do arrive are dropped. Then
+// marker goes to every channel of the slot, and the streams read from history what they missed:
+// the dropped messages too, so that nothing comes out of order.
+type resync struct {
+	marker *streamgate.Frame
+	// waiting holds the channels of the SSUBSCRIBEs sent since, whose confirmation has not
+	// come; nil until one is sent. The marker goes when the last one comes.
+	waiting map[string]bool
+}
+
 // psConn is one pub/sub connection with its own receive loop.
 type psConn struct {
 	ps      *redis.PubSub
 	sharded bool
-	slot    int
-	// names counts the subscription entries on it, h.mu held; a sharded connection goes with
-	// its last one.
-	names int
+	// The sharded connection's master, the slots on it (it is closed with its last) and whether
+	// the hub closed it; h.mu guards slots and closed.
+	addr   string
+	slots  int
+	closed bool
+	// unsubs counts, by channel, the SUNSUBSCRIBEs sent whose reply has not come (h.mu): any
+	// other sunsubscribe is Redis dropping the channel because its slot moved.
+	unsubs map[string]int
 	// broken is set when a receive failed: what was published until it came back may be
 	// missing. gen counts the breaks, so that a confirmation that straddled one is not taken
 	// for a live subscription. Both change under h.mu, on the receive loop.
@@ -157,9 +211,10 @@ type Handlers struct {
 // NewHub returns the hub of node nodeID, handing what it receives to h.
 func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logger, opts ...HubOption) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
+	cc, _ := rdb.(*redis.ClusterClient)
 	hub := &Hub{
 		rdb:            rdb,
-		cluster:        Sharded(rdb),
+		cc:             cc,
 		nodeID:         nodeID,
 		handlers:       h,
 		log:            log,
@@ -169,7 +224,8 @@ func NewHub(rdb redis.UniversalClient, nodeID string, h Handlers, log *slog.Logg
 		ctx:            ctx,
 		cancel:         cancel,
 		subs:           make(map[string]*subscription),
-		shards:         make(map[int]*psConn),
+		slots:          make(map[int]*slotSubs),
+		shards:         make(map[string]*psConn),
 		reconnected:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -212,8 +268,9 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	}
 	s := h.subs[name]
 	if s == nil {
-		s = &subscription{conn: h.connLocked(name), settled: make(chan struct{})}
-		s.conn.names++
+		g := h.slotLocked(name)
+		s = &subscription{slot: g, settled: make(chan struct{})}
+		g.subs[name] = s
 		h.subs[name] = s
 	}
 	s.refs++
@@ -228,7 +285,7 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	if !s.confirming {
 		s.want = true
 	}
-	h.kickLocked(name, s)
+	h.kickLocked(s.slot)
 	settled := s.settled
 	h.mu.Unlock()
 
@@ -248,21 +305,19 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	return nil
 }
 
-// connLocked returns the connection a tenant channel belongs on; h.mu must be held. On a
-// cluster, a slot's connection is made (without connecting yet) for its first channel: it
-// connects with its first SSUBSCRIBE, to the master of that slot.
-func (h *Hub) connLocked(name string) *psConn {
-	if !h.cluster {
-		return h.main
-	}
+// slotLocked returns the slot entry a tenant channel belongs to, made for its first channel;
+// h.mu must be held. On a cluster its connection is found by reconcile, outside the lock.
+func (h *Hub) slotLocked(name string) *slotSubs {
 	slot := hashSlot(name)
-	c := h.shards[slot]
-	if c == nil {
-		// With no channel given, go-redis sends nothing yet.
-		c = &psConn{ps: h.rdb.(*redis.ClusterClient).SSubscribe(h.ctx), sharded: true, slot: slot, waiters: make(map[uint64]chan struct{})}
-		h.shards[slot] = c
+	g := h.slots[slot]
+	if g == nil {
+		g = &slotSubs{slot: slot, subs: make(map[string]*subscription)}
+		if h.cc == nil {
+			g.conn = h.main
+		}
+		h.slots[slot] = g
 	}
-	return c
+	return g
 }
 
 // Release drops one reference taken by Acquire; the last one unsubscribes, in the background:
@@ -282,89 +337,189 @@ func (h *Hub) Release(tenantID, channel string) {
 	if h.handlers.Occupancy != nil && channel != MercureChannel {
 		h.handlers.Occupancy.Vacated(tenantID, channel)
 	}
-	h.kickLocked(name, s)
+	h.kickLocked(s.slot)
 }
 
-// kickLocked starts the channel's reconcile goroutine unless one runs; h.mu must be held.
-func (h *Hub) kickLocked(name string, s *subscription) {
-	if s.busy {
-		return // it looks at refs and want again before it ends
+// kickLocked starts the slot's reconcile goroutine unless one runs; h.mu must be held.
+func (h *Hub) kickLocked(g *slotSubs) {
+	if g.busy {
+		return // it looks at every channel again before it ends
 	}
 	if h.stopped {
-		h.settleLocked(s, fmt.Errorf("%w: the hub has stopped", ErrUnavailable))
+		h.failLocked(g, fmt.Errorf("%w: the hub has stopped", ErrUnavailable))
 		return
 	}
-	s.busy = true
+	g.busy = true
 	h.ops.Add(1)
-	go h.reconcile(name, s)
+	go h.reconcile(g)
 }
 
-// reconcile sends the channel's commands, one at a time, until Redis is where the reference
-// count says: subscribed and confirmed while someone waits for it, unsubscribed once nobody
-// holds it. Then it removes the entry of a channel nobody holds and ends. It is the only
-// goroutine that sends commands for the channel, so a Release racing a SUBSCRIBE in flight is
-// simply followed by its UNSUBSCRIBE, and an Acquire racing an UNSUBSCRIBE by a new SUBSCRIBE.
+// reconcile sends the slot's commands until Redis is where the reference counts say: each
+// channel subscribed and confirmed while someone waits for it, unsubscribed once nobody holds
+// it. Channels that change together go in one command (a tenant's channels share its slot).
+// Then it removes the entries of channels nobody holds and ends. It is the only goroutine that
+// sends the slot's commands, so a Release racing a SUBSCRIBE in flight is simply followed by
+// its UNSUBSCRIBE, and an Acquire racing an UNSUBSCRIBE by a new SUBSCRIBE.
+//
+// On a cluster it first finds the slot's master, when the slot is new or has moved, and it
+// keeps trying, with a pause, while the node holds a channel Redis refused.
 //
 // The commands run on the hub's context, never a caller's: a write is bounded by the client's
 // WriteTimeout and a dial by its DialTimeout, and a confirmation by ConfirmTimeout.
-func (h *Hub) reconcile(name string, s *subscription) {
+func (h *Hub) reconcile(g *slotSubs) {
 	defer h.ops.Done()
+	var pause time.Duration
 	for {
+		if pause > 0 {
+			select {
+			case <-time.After(pause):
+			case <-h.ctx.Done():
+			}
+		}
 		h.mu.Lock()
-		c := s.conn
-		switch {
-		case s.refs == 0 && s.listed:
-			s.listed, s.active = false, false
-			if c.sharded && c.names == 1 {
-				// The slot has no other channel here: its connection goes instead.
-				h.forgetLocked(name, s)
-				h.mu.Unlock()
-				c.ps.Close()
-				return
-			}
+		if h.stopped {
+			h.failLocked(g, fmt.Errorf("%w: the hub has stopped", ErrUnavailable))
+			g.busy = false
 			h.mu.Unlock()
-			// An error here means the connection is gone; the reconnect will not subscribe
-			// again to a channel the client no longer lists.
-			if err := c.unsubscribe(h.ctx, name); err != nil {
-				h.log.Debug("unsubscribe", "channel", name, "err", err)
-			}
-		case s.refs > 0 && s.want:
-			s.want, s.confirming = false, true
-			listed, gen := s.listed, c.gen
-			s.listed = true // go-redis lists the channel even when the SUBSCRIBE fails
-			h.mu.Unlock()
-			var err error
-			if !listed {
-				if err = c.subscribe(h.ctx, name); err != nil {
-					err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-				}
-				// A new slot connection receives once it has a channel, which picks its node.
-				h.startReceiving(c)
-			}
-			if err == nil {
-				err = c.sync(h.ctx, h.ConfirmTimeout)
-			}
-			h.mu.Lock()
-			s.confirming = false
-			// Confirmed across a break, the subscription is real but no longer known live.
-			s.active = err == nil && c.gen == gen && !c.broken
-			h.settleLocked(s, err)
-			h.mu.Unlock()
-		default:
-			s.busy = false
-			var gone *psConn
-			if s.refs == 0 {
-				if h.forgetLocked(name, s) {
-					gone = c
-				}
-			}
+			return
+		}
+		h.forgetLocked(g)
+		if len(g.subs) == 0 {
+			gone := h.dropSlotLocked(g)
+			g.busy = false
 			h.mu.Unlock()
 			if gone != nil {
 				gone.ps.Close()
 			}
 			return
 		}
+		c := g.conn
+		if c == nil {
+			// A cluster slot with no master yet: every channel here is held (forgetLocked).
+			var name string
+			for name = range g.subs {
+				break
+			}
+			hint, left := g.hint, g.left
+			h.mu.Unlock()
+			client, err := h.master(name, hint, left)
+			h.mu.Lock()
+			switch {
+			case h.stopped: // Run has closed the connections: make none
+			case err != nil:
+				h.failLocked(g, fmt.Errorf("%w: find the master of %s: %w", ErrUnavailable, name, err))
+				pause = nextPause(pause)
+			default:
+				g.conn = h.shardLocked(client)
+				g.conn.slots++
+				g.hint, g.left = "", ""
+			}
+			h.mu.Unlock()
+			continue
+		}
+
+		var drop, add []string
+		var confirm []*subscription
+		for name, s := range g.subs {
+			switch {
+			case s.refs == 0 && s.listed:
+				drop = append(drop, name)
+				s.listed, s.subscribed, s.active = false, false, false
+				if c.sharded {
+					c.unsubs[name]++
+				}
+			case s.refs > 0 && !s.listed:
+				// go-redis lists the channel even when the SUBSCRIBE fails.
+				add = append(add, name)
+				s.listed, s.subscribed = true, false
+			}
+			if s.refs > 0 && s.want {
+				s.want, s.confirming = false, true
+				confirm = append(confirm, s)
+			}
+		}
+		if len(drop)+len(add)+len(confirm) == 0 {
+			g.busy = false
+			h.mu.Unlock()
+			return
+		}
+		if r := g.resync; r != nil && c.sharded && len(add) > 0 {
+			// The catch-up waits for these to be confirmed; a channel held meanwhile is in a
+			// later SSUBSCRIBE, and hears of the catch-up all the same.
+			if r.waiting == nil {
+				r.waiting = make(map[string]bool, len(add))
+			}
+			for _, name := range add {
+				r.waiting[name] = true
+			}
+		}
+		gen := c.gen
+		h.mu.Unlock()
+
+		if len(drop) > 0 {
+			// An error here means the connection is gone; the reconnect will not subscribe
+			// again to a channel the client no longer lists.
+			if err := c.unsubscribe(h.ctx, drop...); err != nil {
+				h.log.Debug("unsubscribe", "channels", drop, "err", err)
+				h.unsent(c, drop)
+			}
+		}
+		var err error
+		if len(add) > 0 {
+			if err = c.subscribe(h.ctx, add...); err != nil {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			// A new master's connection receives once it has a channel, which connects it.
+			h.startReceiving(c)
+		}
+		// On a cluster every SSUBSCRIBE is followed to its reply: Redis may refuse it (the slot
+		// moved meanwhile), and then it is sent again.
+		if err == nil && (len(confirm) > 0 || c.sharded && len(add) > 0) {
+			err = c.sync(h.ctx, h.ConfirmTimeout)
+		}
+
+		h.mu.Lock()
+		moved := g.conn != c
+		refused := false
+		if c.sharded && err == nil && !moved && c.gen == gen {
+			for _, name := range add {
+				// Refused: sent again after a pause while held, else taken off the client's list.
+				if s := g.subs[name]; s != nil && s.listed && !s.subscribed && s.refs > 0 {
+					s.listed = false
+					refused = true
+				}
+			}
+		}
+		for _, s := range confirm {
+			s.confirming = false
+			switch {
+			case moved:
+				s.want = true // the slot moved meanwhile: confirmed at its new master instead
+			case err != nil:
+				h.settleLocked(s, err)
+			case c.gen != gen:
+				// Confirmed across a break, the subscription is real but no longer known live;
+				// the streams on it catch up once it is back.
+				h.settleLocked(s, nil)
+			case c.sharded && !s.subscribed:
+				h.settleLocked(s, fmt.Errorf("%w: Redis refused the subscription", ErrUnavailable))
+			default:
+				s.active = !c.broken
+				h.settleLocked(s, nil)
+			}
+		}
+		if moved || refused {
+			pause = nextPause(pause)
+		} else {
+			pause = 0
+		}
+		h.mu.Unlock()
 	}
+}
+
+// nextPause is how long reconcile waits before trying a slot again after prev.
+func nextPause(prev time.Duration) time.Duration {
+	return min(max(2*prev, 20*time.Millisecond), time.Second)
 }
 
 // settleLocked ends a confirmation attempt with err (nil: confirmed) and wakes its waiters.
@@ -375,35 +530,73 @@ func (h *Hub) settleLocked(s *subscription, err error) {
 	s.settled = make(chan struct{})
 }
 
-// forgetLocked removes the entry of a channel nobody holds and reports whether its connection,
-// a slot's with no channel left, must now be closed; h.mu must be held.
-func (h *Hub) forgetLocked(name string, s *subscription) bool {
-	if h.subs[name] == s {
-		delete(h.subs, name)
+// failLocked ends with err the confirmation the slot's waiting channels asked for.
+func (h *Hub) failLocked(g *slotSubs, err error) {
+	for _, s := range g.subs {
+		if s.want {
+			s.want = false
+			h.settleLocked(s, err)
+		}
 	}
-	c := s.conn
-	c.names--
-	if !c.sharded || c.names > 0 {
-		return false
-	}
-	if h.shards[c.slot] == c {
-		delete(h.shards, c.slot)
-	}
-	return true
 }
 
-func (c *psConn) subscribe(ctx context.Context, name string) error {
-	if c.sharded {
-		return c.ps.SSubscribe(ctx, name)
+// forgetLocked removes the entries of the slot's channels that nobody holds and Redis no
+// longer has; h.mu must be held.
+func (h *Hub) forgetLocked(g *slotSubs) {
+	for name, s := range g.subs {
+		if s.refs == 0 && !s.listed {
+			delete(g.subs, name)
+			if h.subs[name] == s {
+				delete(h.subs, name)
+			}
+		}
 	}
-	return c.ps.Subscribe(ctx, name)
 }
 
-func (c *psConn) unsubscribe(ctx context.Context, name string) error {
-	if c.sharded {
-		return c.ps.SUnsubscribe(ctx, name)
+// dropSlotLocked removes the entry of a slot with no channel left, and returns its connection
+// when that must now be closed: a master's with no slot left; h.mu must be held.
+func (h *Hub) dropSlotLocked(g *slotSubs) *psConn {
+	if h.slots[g.slot] == g {
+		delete(h.slots, g.slot)
 	}
-	return c.ps.Unsubscribe(ctx, name)
+	if g.resync != nil {
+		g.resync = nil
+		h.resyncing.Add(-1)
+	}
+	c := g.conn
+	g.conn = nil
+	if c == nil || !c.sharded {
+		return nil
+	}
+	c.slots--
+	return h.retireLocked(c)
+}
+
+// retireLocked closes (after the caller unlocks: it returns it) a master's connection that
+// carries no slot any more; h.mu must be held.
+func (h *Hub) retireLocked(c *psConn) *psConn {
+	if c.slots > 0 || c.closed {
+		return nil
+	}
+	if h.shards[c.addr] == c {
+		delete(h.shards, c.addr)
+	}
+	c.closed = true
+	return c
+}
+
+func (c *psConn) subscribe(ctx context.Context, names ...string) error {
+	if c.sharded {
+		return c.ps.SSubscribe(ctx, names...)
+	}
+	return c.ps.Subscribe(ctx, names...)
+}
+
+func (c *psConn) unsubscribe(ctx context.Context, names ...string) error {
+	if c.sharded {
+		return c.ps.SUnsubscribe(ctx, names...)
+	}
+	return c.ps.Unsubscribe(ctx, names...)
 }
 
 // sync returns once Redis has processed every command sent on the connection so far: it sends
@@ -467,6 +660,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.stopped = true
 	conns := []*psConn{h.main}
 	for _, c := range h.shards {
+		c.closed = true
 		conns = append(conns, c)
 	}
 	h.mu.Unlock()
@@ -478,11 +672,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	return nil
 }
 
-// receive reads one connection until the hub stops or the connection is closed for good.
-// Errors are retried with backoff; the client reconnects and resubscribes by itself.
+// receive reads one connection until the hub stops or closes it. Errors are retried with
+// backoff; the client reconnects by itself, and subscribes again to what the connection had
+// (on a cluster the hub does that itself, slot by slot: see recovered).
 func (h *Hub) receive(c *psConn) {
 	backoff := 50 * time.Millisecond
 	awaitingPong := false
+	failures := 0
 	for {
 		var msg any
 		var err error
@@ -497,10 +693,11 @@ func (h *Hub) receive(c *psConn) {
 		} else {
 			msg, err = c.ps.ReceiveTimeout(h.ctx, h.idleCheck)
 		}
-		if h.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+		if h.ctx.Err() != nil || h.closedConn(c, err) {
 			return
 		}
-		if err != nil {
+		var rerr redis.Error
+		if err != nil && !errors.As(err, &rerr) {
 			var nerr interface{ Timeout() bool }
 			if !awaitingPong && errors.As(err, &nerr) && nerr.Timeout() {
 				// Quiet for a while: make sure the connection is still alive.
@@ -511,6 +708,11 @@ func (h *Hub) receive(c *psConn) {
 			awaitingPong = false
 			h.log.Warn("redis pub/sub receive", "err", err, "retry_in", backoff.String())
 			h.broke(c)
+			if failures++; c.sharded && failures%4 == 3 {
+				// Still no answer: the master may be gone for good (a failover), and its slots
+				// served elsewhere.
+				h.rehome(c)
+			}
 			select {
 			case <-time.After(backoff):
 			case <-h.ctx.Done():
@@ -519,18 +721,48 @@ func (h *Hub) receive(c *psConn) {
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		awaitingPong = false // anything received proves the connection alive
+		// Anything received, an error reply too, proves the connection alive.
+		awaitingPong = false
 		backoff = 50 * time.Millisecond
+		failures = 0
 		if c.broken {
 			h.recovered(c)
+		}
+		if err != nil {
+			h.replyError(c, err)
+			continue
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
 			h.dispatch(m.Channel, m.Payload)
 		case *redis.Pong:
 			c.pong(m.Payload)
+		case *redis.Subscription:
+			if c.sharded {
+				switch m.Kind {
+				case "ssubscribe":
+					h.confirmed(c, m.Channel)
+				case "sunsubscribe":
+					h.unsubscribed(c, m.Channel)
+				}
+			}
 		}
 	}
+}
+
+// closedConn reports whether the receive of c failed because the hub closed it. A sharded
+// connection's client may also be closed by go-redis, when its master left the cluster: that
+// is a break, after which its slots find their new master (rehome).
+func (h *Hub) closedConn(c *psConn, err error) bool {
+	if !errors.Is(err, redis.ErrClosed) {
+		return false
+	}
+	if !c.sharded {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return c.closed || h.stopped
 }
 
 // broke marks a connection whose receive failed: its subscriptions are no longer known to be
@@ -543,23 +775,63 @@ func (h *Hub) broke(c *psConn) {
 		c.gen++
 	}
 	c.broken = true
-	for _, s := range h.subs {
-		if s.conn == c {
-			s.active = false
+	clear(c.unsubs) // their replies are lost with the connection
+	for _, g := range h.slots {
+		if g.conn != c {
+			continue
+		}
+		for _, s := range g.subs {
+			s.active, s.subscribed = false, false
 		}
 	}
 }
 
-// recovered runs once a broken connection delivers again (the client has reconnected and
-// subscribed anew): every stream on its channels is told to fetch from history what was
-// published in between, so that nothing is lost across the gap.
+// recovered runs once a broken connection delivers again (the client has reconnected): every
+// stream on its channels is told to fetch from history what was published in between, so that
+// nothing is lost across the gap.
+//
+// On a single Redis the client has subscribed anew to everything the connection had, before
+// anything it now receives: the streams are told at once. A sharded connection carries the
+// channels of many slots, which go-redis sends in one SSUBSCRIBE that Redis refuses (CROSSSLOT):
+// the hub subscribes again itself, one SSUBSCRIBE per slot, and each slot's streams are told
+// once Redis has confirmed all of it (see resync).
 func (h *Hub) recovered(c *psConn) {
 	h.reconnects.Add(1)
 	h.mu.Lock()
 	c.broken = false
+	if c.sharded {
+		marker := &streamgate.Frame{Resync: true}
+		n := 0
+		for _, g := range h.slots {
+			if g.conn != c {
+				continue
+			}
+			held := false
+			for _, s := range g.subs {
+				if s.refs > 0 {
+					s.listed, s.subscribed = false, false
+					held = true
+					n++
+				}
+			}
+			if held {
+				h.resyncLocked(g, marker)
+				h.kickLocked(g)
+			}
+		}
+		h.mu.Unlock()
+		if n > 0 {
+			h.log.Info("pub/sub reconnected: subscribing again, then streams catch up from history", "master", c.addr, "channels", n)
+		}
+		h.signalReconnected()
+		return
+	}
 	var names []string
-	for name, s := range h.subs {
-		if s.conn == c {
+	for _, g := range h.slots {
+		if g.conn != c {
+			continue
+		}
+		for name := range g.subs {
 			names = append(names, name)
 		}
 	}
@@ -575,6 +847,10 @@ func (h *Hub) recovered(c *psConn) {
 	if len(names) > 0 {
 		h.log.Info("pub/sub reconnected: streams catch up from history", "channels", len(names))
 	}
+	h.signalReconnected()
+}
+
+func (h *Hub) signalReconnected() {
 	select {
 	case h.reconnected <- struct{}{}:
 	default: // one signal pending is enough
@@ -600,7 +876,7 @@ func (h *Hub) dispatch(name, payload string) {
 		return
 	}
 	tenantID, channel, ok := keys.ParseChannel(name)
-	if !ok {
+	if !ok || h.resyncPending(name) {
 		return
 	}
 	f, ok := EncodeFrame(channel, payload)

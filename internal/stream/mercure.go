@@ -34,7 +34,7 @@ var (
 func (p *Publisher) PublishMercure(ctx context.Context, tenantID string, w Window, updateID string, update []byte) (string, error) {
 	script := mercureScripts[boolIndex(Sharded(p.rdb))]
 	ks := []string{keys.Sequence(tenantID), keys.Trimmed(tenantID), keys.History(tenantID, MercureChannel), keys.MercureID(tenantID, updateID)}
-	id, err := script.Run(ctx, p.rdb, ks, NewEpoch(), w.Events, w.Seconds,
+	id, err := RunScript(ctx, p.rdb, script, ks, NewEpoch(), w.Events, w.Seconds,
 		MercureChannel, keys.Channel(tenantID, MercureChannel), update).Text()
 	if err != nil {
 		return "", fmt.Errorf("publish a Mercure update of tenant %s: %w", tenantID, err)

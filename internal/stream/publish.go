@@ -153,7 +153,7 @@ func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entr
 		ks = append(ks, keys.History(tenantID, e.channel))
 		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
 	}
-	reply, err := p.script.Run(ctx, p.rdb, ks, args...).StringSlice()
+	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).StringSlice()
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
 	}

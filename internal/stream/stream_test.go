@@ -185,7 +185,10 @@ func (r *recorder) Broadcast(tenantID, channel string, f *streamgate.Frame) int 
 	r.mu.Lock()
 	r.frames[tenantID+"/"+channel] = append(r.frames[tenantID+"/"+channel], f)
 	r.mu.Unlock()
-	r.got <- struct{}{}
+	select {
+	case r.got <- struct{}{}:
+	default: // a wake-up is pending already: waitFor counts again
+	}
 	return 1
 }
 

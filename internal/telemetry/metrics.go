@@ -42,6 +42,8 @@ const (
 	MetricRedisErrors       = "streamgate.redis.errors"
 	MetricPubSubBreaks      = "streamgate.pubsub.breaks"
 	MetricPubSubReconnects  = "streamgate.pubsub.reconnects"
+	MetricPubSubSlotMoves   = "streamgate.pubsub.slot_moves"
+	MetricPubSubShardConns  = "streamgate.pubsub.shard_connections"
 )
 
 // LatencyBuckets are the histogram boundaries, in seconds, of latencies from a millisecond to
@@ -209,7 +211,8 @@ func ObserveBacklog(m metric.Meter, backlog func(context.Context) (pending, lag 
 }
 
 // ObservePubSub reports, on every collection, how often the node's pub/sub connections broke
-// and came back since start.
+// and came back since start, and on a Redis Cluster how many sharded connections it holds and
+// how often a slot's channels followed it to another master.
 func ObservePubSub(m metric.Meter, stats func() stream.HubStats) error {
 	breaks, err := m.Int64ObservableCounter(MetricPubSubBreaks, metric.WithUnit("{connection}"),
 		metric.WithDescription("Pub/sub connections found dead (a failed read, or a keepalive ping unanswered)."))
@@ -221,12 +224,24 @@ func ObservePubSub(m metric.Meter, stats func() stream.HubStats) error {
 	if err != nil {
 		return err
 	}
+	moves, err := m.Int64ObservableCounter(MetricPubSubSlotMoves, metric.WithUnit("{slot}"),
+		metric.WithDescription("Redis Cluster slots whose channels moved to another master (resharding, failover); their streams then catch up from history."))
+	if err != nil {
+		return err
+	}
+	conns, err := m.Int64ObservableGauge(MetricPubSubShardConns, metric.WithUnit("{connection}"),
+		metric.WithDescription("Sharded pub/sub connections held (Redis Cluster): one per master serving a channel of the node."))
+	if err != nil {
+		return err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := stats()
 		o.ObserveInt64(breaks, st.Breaks)
 		o.ObserveInt64(reconnects, st.Reconnects)
+		o.ObserveInt64(moves, st.Moves)
+		o.ObserveInt64(conns, int64(st.ShardConns))
 		return nil
-	}, breaks, reconnects)
+	}, breaks, reconnects, moves, conns)
 	return err
 }
 
