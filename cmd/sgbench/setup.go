@@ -136,21 +136,11 @@ func (c *restClient) setupTenants(ctx context.Context, cfg config, base, prefix 
 	for k := range out {
 		t := &out[k]
 		if cfg.Signup {
-			var su struct {
-				Tenant struct {
-					ID     string `json:"id"`
-					Limits limits `json:"limits"`
-				} `json:"tenant"`
-				APIKey struct {
-					Secret string `json:"secret"`
-				} `json:"api_key"`
-				SigningKey signingKey `json:"signing_key"`
-			}
-			name := fmt.Sprintf("sgbench %s %d", prefix, k)
-			if err := c.do(ctx, http.MethodPost, base+"/v1/tenants", "", map[string]string{"name": name}, &su); err != nil {
+			su, err := c.signup(ctx, base, fmt.Sprintf("sgbench %s %d", prefix, k))
+			if err != nil {
 				return nil, fmt.Errorf("sign tenant %d up: %w", k, err)
 			}
-			t.ID, t.APIKey, t.Limits, t.Signing = su.Tenant.ID, su.APIKey.Secret, su.Tenant.Limits, su.SigningKey
+			*t = su
 		} else {
 			var tn struct {
 				ID     string `json:"id"`
@@ -172,6 +162,24 @@ func (c *restClient) setupTenants(ctx context.Context, cfg config, base, prefix 
 		t.Token = tok.Token
 	}
 	return out, nil
+}
+
+// signup signs a tenant up on base: its id, limits, API key and signing key.
+func (c *restClient) signup(ctx context.Context, base, name string) (tenantCreds, error) {
+	var su struct {
+		Tenant struct {
+			ID     string `json:"id"`
+			Limits limits `json:"limits"`
+		} `json:"tenant"`
+		APIKey struct {
+			Secret string `json:"secret"`
+		} `json:"api_key"`
+		SigningKey signingKey `json:"signing_key"`
+	}
+	if err := c.do(ctx, http.MethodPost, base+"/v1/tenants", "", map[string]string{"name": name}, &su); err != nil {
+		return tenantCreds{}, err
+	}
+	return tenantCreds{ID: su.Tenant.ID, APIKey: su.APIKey.Secret, Limits: su.Tenant.Limits, Signing: su.SigningKey}, nil
 }
 
 // tokenTTL is long enough for the whole run and its wind-down, within the API's 1 s – 24 h.

@@ -166,20 +166,12 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.rest.waitReady(ctx, []string{cfg.URL}, 20*time.Second); err != nil {
 		return err
 	}
-	var su struct {
-		Tenant struct {
-			ID     string `json:"id"`
-			Limits limits `json:"limits"`
-		} `json:"tenant"`
-		APIKey struct {
-			Secret string `json:"secret"`
-		} `json:"api_key"`
-	}
-	if err := r.rest.do(ctx, http.MethodPost, cfg.URL+"/v1/tenants", "", map[string]string{"name": "sgbench soak"}, &su); err != nil {
+	su, err := r.rest.signup(ctx, cfg.URL, "sgbench soak")
+	if err != nil {
 		return fmt.Errorf("sign a tenant up: %w", err)
 	}
-	r.apiKey = su.APIKey.Secret
-	if l := su.Tenant.Limits; l.MaxConnections < cfg.Users || float64(l.PublishPerSecond) < cfg.Rate*2 {
+	r.apiKey = su.APIKey
+	if l := su.Limits; l.MaxConnections < cfg.Users || float64(l.PublishPerSecond) < cfg.Rate*2 {
 		fmt.Fprintf(stderr, "sgbench soak: warning: the tenant allows %d connections and %d publishes/s; the soak wants %d and %.0f (raise the node's defaults)\n",
 			l.MaxConnections, l.PublishPerSecond, cfg.Users, cfg.Rate)
 	}

@@ -244,11 +244,20 @@ func (s *Server) adminTenantView(ctx context.Context, t tenant.Tenant) (adminTen
 	return out, err
 }
 
+// tenantParam loads the tenant the route's :id names; when it cannot, it has answered.
+func (s *Server) tenantParam(c *gin.Context) (tenant.Tenant, bool) {
+	t, err := s.tenants.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.fail(c, err)
+		return t, false
+	}
+	return t, true
+}
+
 func (s *Server) handleAdminTenant() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		t, err := s.tenants.Get(c.Request.Context(), c.Param("id"))
-		if err != nil {
-			s.fail(c, err)
+		t, ok := s.tenantParam(c)
+		if !ok {
 			return
 		}
 		v, err := s.adminTenantView(c.Request.Context(), t)
@@ -301,9 +310,8 @@ func (s *Server) handleAdminPatchTenant() gin.HandlerFunc {
 func (s *Server) handleAdminSessions() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
-		t, err := s.tenants.Get(ctx, c.Param("id"))
-		if err != nil {
-			s.fail(c, err)
+		t, ok := s.tenantParam(c)
+		if !ok {
 			return
 		}
 		all, err := s.streams.Sessions(ctx, t.ID)
@@ -342,9 +350,8 @@ type adminChannelPresence struct {
 func (s *Server) handleAdminPresence() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
-		t, err := s.tenants.Get(ctx, c.Param("id"))
-		if err != nil {
-			s.fail(c, err)
+		t, ok := s.tenantParam(c)
+		if !ok {
 			return
 		}
 		b, err := s.streams.PresenceBusiest(ctx, t.ID, adminPresenceChannels)
@@ -382,9 +389,8 @@ type adminWebhookFailure struct {
 func (s *Server) handleAdminWebhooks() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
-		t, err := s.tenants.Get(ctx, c.Param("id"))
-		if err != nil {
-			s.fail(c, err)
+		t, ok := s.tenantParam(c)
+		if !ok {
 			return
 		}
 		h, err := s.webhooks.Health(ctx, t.ID, adminWebhookFailures)

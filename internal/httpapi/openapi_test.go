@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -343,18 +344,18 @@ func TestOpenAPISchemasRefuseWrongExamples(t *testing.T) {
 	}
 }
 
-// TestOpenAPIAndDocsAreServed fetches the document and the reference page as a browser would:
-// the page and its script come from this node, under a policy that allows no other origin.
-func TestOpenAPIAndDocsAreServed(t *testing.T) {
-	t.Parallel()
+// staticGetter serves the route table and returns a GET that sends header and reads the
+// whole answer.
+func staticGetter(t *testing.T, header http.Header) func(path string) (*http.Response, []byte) {
 	srv := httptest.NewServer(routeTable().Handler())
 	t.Cleanup(srv.Close)
-	get := func(path string) (*http.Response, []byte) {
+	return func(path string) (*http.Response, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		maps.Copy(req.Header, header)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -366,6 +367,13 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 		}
 		return resp, b
 	}
+}
+
+// TestOpenAPIAndDocsAreServed fetches the document and the reference page as a browser would:
+// the page and its script come from this node, under a policy that allows no other origin.
+func TestOpenAPIAndDocsAreServed(t *testing.T) {
+	t.Parallel()
+	get := staticGetter(t, nil)
 
 	resp, b := get("/openapi.json")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !bytes.Equal(b, openAPIDocument) {
@@ -411,26 +419,7 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 // and the dashboard loads the same files from its own folder.
 func TestClientIsServed(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(routeTable().Handler())
-	t.Cleanup(srv.Close)
-	get := func(path string) (*http.Response, []byte) {
-		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Origin", "https://app.acme.example")
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, b
-	}
+	get := staticGetter(t, http.Header{"Origin": {"https://app.acme.example"}})
 	for _, path := range []string{"/client/index.js", "/client/src/client.js", "/admin/assets/client/src/sse.js"} {
 		resp, body := get(path)
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || !bytes.Contains(body, []byte("export ")) {
