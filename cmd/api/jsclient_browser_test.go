@@ -248,7 +248,7 @@ func mintToken(ctx context.Context, n *node, a account, sub string, channels []s
 	}
 	req.Header.Set("Authorization", "Bearer "+a.APIKey)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req) // bounded by ctx and by the client's own timeout
 	if err != nil {
 		return "", err
 	}
