@@ -37,8 +37,8 @@ func CountRedisErrors(rdb redis.UniversalClient, m metric.Meter) error {
 		c.Add(context.Background(), 0, kinds[k]) // every series exists from start, at 0
 	}
 	rdb.AddHook(errorHook{count: func(ctx context.Context, cmd redis.Cmder, err error) {
-		if cmd != nil && handshake(cmd) {
-			return
+		if err == nil || (cmd != nil && handshake(cmd)) {
+			return // the common case first: every command of the node passes here
 		}
 		if k := RedisErrorKind(err); k != "" {
 			c.Add(context.WithoutCancel(ctx), 1, kinds[k])
