@@ -21,10 +21,14 @@ const (
 	LeaseRenew = LeaseTTL / 3
 )
 
-//go:embed leases.lua
-var leasesLua string
+var (
+	//go:embed lease.lua
+	leaseLua string
+	//go:embed leases.lua
+	leasesLua string
 
-var leasesScript = redis.NewScript(leasesLua)
+	leasesScript = redis.NewScript(leaseLua + leasesLua)
+)
 
 // Leases keeps the exact, cluster-wide count of each tenant's open streams behind
 // max_connections. Each node holds a lease on its share of a tenant's count: Acquire takes one

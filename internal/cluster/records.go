@@ -22,10 +22,14 @@ var ErrSessionNotFound = errors.New("session not found")
 // naming another node: the caller reads it again and decides anew (the session may have moved).
 var ErrRecordChanged = errors.New("session record changed")
 
-//go:embed records.lua
-var recordsLua string
+var (
+	//go:embed record.lua
+	recordLua string
+	//go:embed records.lua
+	recordsLua string
 
-var recordsScript = redis.NewScript(recordsLua)
+	recordsScript = redis.NewScript(recordLua + recordsLua)
+)
 
 // SessionRecord is what must survive a reconnect to another node: who the session belongs
 // to, where it streams now, and its subscriptions (including those added through the sessions

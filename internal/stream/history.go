@@ -3,6 +3,7 @@ package stream
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,61 +56,117 @@ type Snapshot struct {
 
 // Snapshot reads the tenant's epoch and newest id and, when after is not empty, checks every
 // channel's history for a gap after it; with states, it also reads the current state of the
-// job: and workflow: channels. All in one transaction, so that replaying (after, LastID] (or
+// job: and workflow: channels. All in one script, so that replaying (after, LastID] (or
 // sending those states) and then delivering live events above LastID misses nothing and
 // repeats nothing.
 func (h *History) Snapshot(ctx context.Context, tenantID string, channels []string, after string, w Window, states bool) (Snapshot, error) {
-	var (
-		pos       *redis.SliceCmd
-		trimmed   *redis.SliceCmd
-		exists    []*redis.IntCmd
-		stateCmds []*redis.SliceCmd
-		stateChs  []string
-	)
-	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, keys.Sequence(tenantID), "epoch", NewEpoch())
-		pos = p.HMGet(ctx, keys.Sequence(tenantID), "epoch", "ms", "seq")
-		if states {
-			for _, ch := range channels {
-				if key, _ := stateKey(tenantID, ch); key != "" {
-					stateChs = append(stateChs, ch)
-					stateCmds = append(stateCmds, p.HMGet(ctx, key, "event", "eid"))
-				}
-			}
-		}
-		if after == "" || len(channels) == 0 {
-			return nil
-		}
-		trimmed = p.HMGet(ctx, keys.Trimmed(tenantID), channels...)
-		for _, ch := range channels {
-			exists = append(exists, p.Exists(ctx, keys.History(tenantID, ch)))
-		}
-		return nil
-	})
+	q := NewSnapshotQuery(tenantID, channels, after, w, states)
+	reply, err := RunScript(ctx, h.rdb, snapshotScript, q.Keys(), q.Args()...).Result()
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("read position of tenant %s: %w", tenantID, err)
 	}
-	vals := pos.Val()
-	snap := Snapshot{Epoch: str(vals[0]), LastID: "0-0"}
-	if ms, seq := str(vals[1]), str(vals[2]); ms != "" && seq != "" {
+	return h.ReadSnapshot(q, reply)
+}
+
+var (
+	// SnapshotLua defines the Lua function snapshot(k, a) that reads a SnapshotQuery: scripts
+	// that read a position along with other work in one round trip include it.
+	//go:embed snapshot.lua
+	SnapshotLua string
+
+	snapshotScript = redis.NewScript(SnapshotLua + "return snapshot(KEYS, ARGV)")
+)
+
+// SnapshotQuery is what a Snapshot reads, laid out as the keys and arguments of the Lua function
+// snapshot (SnapshotLua), for a script of its own or as part of another.
+type SnapshotQuery struct {
+	tenantID string
+	channels []string // checked for a gap after after; none without a cursor
+	after    string
+	w        Window
+	stateChs []string // the job: and workflow: channels whose states are read
+	keys     []string
+	args     []any
+}
+
+// NewSnapshotQuery returns the reads of a Snapshot of tenantID (see History.Snapshot).
+func NewSnapshotQuery(tenantID string, channels []string, after string, w Window, states bool) *SnapshotQuery {
+	q := &SnapshotQuery{tenantID: tenantID, after: after, w: w}
+	if after != "" {
+		q.channels = channels
+	}
+	var stateKeys []string
+	if states {
+		for _, ch := range channels {
+			if key, _ := stateKey(tenantID, ch); key != "" {
+				q.stateChs = append(q.stateChs, ch)
+				stateKeys = append(stateKeys, key)
+			}
+		}
+	}
+	q.keys = make([]string, 0, 2+len(q.channels)+len(stateKeys))
+	q.keys = append(q.keys, keys.Sequence(tenantID), keys.Trimmed(tenantID))
+	for _, ch := range q.channels {
+		q.keys = append(q.keys, keys.History(tenantID, ch))
+	}
+	q.keys = append(q.keys, stateKeys...)
+	gap := "0"
+	if after != "" {
+		gap = "1"
+	}
+	q.args = make([]any, 0, 4+len(q.channels))
+	q.args = append(q.args, NewEpoch(), gap, len(q.channels), len(stateKeys))
+	for _, ch := range q.channels {
+		q.args = append(q.args, ch)
+	}
+	return q
+}
+
+// Keys are the query's keys, all in the tenant's hash slot.
+func (q *SnapshotQuery) Keys() []string { return q.keys }
+
+// Args are the query's arguments.
+func (q *SnapshotQuery) Args() []any { return q.args }
+
+// ReadSnapshot turns what the Lua function snapshot returned for q into a Snapshot.
+func (h *History) ReadSnapshot(q *SnapshotQuery, reply any) (Snapshot, error) {
+	parts, _ := reply.([]any)
+	if len(parts) != 4 {
+		return Snapshot{}, fmt.Errorf("read position of tenant %s: unexpected reply %v", q.tenantID, reply)
+	}
+	pos, _ := parts[0].([]any)
+	if len(pos) != 3 {
+		return Snapshot{}, fmt.Errorf("read position of tenant %s: unexpected position %v", q.tenantID, parts[0])
+	}
+	snap := Snapshot{Epoch: str(pos[0]), LastID: "0-0"}
+	if ms, seq := str(pos[1]), str(pos[2]); ms != "" && seq != "" {
 		snap.LastID = ms + "-" + seq
 		_, snap.Seq, _ = ParseID(snap.LastID)
 	}
-	for i, cmd := range stateCmds {
-		if e, ok := stateEntry(stateChs[i], cmd.Val()); ok {
-			snap.States = append(snap.States, e)
+	states, _ := parts[1].([]any)
+	for i, v := range states {
+		vals, _ := v.([]any)
+		if i < len(q.stateChs) && len(vals) == 2 {
+			if e, ok := stateEntry(q.stateChs[i], vals); ok {
+				snap.States = append(snap.States, e)
+			}
 		}
 	}
-	if trimmed == nil {
+	if q.after == "" || len(q.channels) == 0 {
 		return snap, nil
 	}
-	snap.Gap = h.gap(after, w, snap.Seq, trimmed.Val(), exists)
+	trimmed, _ := parts[2].([]any)
+	exists, _ := parts[3].([]any)
+	if len(trimmed) != len(q.channels) || len(exists) != len(q.channels) {
+		return Snapshot{}, fmt.Errorf("read position of tenant %s: unexpected gap check %v", q.tenantID, reply)
+	}
+	snap.Gap = h.gap(q.after, q.w, snap.Seq, trimmed, exists)
 	return snap, nil
 }
 
 // gap reports whether an event after the id after may be gone from one of the channels whose
 // trim marks and log existence are given, for a tenant whose newest sequence number is seq.
-func (h *History) gap(after string, w Window, seq uint64, trimmed []any, exists []*redis.IntCmd) bool {
+func (h *History) gap(after string, w Window, seq uint64, trimmed, exists []any) bool {
 	afterMs, afterSeq, _ := ParseID(after)
 	// A channel's log expires whole window + linger after its last event. So a log that is
 	// gone proves nothing was published on it after a cursor younger than that; only an older
@@ -120,7 +177,7 @@ func (h *History) gap(after string, w Window, seq uint64, trimmed []any, exists 
 		if _, s, ok := ParseID(str(v)); ok && s > afterSeq {
 			return true // an event after the cursor was trimmed
 		}
-		if stale && exists[i].Val() == 0 {
+		if n, _ := exists[i].(int64); stale && n == 0 {
 			// The log expired after a quiet window: whether it held something after the
 			// cursor cannot be known any more.
 			return true

@@ -76,7 +76,7 @@ func (h *History) Page(ctx context.Context, tenantID, channel, epoch, after stri
 	}
 	return Page{
 		Messages:  messages(rng.Val()),
-		Truncated: h.gap(after, w, seq, trimmed.Val(), []*redis.IntCmd{exists}),
+		Truncated: h.gap(after, w, seq, trimmed.Val(), []any{exists.Val()}),
 	}, nil
 }
 
