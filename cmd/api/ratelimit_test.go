@@ -192,10 +192,14 @@ func TestStreamConnectRateLimits(t *testing.T) {
 		n := startNode(t, nil, map[string]string{"STREAMGATE_RATE_STREAM_TENANT": "2-M"})
 		a, b := n.signup(t, "Acme"), n.signup(t, "Beta")
 		ta, tb := n.token(t, a, "u", []string{"*"}, 0), n.token(t, b, "u", []string{"*"}, 0)
-		n.openStream(t, ta, "chat.x")
+		first := n.openStream(t, ta, "chat.x")
+		if got := first.stream.Response.Header.Get("X-RateLimit-Remaining"); got != "1" {
+			t.Errorf("first stream: X-RateLimit-Remaining %q, want 1", got)
+		}
 		n.openStream(t, ta, "chat.y")
 		over := n.do(t, call{method: "GET", path: "/v1/stream?channel=chat.x&token=" + ta})
 		wantRateLimited(t, over, 61)
+		wantRateHeaders(t, over, 2, 0, time.Minute)
 		if !strings.Contains(string(over.Body), "tenant") {
 			t.Errorf("message %s does not say it is the tenant's limit", over.Body)
 		}

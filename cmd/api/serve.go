@@ -125,16 +125,17 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 	n.presence = presence.New(rdb, presence.Config{NodeID: cfg.NodeID, Lease: cfg.PresenceLease, Sharded: stream.Sharded(rdb),
 		OnChange: presenceWebhooks(events, log)}, log)
 	n.streams = delivery.New(delivery.Config{NodeID: cfg.NodeID}, delivery.Deps{
-		Registry: n.registry,
-		Hub:      n.hub,
-		History:  history,
-		Records:  cluster.NewRecords(rdb),
-		Nodes:    view,
-		Leases:   n.leases,
-		Calls:    n.calls,
-		Tenants:  tenants,
-		Events:   events,
-		Presence: n.presence,
+		Registry:  n.registry,
+		Hub:       n.hub,
+		History:   history,
+		Records:   cluster.NewRecords(rdb),
+		Nodes:     view,
+		Leases:    n.leases,
+		Admission: cluster.NewAdmission(n.leases, history),
+		Calls:     n.calls,
+		Tenants:   tenants,
+		Events:    events,
+		Presence:  n.presence,
 	}, log)
 	updates := jobs.NewUpdates(rdb)
 	updates.Retention = cfg.JobRetention

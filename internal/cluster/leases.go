@@ -31,9 +31,9 @@ var (
 )
 
 // Leases keeps the exact, cluster-wide count of each tenant's open streams behind
-// max_connections. Each node holds a lease on its share of a tenant's count: Acquire takes one
-// connection atomically against the cap (one round trip), Release gives it back, and Run renews
-// the node's shares with its own exact counts, so a lost release heals at the next renewal and
+// max_connections. Each node holds a lease on its share of a tenant's count: a stream's
+// admission (Admission.Admit) takes one connection atomically against the cap, Release gives it
+// back, and Run renews the node's shares with its own exact counts, so a lost release heals at the next renewal and
 // a dead node's share expires with its lease.
 //
 // The count is exact while Redis answers: two nodes cannot both take the last connection. It
@@ -45,7 +45,7 @@ type Leases struct {
 	ttl    time.Duration
 	log    *slog.Logger
 
-	// renew excludes Acquire and Release (readers) while it writes absolute counts, so that a
+	// renew excludes Admit and Release (readers) while it writes absolute counts, so that a
 	// renewal never overwrites a change made in Redis but not yet counted here.
 	renew  sync.RWMutex
 	mu     sync.Mutex
@@ -57,22 +57,7 @@ func NewLeases(rdb redis.UniversalClient, nodeID string, log *slog.Logger) *Leas
 	return &Leases{rdb: rdb, nodeID: nodeID, ttl: LeaseTTL, log: log, counts: make(map[string]int)}
 }
 
-// Acquire takes one of tenantID's max connections for this node. It reports false with the
-// tenant's current total when the cap is reached.
-func (l *Leases) Acquire(ctx context.Context, tenantID string, max int) (ok bool, total int, err error) {
-	l.renew.RLock()
-	defer l.renew.RUnlock()
-	res, err := l.run(ctx, tenantID, "acquire", max)
-	if err != nil {
-		return false, 0, fmt.Errorf("take a connection: %w", err)
-	}
-	if res[0] == 1 {
-		l.add(tenantID, 1)
-	}
-	return res[0] == 1, int(res[1]), nil
-}
-
-// Release gives back a connection Acquire took. When Redis cannot be reached the local count
+// Release gives back a connection a stream's admission (Admission.Admit) took. When Redis cannot be reached the local count
 // still drops, and the next renewal corrects Redis.
 func (l *Leases) Release(tenantID string) {
 	l.renew.RLock()

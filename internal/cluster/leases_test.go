@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -10,7 +11,18 @@ import (
 
 	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/redistest"
+	"github.com/streamgate/streamgate/internal/stream"
 )
+
+// acquire takes one of tenantID's connections for l's node as a stream's admission does.
+func acquire(ctx context.Context, l *Leases, tenantID string, max int) (ok bool, total int, err error) {
+	got, err := NewAdmission(l, stream.NewHistory(l.rdb)).Admit(ctx, Admit{TenantID: tenantID, SessionID: "ses_lease", Max: max,
+		Position: stream.NewSnapshotQuery(tenantID, nil, "", stream.Window{}, false)})
+	if errors.Is(err, ErrAtCapacity) {
+		return false, got.Total, nil
+	}
+	return got.Leased, got.Total, err
+}
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -34,7 +46,7 @@ func TestLeasesHoldTheCapUnderRacingNodes(t *testing.T) {
 	for _, l := range nodes {
 		for range 10 {
 			wg.Go(func() {
-				ok, _, err := l.Acquire(ctx, "tn_a", max)
+				ok, _, err := acquire(ctx, l, "tn_a", max)
 				if err != nil {
 					t.Error(err)
 				}
@@ -48,15 +60,15 @@ func TestLeasesHoldTheCapUnderRacingNodes(t *testing.T) {
 	if got := taken.Load(); got != max {
 		t.Fatalf("%d connections taken, want exactly %d", got, max)
 	}
-	if ok, total, _ := nodes[0].Acquire(ctx, "tn_a", max); ok || total != max {
+	if ok, total, _ := acquire(ctx, nodes[0], "tn_a", max); ok || total != max {
 		t.Fatalf("at the cap: ok=%v total=%d", ok, total)
 	}
 	nodes[1].Release("tn_a")
-	if ok, _, _ := nodes[0].Acquire(ctx, "tn_a", max); !ok {
+	if ok, _, _ := acquire(ctx, nodes[0], "tn_a", max); !ok {
 		t.Fatal("a released connection could not be taken again")
 	}
 	// Other tenants have their own count.
-	if ok, _, _ := nodes[0].Acquire(ctx, "tn_b", 1); !ok {
+	if ok, _, _ := acquire(ctx, nodes[0], "tn_b", 1); !ok {
 		t.Fatal("another tenant was refused")
 	}
 }
@@ -72,11 +84,11 @@ func TestLeasesOfADeadNodeExpire(t *testing.T) {
 	dead := NewLeases(rdb, "node-dead", slog.New(slog.DiscardHandler))
 	live.ttl, dead.ttl = 300*time.Millisecond, 300*time.Millisecond
 	for _, l := range []*Leases{live, dead} {
-		if ok, _, err := l.Acquire(ctx, "tn_a", 2); !ok || err != nil {
+		if ok, _, err := acquire(ctx, l, "tn_a", 2); !ok || err != nil {
 			t.Fatalf("acquire: %v %v", ok, err)
 		}
 	}
-	if ok, _, _ := live.Acquire(ctx, "tn_a", 2); ok {
+	if ok, _, _ := acquire(ctx, live, "tn_a", 2); ok {
 		t.Fatal("a third connection was taken with a cap of 2")
 	}
 	// A release Redis never saw: the live node's renewal writes its true count.
@@ -87,7 +99,7 @@ func TestLeasesOfADeadNodeExpire(t *testing.T) {
 		if err := live.Renew(ctx); err != nil {
 			t.Fatal(err)
 		}
-		ok, total, err := live.Acquire(ctx, "tn_a", 2)
+		ok, total, err := acquire(ctx, live, "tn_a", 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +128,7 @@ func TestLeasesOfADeadNodeExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ok, _, _ := live.Acquire(ctx, "tn_a", 2); ok {
+	if ok, _, _ := acquire(ctx, live, "tn_a", 2); ok {
 		t.Fatal("a renewed lease stopped counting")
 	}
 	// Back to zero: the node's field is gone.

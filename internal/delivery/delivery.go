@@ -76,10 +76,16 @@ type Nodes interface {
 	TenantUsage(ctx context.Context, tenantID, except string) (cluster.TenantReport, error)
 }
 
-// Leases count a tenant's open streams over the cluster, exactly, for max_connections.
+// Leases count a tenant's open streams over the cluster, exactly, for max_connections: a stream's
+// admission takes one, Release gives it back.
 type Leases interface {
-	Acquire(ctx context.Context, tenantID string, max int) (ok bool, total int, err error)
 	Release(tenantID string)
+}
+
+// Admission admits a stream in one Redis round trip: the tenant's connect rate and
+// max_connections, the session's record and the position it starts from (see cluster.Admit).
+type Admission interface {
+	Admit(ctx context.Context, a cluster.Admit) (cluster.Admitted, error)
 }
 
 // Calls reach the node that holds a stream.
@@ -134,14 +140,15 @@ type Config struct {
 
 // Deps are the parts of the node a stream's life runs on.
 type Deps struct {
-	Registry *session.Registry
-	Hub      Hub
-	History  History
-	Records  Records
-	Nodes    Nodes
-	Leases   Leases
-	Calls    Calls
-	Tenants  Tenants
+	Registry  *session.Registry
+	Hub       Hub
+	History   History
+	Records   Records
+	Nodes     Nodes
+	Leases    Leases
+	Admission Admission
+	Calls     Calls
+	Tenants   Tenants
 	// Events hears of evicted sessions; nil tells no one.
 	Events Events
 	// Presence may be nil: then no channel keeps presence.

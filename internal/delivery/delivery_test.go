@@ -63,16 +63,18 @@ func newFixtureFor(t *testing.T, tn tenant.Tenant) *fixture {
 
 // service is the lifecycle of the fixture's node with cfg, hub and history.
 func (f *fixture) service(cfg Config, hub Hub, history History) *Service {
+	leases := cluster.NewLeases(f.rdb, "node-a", slog.New(slog.DiscardHandler))
 	return New(cfg, Deps{
-		Registry: f.reg,
-		Hub:      hub,
-		History:  history,
-		Records:  cluster.NewRecords(f.rdb),
-		Nodes:    loneNode{},
-		Leases:   cluster.NewLeases(f.rdb, "node-a", slog.New(slog.DiscardHandler)),
-		Calls:    nil, // one node: nothing is ever called remotely
-		Tenants:  staticTenants{f.tenant},
-		Presence: presence.New(f.rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
+		Registry:  f.reg,
+		Hub:       hub,
+		History:   history,
+		Records:   cluster.NewRecords(f.rdb),
+		Nodes:     loneNode{},
+		Leases:    leases,
+		Admission: cluster.NewAdmission(leases, stream.NewHistory(f.rdb)),
+		Calls:     nil, // one node: nothing is ever called remotely
+		Tenants:   staticTenants{f.tenant},
+		Presence:  presence.New(f.rdb, presence.Config{NodeID: "node-a"}, slog.New(slog.DiscardHandler)),
 	}, slog.New(slog.DiscardHandler))
 }
 
@@ -598,9 +600,10 @@ func TestRevocationsMissedByPubSubAreCaught(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := session.NewRegistry("node-a", session.Config{})
+			leases := cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler))
 			svc := New(Config{NodeID: "node-a", Revalidate: tc.every}, Deps{
 				Registry: reg, Hub: hub, History: stream.NewHistory(rdb), Records: cluster.NewRecords(rdb),
-				Nodes: loneNode{}, Leases: cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler)), Tenants: store,
+				Nodes: loneNode{}, Leases: leases, Admission: cluster.NewAdmission(leases, stream.NewHistory(rdb)), Tenants: store,
 			}, slog.New(slog.DiscardHandler))
 			runCtx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -23,6 +24,20 @@ type Request struct {
 	Channels []string
 	Cursor   string
 	Log      *Log
+	// Rate is the tenant's connect rate, counted in the stream's admission; a zero Limit
+	// counts nothing.
+	Rate ratelimit.Rate
+}
+
+// RateLimitedError refuses a stream over its tenant's connect rate; Result says when the
+// window starts again.
+type RateLimitedError struct {
+	Rate   ratelimit.Rate
+	Result ratelimit.Result
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("over the tenant's stream connect rate (%s)", e.Rate)
 }
 
 // Log is a stream on a tenant-wide log that a front end filters per subscriber (the Mercure
@@ -88,9 +103,11 @@ func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 		}
 	}
 
-	leased, err := s.lease(ctx, t, plan.id)
-	if err != nil {
-		return nil, err
+	// A resume of a session this node still streams takes over that stream's connection: the
+	// old one is about to be closed. Any other stream takes one in its admission.
+	leased := false
+	if old := s.live.get(plan.id); old != nil {
+		leased = old.takeLease()
 	}
 	info := session.Info{ID: plan.id, TenantID: t.ID, Sub: claims.Sub, KeyID: claims.KeyID, TokenExp: claims.ExpiresAt}
 	sess, err := s.register(info, channels, t.Limits.MaxSubscriptionsPerSession)
@@ -102,7 +119,7 @@ func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 	}
 	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: Window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
 	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	if err := s.setUp(ctx, st, plan, claims); err != nil {
+	if err := s.setUp(ctx, st, plan, claims, req.Rate, t.Limits.MaxConnections); err != nil {
 		st.release()
 		return nil, err
 	}
@@ -122,9 +139,11 @@ func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 	return st, nil
 }
 
-// setUp subscribes the node to the stream's channels, reads where the tenant's log stands and
-// what must be replayed, and records the session.
-func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenant.Claims) error {
+// setUp subscribes the node to the stream's channels, then admits the stream in one round trip
+// to Redis: its tenant's connect rate and max_connections (one connection taken unless the
+// stream took over one), the session's record, and where the tenant's log stands with what must
+// be replayed.
+func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenant.Claims, rate ratelimit.Rate, maxConns int) error {
 	channels := plan.channels
 	if st.log != nil {
 		channels = []string{st.log.Channel}
@@ -135,14 +154,46 @@ func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenan
 		}
 		st.acquired = append(st.acquired, ch)
 	}
+	st.connectedAt = time.Now()
+	if plan.record != nil {
+		st.connectedAt = plan.record.ConnectedAt
+	}
 	// The position is read after subscribing: whatever is published from here on is either
 	// live or at most the floor, and the replay covers everything up to the floor.
 	// A resume replays state changes from history; a fresh start gets the current states.
 	fresh := plan.after == "" || plan.reset != ""
-	snap, err := s.History.Snapshot(ctx, st.tenantID, channels, plan.after, st.window, fresh && st.log == nil)
-	if err != nil {
+	ad := cluster.Admit{
+		TenantID: st.tenantID, SessionID: plan.id, Rate: rate,
+		Position: stream.NewSnapshotQuery(st.tenantID, channels, plan.after, st.window, fresh && st.log == nil),
+	}
+	if !st.leased {
+		ad.Max = maxConns
+	}
+	if st.log == nil { // a log stream resumes from its log, not by session: no record
+		ad.Record = &cluster.SessionRecord{ID: plan.id, TenantID: st.tenantID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: plan.channels}
+		ad.TTL = st.ttl
+		if plan.record != nil {
+			// Saved only if no sessions-API change came in since the plan read it; else Open
+			// plans again with what the change left.
+			ad.Record.Version = plan.record.Version
+		}
+	}
+	got, err := s.Admission.Admit(ctx, ad)
+	st.rate = got.Rate
+	if got.Leased {
+		st.mu.Lock()
+		st.leased = true
+		st.mu.Unlock()
+	}
+	switch {
+	case errors.Is(err, cluster.ErrRateLimited):
+		return &RateLimitedError{Rate: rate, Result: got.Rate}
+	case errors.Is(err, cluster.ErrAtCapacity):
+		return fmt.Errorf("the tenant has reached its max_connections of %d (%d open): %w", maxConns, got.Total, session.ErrLimitExceeded)
+	case err != nil:
 		return err
 	}
+	snap := got.Snapshot
 	if !fresh && snap.Gap {
 		plan.reset = streamgate.ReasonWindowExceeded // trimmed between the first look and now
 	}
@@ -155,21 +206,7 @@ func (s *Service) setUp(ctx context.Context, st *Stream, plan plan, claims tenan
 	st.prefix = []byte(st.cursor.Prefix())
 	st.reset = plan.reset
 	st.states = snap.States
-
-	st.connectedAt = time.Now()
-	if plan.record != nil {
-		st.connectedAt = plan.record.ConnectedAt
-	}
-	if st.log != nil {
-		return nil // nothing to resume by session: a log stream resumes from its log
-	}
-	rec := cluster.SessionRecord{ID: plan.id, TenantID: st.tenantID, Sub: claims.Sub, NodeID: s.cfg.NodeID, ConnectedAt: st.connectedAt, Channels: plan.channels}
-	if plan.record != nil {
-		// Saved only if no sessions-API change came in since the plan read it; else Open
-		// plans again with what the change left.
-		rec.Version = plan.record.Version
-	}
-	return s.Records.Save(ctx, rec, st.ttl)
+	return nil
 }
 
 // plan is what a stream request resolves to before anything is registered.
@@ -219,23 +256,6 @@ func (s *Service) plan(ctx context.Context, req Request) (plan, error) {
 		p.channels = req.Channels
 	}
 	return p, nil
-}
-
-// lease takes one of the tenant's max_connections, exact over the cluster. A resume of a
-// session this node still streams takes over that stream's connection instead: the old one is
-// about to be closed. It reports whether the stream holds a connection to give back.
-func (s *Service) lease(ctx context.Context, t tenant.Tenant, sessionID string) (bool, error) {
-	if old := s.live.get(sessionID); old != nil && old.takeLease() {
-		return true, nil
-	}
-	ok, total, err := s.Leases.Acquire(ctx, t.ID, t.Limits.MaxConnections)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		return false, fmt.Errorf("the tenant has reached its max_connections of %d (%d open): %w", t.Limits.MaxConnections, total, session.ErrLimitExceeded)
-	}
-	return true, nil
 }
 
 // register adds the session to this node's registry. A resume of a session this node still

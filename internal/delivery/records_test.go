@@ -17,21 +17,21 @@ import (
 	"github.com/streamgate/streamgate/internal/stream"
 )
 
-// gatedRecords holds the first Save until released, so that a test can put another write of
+// gatedAdmission holds the first Admit until released, so that a test can put another write of
 // the same record in between a resume's read and its write.
-type gatedRecords struct {
-	Records
+type gatedAdmission struct {
+	Admission
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (g *gatedRecords) Save(ctx context.Context, rec cluster.SessionRecord, ttl time.Duration) error {
+func (g *gatedAdmission) Admit(ctx context.Context, a cluster.Admit) (cluster.Admitted, error) {
 	g.once.Do(func() {
 		close(g.entered)
 		<-g.release
 	})
-	return g.Records.Save(ctx, rec, ttl)
+	return g.Admission.Admit(ctx, a)
 }
 
 // A channel added through the sessions API while the session resumes on another node is not
@@ -48,17 +48,19 @@ func TestSubscribeRacingAResumeOnAnotherNode(t *testing.T) {
 	c.ended()
 
 	// Node B, on the same Redis, whose first record write waits.
-	records := &gatedRecords{Records: cluster.NewRecords(f.rdb), entered: make(chan struct{}), release: make(chan struct{})}
+	leasesB := cluster.NewLeases(f.rdb, "node-b", slog.New(slog.DiscardHandler))
+	admission := &gatedAdmission{Admission: cluster.NewAdmission(leasesB, stream.NewHistory(f.rdb)), entered: make(chan struct{}), release: make(chan struct{})}
 	regB := session.NewRegistry("node-b", session.Config{})
 	nodeB := New(Config{NodeID: "node-b"}, Deps{
-		Registry: regB,
-		Hub:      nopHub{},
-		History:  stream.NewHistory(f.rdb),
-		Records:  records,
-		Nodes:    loneNode{},
-		Leases:   cluster.NewLeases(f.rdb, "node-b", slog.New(slog.DiscardHandler)),
-		Tenants:  staticTenants{f.tenant},
-		Presence: presence.New(f.rdb, presence.Config{NodeID: "node-b"}, slog.New(slog.DiscardHandler)),
+		Registry:  regB,
+		Hub:       nopHub{},
+		History:   stream.NewHistory(f.rdb),
+		Records:   cluster.NewRecords(f.rdb),
+		Nodes:     loneNode{},
+		Leases:    leasesB,
+		Admission: admission,
+		Tenants:   staticTenants{f.tenant},
+		Presence:  presence.New(f.rdb, presence.Config{NodeID: "node-b"}, slog.New(slog.DiscardHandler)),
 	}, slog.New(slog.DiscardHandler))
 
 	type opened struct {
@@ -73,7 +75,7 @@ func TestSubscribeRacingAResumeOnAnotherNode(t *testing.T) {
 		resumed <- opened{st, err}
 	}()
 	select {
-	case <-records.entered:
+	case <-admission.entered:
 	case <-time.After(wait):
 		t.Fatal("the resume never reached its record write")
 	}
@@ -84,7 +86,7 @@ func TestSubscribeRacingAResumeOnAnotherNode(t *testing.T) {
 	if err := f.svc.Subscribe(ctx, claims, f.tenant, sid, "x"); err != nil {
 		t.Fatalf("subscribe during the resume: %v", err)
 	}
-	close(records.release)
+	close(admission.release)
 
 	var r opened
 	select {

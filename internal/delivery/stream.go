@@ -10,6 +10,7 @@ import (
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
@@ -49,8 +50,13 @@ type Stream struct {
 	closed   bool
 	leased   bool // holds one of the tenant's max_connections
 
+	rate ratelimit.Result // the tenant's connect rate after this connect, when counted
+
 	closeOnce sync.Once
 }
+
+// Rate is the tenant's connect rate as this stream's admission left it (zero when not counted).
+func (st *Stream) Rate() ratelimit.Result { return st.rate }
 
 // SessionID returns the stream's session id.
 func (st *Stream) SessionID() string { return st.sess.ID() }

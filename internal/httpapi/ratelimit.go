@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/streamgate/streamgate/internal/delivery"
 	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 )
@@ -27,6 +29,12 @@ func (s *Server) limit(ctx context.Context, h http.Header, key string, n int64, 
 		s.log.WarnContext(ctx, "rate limiter unavailable", "limit", what, "err", err)
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: messageUnavailable}
 	}
+	return rateAnswer(h, res, n, rate, what)
+}
+
+// rateAnswer reports res, a count of n against rate, in h, and refuses the request with a 429
+// when it went over (nil when it may go on).
+func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rate, what string) *Error {
 	setRateHeaders(h, res)
 	if !res.Reached {
 		return nil
@@ -118,7 +126,33 @@ func (s *Server) limitStreamClient(r *http.Request, h http.Header) *Error {
 		s.cfg.Rates.StreamClient, "the stream connect rate per client address")
 }
 
+// limitStreamTenant counts a Mercure subscription against the tenant's connect rate before the
+// subscriber is announced; the count is the same one a stream's admission keeps (same key, same
+// window).
 func (s *Server) limitStreamTenant(ctx context.Context, h http.Header, tenantID string) *Error {
-	return s.limit(ctx, h, keys.RateLimitStreamTenant(tenantID), 1,
-		s.cfg.Rates.StreamTenant, "the tenant's stream connect rate")
+	return s.limit(ctx, h, keys.RateLimitStreamTenant(tenantID), 1, s.cfg.Rates.StreamTenant, streamTenantWhat)
+}
+
+const streamTenantWhat = "the tenant's stream connect rate"
+
+// streamTenantRate is the tenant's stream connect rate, counted in the stream's admission (one
+// round trip with its connection and record), or nothing without a limiter.
+func (s *Server) streamTenantRate() ratelimit.Rate {
+	if s.limiter == nil {
+		return ratelimit.Rate{}
+	}
+	return s.cfg.Rates.StreamTenant
+}
+
+// streamTenantAnswer reports the tenant's connect rate after a stream's admission in h: err is
+// Open's error (a 429 when the admission refused the rate), st the stream on success.
+func streamTenantAnswer(h http.Header, st *delivery.Stream, err error) *Error {
+	var limited *delivery.RateLimitedError
+	if errors.As(err, &limited) {
+		return rateAnswer(h, limited.Result, 1, limited.Rate, streamTenantWhat)
+	}
+	if st != nil && st.Rate().Limit > 0 {
+		setRateHeaders(h, st.Rate())
+	}
+	return nil
 }

@@ -66,8 +66,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 	st.Serve(&httpSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout})
 }
 
-// openStream reads the request (token, channels, cursor), authenticates it, counts it against
-// the tenant's connect rate (reported in h) and opens the stream.
+// openStream reads the request (token, channels, cursor), authenticates it and opens the
+// stream, counted against the tenant's connect rate (reported in h).
 func (s *Server) openStream(r *http.Request, h http.Header) (*delivery.Stream, *Error) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -86,9 +86,6 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*delivery.Stream, *
 	if err != nil {
 		return nil, toError(s.log, err)
 	}
-	if e := s.limitStreamTenant(ctx, h, t.ID); e != nil {
-		return nil, e
-	}
 	channels, e := queryChannels(q["channel"])
 	if e != nil {
 		return nil, e
@@ -97,7 +94,10 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*delivery.Stream, *
 	if cursor == "" {
 		cursor = q.Get("last_event_id")
 	}
-	st, err := s.streams.Open(ctx, delivery.Request{Claims: claims, Tenant: t, Channels: channels, Cursor: cursor})
+	st, err := s.streams.Open(ctx, delivery.Request{Claims: claims, Tenant: t, Channels: channels, Cursor: cursor, Rate: s.streamTenantRate()})
+	if e := streamTenantAnswer(h, st, err); e != nil {
+		return nil, e
+	}
 	if err != nil {
 		return nil, toError(s.log, err)
 	}

@@ -105,3 +105,20 @@ func (l *Limiter) storeFor() (limiter.Store, error) {
 	l.store.CompareAndSwap(nil, &storeRef{s})
 	return l.store.Load().Store, nil
 }
+
+// ResultOf is the standing of a key counted to count, with pttl milliseconds left in its window
+// (as Redis's PTTL says; 0 or less: a fresh window), by a script that counts a rate along with
+// other work in one round trip the way the Redis store of github.com/ulule/limiter does
+// (INCRBY, and PEXPIRE with the period on the window's first take).
+func ResultOf(rate Rate, count, pttl int64, now time.Time) Result {
+	reset := now.Add(rate.Period)
+	if pttl > 0 {
+		reset = now.Add(time.Duration(pttl) * time.Millisecond)
+	}
+	return Result{
+		Limit:     rate.Limit,
+		Remaining: max(rate.Limit-count, 0),
+		Reset:     time.Unix(reset.Unix(), 0),
+		Reached:   count > rate.Limit,
+	}
+}
