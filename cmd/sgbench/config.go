@@ -25,6 +25,7 @@ type config struct {
 	Payload        int
 	Duration       time.Duration
 	Settle         time.Duration
+	AfterLeave     time.Duration
 	Drain          time.Duration
 	ConnectTimeout time.Duration
 	WaitReady      time.Duration
@@ -81,6 +82,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Payload, "payload", 100, "size of each event's data in `bytes` (at least the ~40 the payload needs)")
 	fs.DurationVar(&c.Duration, "duration", 2*time.Minute, "cap on the whole run; whatever is unfinished then is reported as such")
 	fs.DurationVar(&c.Settle, "settle", time.Second, "pause after connecting, before sampling server memory and publishing")
+	fs.DurationVar(&c.AfterLeave, "after-leave", 0, "after every session has left, wait this long and sample the servers' memory again (0: don't)")
 	fs.DurationVar(&c.Drain, "drain", 3*time.Second, "after the last publish, stop waiting for deliveries once none arrive for this long")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 15*time.Second, "one session's limit from dialling to its connected event")
 	fs.DurationVar(&c.WaitReady, "wait-ready", 0, "poll each URL's /readyz for up to this long before starting (0: check once)")
@@ -179,7 +181,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if c.Duration <= 0 || c.Duration > 24*time.Hour {
 		fail("-duration must be above 0 and at most 24h")
 	}
-	for name, d := range map[string]time.Duration{"settle": c.Settle, "drain": c.Drain, "wait-ready": c.WaitReady} {
+	for name, d := range map[string]time.Duration{"settle": c.Settle, "after-leave": c.AfterLeave, "drain": c.Drain, "wait-ready": c.WaitReady} {
 		if d < 0 || d > time.Hour {
 			fail("-%s must be 0 to 1h", name)
 		}

@@ -137,6 +137,13 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		}
 	}
 	workers = nil
+	if cfg.AfterLeave > 0 && ctx.Err() == nil {
+		// The workers are gone and their sockets with them: what the api keeps now, it keeps
+		// after a burst of clients.
+		_ = sleep(ctx, cfg.AfterLeave)
+		samp.afterLeave = cfg.AfterLeave
+		_ = samp.take(phaseLeft)
+	}
 	if self, err := readProc(os.Getpid()); err == nil {
 		clientCPU += time.Duration(self.CPU * float64(time.Second))
 	}

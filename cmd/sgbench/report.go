@@ -85,6 +85,8 @@ type serverReport struct {
 	RSSBeforeKiB     int64   `json:"rss_before_kib"`
 	RSSConnectedKiB  int64   `json:"rss_connected_kib"`
 	RSSEndKiB        int64   `json:"rss_end_kib"`
+	RSSLeftKiB       int64   `json:"rss_left_kib,omitempty"` // AfterLeave after the sessions left
+	AfterLeave       string  `json:"after_leave,omitempty"`
 	RSSPerConnKiB    float64 `json:"rss_per_conn_kib"`
 	ConnectCPU       float64 `json:"connect_cpu_seconds"`
 	CPUPerConnUS     float64 `json:"cpu_per_conn_us"`
@@ -194,6 +196,9 @@ func (r *report) fill(results []workerResult, pub pubResult, s *sampler, clientC
 				sv.CPUPerPublishMS = cpu / float64(pub.Accepted) * 1e3
 			}
 		}
+		if s.ok[phaseLeft] {
+			sv.RSSLeftKiB, sv.AfterLeave = s.apiRSS(phaseLeft), s.afterLeave.String()
+		}
 		r.Server = sv
 	}
 	if cpu, ok := s.redisCPU(phaseConnected, phaseEnd); ok {
@@ -261,6 +266,9 @@ func (r *report) table(out io.Writer) error {
 	}
 	if s := r.Server; s != nil {
 		row("api RSS", "%.0f → %.0f MiB: %.1f KiB per connection", float64(s.RSSBeforeKiB)/1024, float64(s.RSSConnectedKiB)/1024, s.RSSPerConnKiB)
+		if s.RSSLeftKiB > 0 && s.RSSBeforeKiB > 0 {
+			row("api RSS after leaving", "%.0f MiB %s after every session left: %.0f%% of before", float64(s.RSSLeftKiB)/1024, s.AfterLeave, 100*float64(s.RSSLeftKiB)/float64(s.RSSBeforeKiB))
+		}
 		row("api CPU connecting", "%.2f s (%.0f µs per connection)", s.ConnectCPU, s.CPUPerConnUS)
 		if r.Events > 0 {
 			row("api CPU publishing", "%.2f s: %.2f µs per delivery, %.3f ms per publish", s.PublishCPU, s.CPUPerDeliveryUS, s.CPUPerPublishMS)

@@ -12,6 +12,7 @@ const (
 	phaseBefore    phase = iota // before any session connects
 	phaseConnected              // every session connected, after -settle; publishing starts
 	phaseEnd                    // deliveries drained
+	phaseLeft                   // -after-leave after every session left
 	numPhases
 )
 
@@ -25,6 +26,8 @@ type sampler struct {
 	ok    [numPhases]bool
 	when  [numPhases]time.Time
 	lastE error
+	// afterLeave is how long after the sessions left phaseLeft was taken.
+	afterLeave time.Duration
 }
 
 // take samples every process. A failure at phaseBefore means a wrong pid: it is returned so the

@@ -15,6 +15,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
+	"github.com/streamgate/streamgate/internal/memory"
 	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
@@ -332,8 +333,9 @@ func (s *Service) Usage(ctx context.Context, tenantID string) (connections, subs
 
 // liveSet indexes this node's open streams by session id, for the sessions API.
 type liveSet struct {
-	mu sync.Mutex
-	m  map[string]*Stream
+	mu   sync.Mutex
+	m    map[string]*Stream
+	high int // the most streams held since m was last sized (memory.Shrink)
 }
 
 func (l *liveSet) add(st *Stream) {
@@ -347,6 +349,7 @@ func (l *liveSet) remove(st *Stream) {
 	l.mu.Lock()
 	if l.m[st.sess.ID()] == st {
 		delete(l.m, st.sess.ID())
+		l.m = memory.Shrink(l.m, &l.high)
 	}
 	l.mu.Unlock()
 }

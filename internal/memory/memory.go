@@ -10,6 +10,7 @@ package memory
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -59,7 +60,9 @@ func containerLimit(files ...string) int64 {
 // A burst leaves two kinds of memory behind: heap freed by a collection but still held from the
 // system, and garbage no collection has looked at yet (the heap's goal is twice what was live,
 // so on an idle node the next collection may be two minutes away). Once the heap in use stops
-// growing, a Trimmer that sees either runs a collection and returns what is free.
+// growing, a Trimmer that sees either runs a collection and returns what is free. When many
+// goroutines have ended since it last looked (clients left: each stream runs on one), it does
+// the same, since what the streams held is garbage no collection may look at for minutes.
 type Trimmer struct {
 	// Every is how often the heap is looked at.
 	Every time.Duration
@@ -72,7 +75,12 @@ type Trimmer struct {
 	last      time.Time
 	lastInUse uint64 // heap in use at the previous look
 	baseline  uint64 // heap in use right after the last return
+	peakG     uint64 // the most goroutines seen since the last return
 }
+
+// goneGoroutines is how many goroutines must have ended (and at least a quarter of the most
+// there were) for their memory to be worth a return.
+const goneGoroutines = 1000
 
 // NewTrimmer looks every 2 s and, once the heap in use stops growing (the burst is over),
 // returns memory when more than 32 MiB can go, at most once every 10 s.
@@ -97,15 +105,17 @@ func (t *Trimmer) Run(ctx context.Context) {
 // Step looks at the heap once and returns memory if that is worth it. It reports whether it
 // did.
 func (t *Trimmer) Step(now time.Time) bool {
-	free, inUse := Heap()
+	free, inUse, g := read()
 	growing := inUse > t.lastInUse+t.lastInUse/20
 	t.lastInUse = inUse
+	t.peakG = max(t.peakG, g)
 	if growing || (!t.last.IsZero() && now.Sub(t.last) < t.Gap) {
 		return false
 	}
-	held := free >= t.MinFree && free >= inUse/2 // freed, not returned
-	grown := inUse >= t.baseline+t.MinFree       // garbage or new live heap since the last return
-	if !held && !grown {
+	held := free >= t.MinFree && free >= inUse/2                  // freed, not returned
+	grown := inUse >= t.baseline+t.MinFree                        // garbage or new live heap since the last return
+	left := t.peakG >= g+goneGoroutines && g <= t.peakG-t.peakG/4 // streams ended since
+	if !held && !grown && !left {
 		return false
 	}
 	t.last = now
@@ -114,7 +124,7 @@ func (t *Trimmer) Step(now time.Time) bool {
 	// requests' net/http buffers (through pooled gin contexts): kilobytes per connection.
 	runtime.GC()
 	debug.FreeOSMemory()
-	_, t.baseline = Heap()
+	_, t.baseline, t.peakG = read()
 	t.lastInUse = t.baseline
 	return true
 }
@@ -122,7 +132,31 @@ func (t *Trimmer) Step(now time.Time) bool {
 // Heap returns the heap memory that is free but still held from the system, and the heap
 // memory in use by objects.
 func Heap() (free, inUse uint64) {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64(), s[1].Value.Uint64() + s[2].Value.Uint64()
+	free, inUse, _ = read()
+	return free, inUse
 }
+
+// read returns Heap's figures and the number of live goroutines.
+func read() (free, inUse, goroutines uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64() + s[2].Value.Uint64(), s[3].Value.Uint64()
+}
+
+// Shrink returns m, or a copy of m sized to what it holds once that is under a quarter of the
+// most it held since it was last sized, which *high tracks: Go maps never give back the room a
+// burst of entries made them grow to. Call it after deleting from m and keep what it returns;
+// copying is amortised over the deletes that led to it.
+func Shrink[M ~map[K]V, K comparable, V any](m M, high *int) M {
+	n := len(m)
+	*high = max(*high, n+1) // m held one more before the delete
+	if *high < shrinkFrom || n > *high/4 {
+		return m
+	}
+	*high = n
+	return maps.Clone(m)
+}
+
+// shrinkFrom is the size below which a map is not worth resizing.
+const shrinkFrom = 1024

@@ -3,8 +3,10 @@ package memory
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,6 +78,45 @@ func TestTrimmerReturnsABurst(t *testing.T) {
 	}
 }
 
+// Memory goes back once many goroutines ended (clients left, their streams with them), though
+// the heap never looked freed: the streams' memory is garbage no collection has seen.
+func TestTrimmerReturnsWhenStreamsEnd(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection but the trimmer's
+	runtime.GC()
+	debug.FreeOSMemory()
+	tr := &Trimmer{MinFree: 1 << 40, Gap: time.Minute} // neither free nor grown heap ever counts
+	now := time.Now()
+	tr.Step(now)
+
+	stop := make(chan struct{})
+	var ended sync.WaitGroup
+	for range 2 * goneGoroutines {
+		ended.Go(func() {
+			<-stop
+			sink = append(sink, make([]byte, 4<<10)) // what a stream leaves behind
+		})
+	}
+	now = now.Add(2 * time.Minute)
+	if tr.Step(now) {
+		t.Fatal("memory returned while the goroutines were all there")
+	}
+	close(stop)
+	ended.Wait()
+	sink = nil
+	now = now.Add(2 * time.Second)
+	_, before := Heap()
+	tr.lastInUse = before
+	if !tr.Step(now) {
+		t.Fatalf("nothing returned after %d goroutines ended", 2*goneGoroutines)
+	}
+	if _, inUse := Heap(); inUse > before-4<<20 {
+		t.Errorf("after the step: %d KiB in use, %d KiB before", inUse>>10, before>>10)
+	}
+	if tr.Step(now.Add(2 * time.Minute)) {
+		t.Error("returned again with no goroutine gone since")
+	}
+}
+
 func TestContainerLimit(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -104,5 +145,36 @@ func TestContainerLimit(t *testing.T) {
 	}
 	if got := containerLimit(filepath.Join(dir, "none")); got != 0 {
 		t.Errorf("no file: %d", got)
+	}
+}
+
+// A map emptied after a burst is replaced by one sized to what is left; a map that only
+// breathes a little is kept as it is.
+func TestShrink(t *testing.T) {
+	m := make(map[int]int)
+	high := 0
+	for i := range 10_000 {
+		m[i] = i
+	}
+	copies := 0
+	for i := range 9_000 {
+		delete(m, i)
+		before := reflect.ValueOf(m).UnsafePointer()
+		m = Shrink(m, &high)
+		if reflect.ValueOf(m).UnsafePointer() != before {
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Errorf("%d copies while 10,000 entries went down to 1,000, want 1 (at a quarter)", copies)
+	}
+	if len(m) != 1_000 || m[9_500] != 9_500 {
+		t.Fatalf("after shrinking: %d entries, m[9500] = %d; want 1,000 and the value kept", len(m), m[9_500])
+	}
+	small := map[int]int{1: 1, 2: 2}
+	h := 0
+	delete(small, 1)
+	if got := Shrink(small, &h); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(small).UnsafePointer() {
+		t.Error("a small map was copied")
 	}
 }

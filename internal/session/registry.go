@@ -20,6 +20,7 @@ import (
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
+	"github.com/streamgate/streamgate/internal/memory"
 )
 
 var (
@@ -117,6 +118,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	sessions map[string]*Session
 	tenants  map[string]*tenant
+	high     int // the most sessions held since sessions was last sized (memory.Shrink)
 }
 
 // tenant is one tenant's part of the node. It is never deleted, so its counters survive its
@@ -124,6 +126,9 @@ type Registry struct {
 type tenant struct {
 	id       string
 	sessions map[string]*Session
+	// high and highChannels are the most sessions and channels held since their maps were
+	// last sized (memory.Shrink).
+	high, highChannels int
 	// channels is the reverse index: who on this node listens to each of the tenant's channels.
 	// A slice rather than a set, because Broadcast walks it for every event.
 	channels      map[string][]*Session
@@ -590,8 +595,10 @@ func (r *Registry) detachLocked(s *Session) bool {
 		return false
 	}
 	delete(r.sessions, s.info.ID)
+	r.sessions = memory.Shrink(r.sessions, &r.high)
 	t := s.tenant
 	delete(t.sessions, s.info.ID)
+	t.sessions = memory.Shrink(t.sessions, &t.high)
 	for _, x := range s.subs {
 		r.unindex(t, x.channel, x.pos)
 	}
@@ -622,6 +629,7 @@ func (r *Registry) unindex(t *tenant, channel string, pos int) {
 	switch {
 	case len(list) == 0:
 		delete(t.channels, channel)
+		t.channels = memory.Shrink(t.channels, &t.highChannels)
 		return
 	case cap(list) > 64 && len(list) < cap(list)/4:
 		// A channel that once had a crowd keeps no crowd-sized array.
