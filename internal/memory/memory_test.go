@@ -90,10 +90,11 @@ func TestTrimmerReturnsWhenStreamsEnd(t *testing.T) {
 
 	stop := make(chan struct{})
 	var ended sync.WaitGroup
-	for range 2 * goneGoroutines {
+	left := make([][]byte, 2*goneGoroutines)
+	for i := range left {
 		ended.Go(func() {
 			<-stop
-			sink = append(sink, make([]byte, 4<<10)) // what a stream leaves behind
+			left[i] = make([]byte, 4<<10) // what a stream leaves behind
 		})
 	}
 	now = now.Add(2 * time.Minute)
@@ -102,7 +103,7 @@ func TestTrimmerReturnsWhenStreamsEnd(t *testing.T) {
 	}
 	close(stop)
 	ended.Wait()
-	sink = nil
+	clear(left)
 	now = now.Add(2 * time.Second)
 	_, before := Heap()
 	tr.lastInUse = before
