@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	streamgate "github.com/streamgate/streamgate"
@@ -51,6 +52,13 @@ type Stream struct {
 	leased   bool // holds one of the tenant's max_connections
 
 	rate ratelimit.Result // the tenant's connect rate after this connect, when counted
+
+	// The writing side (Start): the writer, the batch it reuses, whether a goroutine is
+	// writing, and what to call when the stream is over.
+	w       *writer
+	batch   []*streamgate.Frame
+	running atomic.Bool
+	end     func()
 
 	closeOnce sync.Once
 }
@@ -156,14 +164,33 @@ func (st *Stream) takeLease() bool {
 	return ok
 }
 
-// Serve writes the stream to out until the session closes (evicted, expired, suspended, the
+// Serve writes the stream to out until it ends (see Start), and returns then.
+func (st *Stream) Serve(out Sink) {
+	ended := make(chan struct{})
+	st.Start(out, func() { close(ended) })
+	<-ended
+}
+
+// Start writes the stream to out until the session closes (evicted, expired, suspended, the
 // node stopping: a final notice goes out then), Close is called, or out fails: first the retry
 // advice and connected, reset where the resume could not be served, then the replay of what a
 // resumed session missed (or the current job and workflow states), then live frames above the
 // floor. Frames that are ready together go out in one batch.
-func (st *Stream) Serve(out Sink) {
-	s := st.svc
-	w := &writer{out: out, st: st}
+//
+// It returns at once. The writing runs on a goroutine that exists only while there is
+// something to write: the session wakes one when frames arrive, and it ends when they are
+// written, so an idle stream holds no goroutine. end is called once, on such a goroutine,
+// when the stream is over; nothing is written to out after it.
+func (st *Stream) Start(out Sink, end func()) {
+	st.w = &writer{out: out, st: st}
+	st.end = end
+	st.running.Store(true) // the first goroutine writes head and replay, then drains
+	go st.begin()
+}
+
+// begin writes the head and the replay, then goes live.
+func (st *Stream) begin() {
+	s, w := st.svc, st.w
 	head := []*streamgate.Frame{{Body: streamgate.AppendRetry(nil, s.cfg.Retry)}}
 	if st.log == nil {
 		head = append(head, st.connectedFrame())
@@ -172,35 +199,63 @@ func (st *Stream) Serve(out Sink) {
 		}
 	}
 	if err := w.write(head); err != nil {
+		st.end()
 		return
 	}
 	if err := st.replay(w); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			s.log.Debug("stream replay ended", "session", st.sess.ID(), "err", err)
 		}
+		st.end()
 		return
 	}
 	// From here on only live frames come, and those at or below the floor were replayed or
 	// predate the session.
 	w.raiseFloor(st.floorID, st.floor)
+	st.sess.SetWake(st.wake)
+	st.drain()
+}
 
-	sess := st.sess
-	batch := make([]*streamgate.Frame, 0, 16)
+// wake starts a goroutine to write what the session holds, unless one is running; the session
+// calls it with its lock held.
+func (st *Stream) wake() {
+	if st.running.CompareAndSwap(false, true) {
+		go st.drain()
+	}
+}
+
+// drain writes the session's pending frames until there are none, then returns, or ends the
+// stream when the session closed or a write failed. It runs with st.running set, one at a time.
+func (st *Stream) drain() {
+	sess, w := st.sess, st.w
 	for {
 		select {
-		case <-sess.Ready():
-			batch = sess.Take(batch[:0])
-			if err := st.writeLive(w, batch); err != nil {
-				return
-			}
-			clear(batch)
 		case <-sess.Done():
 			// Closed: a final notice goes out alone; what was still queued is left for a
-			// resume. A session closed because the client left has none.
+			// resume. A session closed because the client left has none. running stays set:
+			// nothing is written after this.
 			if f := sess.Final(); f != nil {
 				_ = w.write([]*streamgate.Frame{f})
 				st.evicted(f)
 			}
+			st.end()
+			return
+		default:
+		}
+		st.batch = sess.Take(st.batch[:0])
+		if len(st.batch) > 0 {
+			err := st.writeLive(w, st.batch)
+			clear(st.batch)
+			if err != nil {
+				st.end()
+				return
+			}
+			continue
+		}
+		// Nothing left. A wake that came since the Take found running set and did nothing:
+		// look again after clearing it.
+		st.running.Store(false)
+		if !sess.Pending() || !st.running.CompareAndSwap(false, true) {
 			return
 		}
 	}

@@ -29,8 +29,9 @@ type Info struct {
 // node holds tens of thousands of mostly idle sessions.
 const keptQueueCap = 64
 
-// Session is one live SSE connection, seen from its writer: wait on Ready and Done, Take the
-// pending frames, write them, report them with Wrote; after Done, write Final and return.
+// Session is one live SSE connection, seen from its writer: wait on Ready and Done (or be woken,
+// see SetWake), Take the pending frames, write them, report them with Wrote; after Done, write
+// Final and return.
 //
 // A Session has no goroutine or timer of its own; the registry's sweeps do the timing.
 type Session struct {
@@ -46,6 +47,9 @@ type Session struct {
 	warned atomic.Bool
 	ready  chan struct{}
 	done   chan struct{}
+	// wake, when set (SetWake), is called with mu held whenever frames become pending or the
+	// session closes: a writer that holds no goroutine while idle starts one then.
+	wake func()
 
 	// subs is guarded by reg.mu. It is sorted by channel and records where the session sits in
 	// each channel's subscriber list, so leaving a channel is a swap-remove, not a scan. It is
@@ -184,6 +188,9 @@ func (s *Session) notify() {
 	case s.ready <- struct{}{}:
 	default:
 	}
+	if s.wake != nil {
+		s.wake()
+	}
 }
 
 // close closes the session with final unless it is already closed; it reports whether this
@@ -201,7 +208,27 @@ func (s *Session) closeLocked(final *streamgate.Frame) bool {
 	s.closed = true
 	s.final = final
 	close(s.done)
+	if s.wake != nil {
+		s.wake()
+	}
 	return true
+}
+
+// SetWake makes the session call wake, with its lock held (wake must not block or call back
+// into the session), whenever frames become pending or it closes, from now on. A writer that
+// sets it must then look once for what is already pending (Pending).
+func (s *Session) SetWake(wake func()) {
+	s.mu.Lock()
+	s.wake = wake
+	s.mu.Unlock()
+}
+
+// Pending reports whether frames wait to be taken or the session is closed: whether a writer has
+// something to do.
+func (s *Session) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0 || s.closed
 }
 
 func (s *Session) isClosed() bool {
