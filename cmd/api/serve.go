@@ -227,6 +227,8 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	g.Go(func() error { return n.presence.Run(gctx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.occupancy.Run(gctx) })
+	// Streams still open when it stops (a failed loop) get a goroutine each to watch them.
+	g.Go(func() error { n.api.WatchClients(gctx); return nil })
 	// A burst's heap goes back to the system once it is over.
 	g.Go(func() error { memory.NewTrimmer().Run(gctx); return nil })
 	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })

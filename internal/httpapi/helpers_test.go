@@ -53,6 +53,7 @@ type testServer struct {
 	ready     *atomic.Bool
 	client    *http.Client
 	webhooks  *webhook.Store
+	api       *Server
 }
 
 // newTestServer builds the edge as cmd/api wires it, with only the parts the routes use: the
@@ -111,6 +112,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	g.Go(func() error { return streams.Run(gctx) })
 	g.Go(func() error { return leases.Run(gctx) })
 	g.Go(func() error { return tracker.Run(gctx) })
+	g.Go(func() error { api.WatchClients(gctx); return nil })
 	t.Cleanup(func() {
 		streams.Stop()
 		cancel()
@@ -122,7 +124,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	t.Cleanup(srv.Close)
 	return &testServer{
 		URL: srv.URL, rdb: rdb, tenants: tenants, history: history, publisher: publisher, ready: ready,
-		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks,
+		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, api: api,
 	}
 }
 

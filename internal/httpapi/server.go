@@ -96,6 +96,7 @@ type Server struct {
 	metricsHandler http.Handler
 	instruments    instruments
 	statsCache     statsCache
+	clients        closeWatcher // taken-over streams' clients, watched while WatchClients runs
 }
 
 // New returns the edge.
@@ -111,6 +112,7 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 		mercure: d.Mercure, trustedProxies: parsePrefixes(cfg.TrustedProxies),
 		jobStates: d.JobStates, updates: d.Updates, webhooks: d.Webhooks, cluster: d.Cluster, ready: d.Ready,
 		limiter: d.Limiter, tracer: telemetry.Tracer(d.Tracer), metricsHandler: d.Metrics,
+		clients: closeWatcher{log: log},
 	}
 	s.instruments = newInstruments(telemetry.Meter(d.Meter), log)
 	return s

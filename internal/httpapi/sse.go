@@ -39,8 +39,8 @@ func (s *Server) streamHandler() http.Handler {
 
 // serveStream writes an open stream as the response until it ends, then closes it and calls
 // done (unless nil). On HTTP/1.1 it takes the connection over from net/http and returns at once:
-// the stream continues on two small goroutines of its own, and the request's goroutine, with
-// net/http's buffers, goes away.
+// the stream continues on a goroutine of its own (its writer; the node's close watcher notices
+// its client leaving), and the request's goroutine, with net/http's buffers, goes away.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *delivery.Stream, done func()) {
 	end := func() {
 		st.Close()
@@ -48,13 +48,15 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 			done()
 		}
 	}
-	if conn, ok := takeOver(w, r, st.Close); ok {
+	if conn, watch, ok := takeOver(w, r, &s.clients, st.Close); ok {
 		go func() {
 			defer end()
 			if conn == nil {
 				return
 			}
 			defer conn.Close()
+			// While conn is open: once closed, its descriptor may be another connection's.
+			defer s.clients.forget(watch)
 			st.Serve(&connSink{conn: conn, timeout: s.cfg.WriteTimeout})
 		}()
 		return

@@ -31,8 +31,9 @@ func (o *httpSink) WriteBatch(pieces [][]byte) error {
 
 // connSink writes an HTTP/1.1 chunked body straight to a connection taken over from
 // net/http: one writev per batch, straight from the shared frames, with no copy and no
-// per-connection buffer. A connection held this way costs two small goroutines and the
-// stream's own state, instead of net/http's buffers and background reader.
+// per-connection buffer. A connection held this way costs its writer's goroutine, a
+// registration with the node's close watcher and the stream's own state, instead of net/http's
+// buffers and background reader.
 type connSink struct {
 	conn     net.Conn
 	timeout  time.Duration
@@ -71,16 +72,18 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 }
 
 // takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
-// (status, the headers set so far, chunked encoding), returns the connection, and calls gone
-// once the client goes away. ok is false when the connection cannot be taken over (HTTP/2):
-// stream through net/http then. A nil conn with ok means the head could not be written.
-func takeOver(w http.ResponseWriter, r *http.Request, gone func()) (conn net.Conn, ok bool) {
+// (status, the headers set so far, chunked encoding), returns the connection, and has clients
+// call gone once the client goes away. The caller forgets the registration watch before it
+// closes conn. ok is false when the connection cannot be taken over (HTTP/2): stream through
+// net/http then. A nil conn with ok means the stream cannot go on (the head could not be
+// written, or the client sent more than its request): end it.
+func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, watch uint64, ok bool) {
 	if r.ProtoMajor != 1 {
-		return nil, false
+		return nil, 0, false
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, false
+		return nil, 0, false
 	}
 	head := make([]byte, 0, 512)
 	head = append(head, "HTTP/1.1 200 OK\r\n"...)
@@ -95,25 +98,23 @@ func takeOver(w http.ResponseWriter, r *http.Request, gone func()) (conn net.Con
 	head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
 	if _, err := c.Write(head); err != nil {
 		c.Close()
-		return nil, true
+		return nil, 0, true
 	}
-	// The client sends nothing more on a stream; a read returns only when it goes away. Bytes
-	// already buffered behind the request (a pipelined request) close it at once. Neither of
-	// net/http's buffers is kept: the stream holds the bare connection.
-	pipelined := brw.Reader.Buffered() > 0
-	go watchClose(c, pipelined, gone)
-	return c, true
+	// The client sends nothing more on a stream (EventSource never does); bytes already
+	// buffered behind the request (a pipelined request, a misbehaving client) close it at once.
+	// Neither of net/http's buffers is kept: the stream holds the bare connection.
+	if brw.Reader.Buffered() > 0 {
+		c.Close()
+		return nil, 0, true
+	}
+	return c, clients.watch(c, gone), true
 }
 
-// watchClose calls gone when the client goes away. A client sends nothing after its request on
-// a stream (EventSource never does); one that does (a pipelined request, a misbehaving client)
+// watchClose watches c on a goroutine of its own, where the node's close watcher cannot: it
+// calls gone when the client goes away, or when c is closed. A client that sends something
 // is closed instead of being read byte by byte for as long as it keeps sending.
-func watchClose(c net.Conn, pipelined bool, gone func()) {
+func watchClose(c net.Conn, gone func()) {
 	defer gone()
-	if pipelined {
-		c.Close()
-		return
-	}
 	var b [1]byte
 	if _, err := c.Read(b[:]); err == nil {
 		c.Close()

@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,20 +14,60 @@ import (
 
 // TestTakeOverWritesAValidChunkedStream checks the HTTP/1.1 path end to end with a real client:
 // the head carries the headers set before, batches arrive as chunks, and the client going away
-// is noticed.
+// is noticed, by the node's close watcher and by the goroutine that stands in for it.
 func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		watcher bool
+	}{{"close watcher", true}, {"goroutine", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clients := &closeWatcher{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			if tc.watcher {
+				startClientWatch(t, clients)
+			}
+			testTakeOver(t, clients, tc.watcher)
+		})
+	}
+}
+
+// startClientWatch runs clients until the test ends, and waits until it watches.
+func startClientWatch(t testing.TB, clients *closeWatcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		clients.run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	eventually(t, callTimeout, "the close watcher to start", func() bool {
+		clients.mu.Lock()
+		defer clients.mu.Unlock()
+		return clients.p != nil
+	})
+}
+
+func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 	gone := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		conn, ok := takeOver(w, r, func() { close(gone) })
+		conn, watch, ok := takeOver(w, r, clients, func() { close(gone) })
 		if !ok || conn == nil {
 			t.Error("takeOver refused an HTTP/1.1 connection")
 			return
 		}
+		if (watch != 0) != watched {
+			t.Errorf("registration %d with the close watcher, want one: %v", watch, watched)
+		}
 		go func() {
 			defer conn.Close()
+			defer clients.forget(watch)
 			out := &connSink{conn: conn, timeout: time.Second}
 			for i := range 3 {
 				if err := out.WriteBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {

@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+)
+
+// poller is an epoll instance of the node's own. Its descriptor is non-blocking and sits in the
+// runtime's netpoller (epoll instances nest), so the loop waiting on it parks like any network
+// read and holds no thread while no client leaves.
+type poller struct {
+	fd   int // owned by file; used only while the watcher's lock says the poller is open
+	file *os.File
+	raw  syscall.RawConn
+}
+
+// clientGone are the events that say the client closed its side or the connection failed;
+// EPOLLIN without them means it sent bytes.
+const clientGone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+
+func openPoller() (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("create epoll instance: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("make epoll instance non-blocking: %w", err)
+	}
+	file := os.NewFile(uintptr(fd), "client-close-watcher")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("epoll instance: %w", err)
+	}
+	return &poller{fd: fd, file: file, raw: raw}, nil
+}
+
+// add registers c under id, for one event (EPOLLONESHOT): the first is all a stream needs.
+func (p *poller) add(c *net.TCPConn, id uint64) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	ev := syscall.EpollEvent{
+		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+		Fd:     int32(uint32(id)),
+		Pad:    int32(uint32(id >> 32)),
+	}
+	var ctlErr error
+	// Control holds the descriptor: it cannot be closed and reused under the call.
+	if err := raw.Control(func(fd uintptr) {
+		ctlErr = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}); err != nil {
+		return err
+	}
+	return ctlErr
+}
+
+// remove takes c out of the epoll instance. Nothing is done once c is closed (closing took it
+// out already, and its descriptor number may be another connection's by now), and an error is
+// of no consequence: the registration has fired and is disarmed, or goes with the connection.
+func (p *poller) remove(c *net.TCPConn) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+// wait hands every batch of events to handle until the poller is closed or fails; it returns
+// the error that ended it.
+func (p *poller) wait(handle func([]clientEvent)) error {
+	events := make([]syscall.EpollEvent, 128)
+	batch := make([]clientEvent, 0, len(events))
+	for {
+		var n int
+		var waitErr error
+		// A wait that times out at once, called whenever the netpoller says the epoll instance
+		// is readable; returning false parks until it is again. Only an empty wait parks, so an
+		// event that comes after it wakes the loop.
+		err := p.raw.Read(func(fd uintptr) bool {
+			for {
+				n, waitErr = syscall.EpollWait(int(fd), events, 0)
+				if waitErr != syscall.EINTR {
+					return n > 0 || waitErr != nil
+				}
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("wait for epoll instance: %w", err)
+		}
+		if waitErr != nil {
+			return fmt.Errorf("epoll_wait: %w", waitErr)
+		}
+		batch = batch[:0]
+		for _, ev := range events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			batch = append(batch, clientEvent{id: id, sent: ev.Events&clientGone == 0})
+		}
+		handle(batch)
+	}
+}
+
+// close ends wait and releases the epoll instance with every registration in it.
+func (p *poller) close() {
+	p.file.Close()
+}
