@@ -39,8 +39,9 @@ func (s *Server) streamHandler() http.Handler {
 
 // serveStream writes an open stream as the response until it ends, then closes it and calls
 // done (unless nil). On HTTP/1.1 it takes the connection over from net/http and returns at once:
-// the stream continues on a goroutine of its own (its writer; the node's close watcher notices
-// its client leaving), and the request's goroutine, with net/http's buffers, goes away.
+// the stream goes on with no goroutine of its own while idle (a writer runs while there is
+// something to write; the node's close watcher notices its client leaving), and the request's
+// goroutine, with net/http's buffers, goes away.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *delivery.Stream, done func()) {
 	end := func() {
 		st.Close()
@@ -49,16 +50,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 		}
 	}
 	if conn, watch, ok := takeOver(w, r, &s.clients, st.Close); ok {
-		go func() {
-			defer end()
-			if conn == nil {
-				return
-			}
-			defer conn.Close()
-			// While conn is open: once closed, its descriptor may be another connection's.
-			defer s.clients.forget(watch)
-			st.Serve(&connSink{conn: conn, timeout: s.cfg.WriteTimeout})
-		}()
+		if conn == nil {
+			end()
+			return
+		}
+		st.Start(&connSink{conn: conn, timeout: s.cfg.WriteTimeout}, func() {
+			// Forgotten while conn is open: once closed, its descriptor may be another
+			// connection's.
+			s.clients.forget(watch)
+			conn.Close()
+			end()
+		})
 		return
 	}
 	defer end()
