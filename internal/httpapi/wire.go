@@ -31,9 +31,9 @@ func (o *httpSink) WriteBatch(pieces [][]byte) error {
 
 // connSink writes an HTTP/1.1 chunked body straight to a connection taken over from
 // net/http: one writev per batch, straight from the shared frames, with no copy and no
-// per-connection buffer. A connection held this way costs its writer's goroutine, a
-// registration with the node's close watcher and the stream's own state, instead of net/http's
-// buffers and background reader.
+// per-connection buffer. A connection held this way costs a registration with the node's close
+// watcher and the stream's own state (a writer goroutine only while there is something to
+// write), instead of net/http's buffers and background reader.
 type connSink struct {
 	conn     net.Conn
 	timeout  time.Duration
