@@ -53,6 +53,8 @@ type testServer struct {
 	ready     *atomic.Bool
 	client    *http.Client
 	webhooks  *webhook.Store
+	// handler is the node's gin engine, for benchmarks that skip the network.
+	handler http.Handler
 }
 
 // newTestServer builds the edge as cmd/api wires it, with only the parts the routes use: the
@@ -118,11 +120,12 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 			t.Errorf("node loops: %v", err)
 		}
 	})
-	srv := httptest.NewServer(api.Handler())
+	handler := api.Handler()
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	return &testServer{
 		URL: srv.URL, rdb: rdb, tenants: tenants, history: history, publisher: publisher, ready: ready,
-		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks,
+		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, handler: handler,
 	}
 }
 

@@ -35,6 +35,24 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// BenchmarkPublishBatch is one publish of ten events on two channels: one script, one round
+// trip.
+func BenchmarkPublishBatch(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 1000, Seconds: 300}
+	ev := make([]Event, 10)
+	for i := range ev {
+		ev[i] = Event{Channel: "bench-" + strconv.Itoa(i%2), Event: "message", Data: json.RawMessage(`{"n":1,"text":"hello, world"}`)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Publish(b.Context(), "tn_bench", w, ev, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkPublishParallel is the publish path under concurrency (many API requests at once).
 func BenchmarkPublishParallel(b *testing.B) {
 	rdb := redistest.Start(b).Client()
