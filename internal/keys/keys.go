@@ -253,9 +253,12 @@ const RateLimitStorePrefix = "sg"
 func rateLimitKey(full string) string { return strings.TrimPrefix(full, RateLimitStorePrefix+":") }
 
 // RateLimitPublish counts a tenant's published events in the current second.
-func RateLimitPublish(tenantID string) string {
-	return rateLimitKey(tenantPrefix(tenantID) + "rl:publish")
-}
+func RateLimitPublish(tenantID string) string { return rateLimitKey(RateLimitPublishFull(tenantID)) }
+
+// RateLimitPublishFull is RateLimitPublish as Redis has it, without the store's prefix
+// convention: the key the publish script counts in itself, which the rate limiter's store
+// counts job and workflow updates and Mercure publishes in too.
+func RateLimitPublishFull(tenantID string) string { return tenantPrefix(tenantID) + "rl:publish" }
 
 // RateLimitStreamTenant counts a tenant's stream connects in the current window.
 func RateLimitStreamTenant(tenantID string) string {

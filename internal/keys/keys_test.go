@@ -32,7 +32,8 @@ func TestTenantKeysShareHashTag(t *testing.T) {
 		Webhooks("tn_x"), WebhookDeadStreaks("tn_x"), WebhookAttempts("tn_x", "wh"), WebhookAttemptIndex("tn_x", "wh"),
 		WebhookDead("tn_x", "wh"), WebhookDeadIndex("tn_x", "wh"), Occupancy("tn_x", "c"),
 
-		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x"), PresenceCount("tn_x")} {
+		PresenceMembers("tn_x", "c"), PresenceOrder("tn_x", "c"), PresenceHolder("tn_x", "h"), PresenceLeases("tn_x"), PresenceChannels("tn_x"), PresenceCount("tn_x"),
+		RateLimitPublishFull("tn_x")} {
 		if got := k[3:9]; got != "{tn_x}" {
 			t.Errorf("%s: hash tag %q, want {tn_x}", k, got)
 		}
@@ -64,5 +65,14 @@ func TestUpdatePartitionKeysShareHashTag(t *testing.T) {
 				t.Errorf("%s: hash tag %q, want %s", k, got, want)
 			}
 		}
+	}
+}
+
+// The publish script counts the publish rate in the key where the rate limiter's store, which
+// prefixes its keys, counts job and workflow updates: one count for both.
+func TestRateLimitPublishFull(t *testing.T) {
+	t.Parallel()
+	if got, want := RateLimitStorePrefix+":"+RateLimitPublish("tn_x"), RateLimitPublishFull("tn_x"); got != want {
+		t.Errorf("the store counts in %q, the publish script in %q", got, want)
 	}
 }
