@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -45,17 +46,11 @@ func (s *Server) handlePublish() gin.HandlerFunc {
 			s.abort(c, e)
 			return
 		}
-		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
-			s.abort(c, e)
+		ids, ok := s.publish(c, t, []stream.Event{ev}, idem)
+		if !ok {
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), []stream.Event{ev}, idem)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.countPublished(c.Request.Context(), t.ID, 1)
-		writeJSON(c.Writer, http.StatusAccepted, gin.H{"id": res.IDs[0]})
+		writeJSON(c.Writer, http.StatusAccepted, gin.H{"id": ids[0]})
 	}
 }
 
@@ -93,19 +88,38 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 			}
 			events[i] = ev
 		}
-		// A batch counts each of its events against publish_per_second.
-		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, len(events)); e != nil {
-			s.abort(c, e)
+		ids, ok := s.publish(c, t, events, idem)
+		if !ok {
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), events, idem)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.countPublished(c.Request.Context(), t.ID, len(events))
-		writeJSON(c.Writer, http.StatusAccepted, gin.H{"ids": res.IDs})
+		writeJSON(c.Writer, http.StatusAccepted, gin.H{"ids": ids})
 	}
+}
+
+// publish publishes the tenant's events, counting each against its publish_per_second in the
+// same script (one Redis round trip), and sets the X-RateLimit-* headers. It returns the events'
+// ids, or answers the refusal or failure itself and returns false. Over the rate, nothing is
+// published and the take counts all the same; a repeat (Idempotency-Key, or the Redis client's
+// retry of a request id) is neither counted nor refused: it publishes nothing.
+func (s *Server) publish(c *gin.Context, t tenant.Tenant, events []stream.Event, idem string) ([]string, bool) {
+	ctx := c.Request.Context()
+	rate := s.publishRate(t.Limits.PublishPerSecond)
+	res, err := s.publisher.Publish(ctx, t.ID, delivery.Window(t), rate, events, idem)
+	h := c.Writer.Header()
+	if errors.Is(err, stream.ErrRateLimited) {
+		setRateHeaders(h, res.Rate)
+		s.abort(c, rateRefusal(h, res.Rate, int64(len(events)), rate, publishRateName))
+		return nil, false
+	}
+	if err != nil {
+		s.fail(c, err)
+		return nil, false
+	}
+	if rate.Limit > 0 {
+		setRateHeaders(h, res.Rate)
+	}
+	s.countPublished(ctx, t.ID, len(events))
+	return res.IDs, true
 }
 
 // validateEvent checks one event against the names rules and the tenant's limits, and returns

@@ -39,6 +39,11 @@ func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rat
 	if !res.Reached {
 		return nil
 	}
+	return rateRefusal(h, res, n, rate, what)
+}
+
+// rateRefusal is the 429 of a take of n that went over rate (res), with Retry-After set in h.
+func rateRefusal(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rate, what string) *Error {
 	retry := res.RetryAfter(time.Now())
 	h.Set("Retry-After", strconv.FormatInt(retry, 10))
 	if n > rate.Limit {
@@ -116,9 +121,24 @@ func (s *Server) limitTokens(c *gin.Context, tenantID string) *Error {
 		s.cfg.Rates.Tokens, "the tenant's token minting rate")
 }
 
+// limitPublish counts events against the tenant's publish_per_second in a round trip of its
+// own, for what cannot count it in its own script (job and workflow updates). Publishes count it
+// in the publish script (publishRate), on the same key.
 func (s *Server) limitPublish(c *gin.Context, tenantID string, perSecond, events int) *Error {
 	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitPublish(tenantID), int64(events),
-		ratelimit.PerSecond(perSecond), "the tenant's publish_per_second")
+		ratelimit.PerSecond(perSecond), publishRateName)
+}
+
+// publishRateName names publish_per_second in a refusal.
+const publishRateName = "the tenant's publish_per_second"
+
+// publishRate is the rate a publish of the tenant counts against in the publish script: none
+// (zero) where limits are off, as limit has it.
+func (s *Server) publishRate(perSecond int) ratelimit.Rate {
+	if s.limiter == nil || perSecond < 1 {
+		return ratelimit.Rate{}
+	}
+	return ratelimit.PerSecond(perSecond)
 }
 
 func (s *Server) limitStreamClient(r *http.Request, h http.Header) *Error {

@@ -20,6 +20,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 )
 
 // requestIDTTL is how long a publish without an Idempotency-Key is remembered: long enough for
@@ -38,7 +39,8 @@ var (
 	// Each script is the shared library followed by its own body: Redis scripts cannot call
 	// one another. On a cluster, live events use sharded pub/sub: the channel's hash tag is the
 	// tenant's, so SPUBLISH stays on the shard of the script's keys.
-	publishScripts = [2]*redis.Script{PublishingScript(publishLua, false), PublishingScript(publishLua, true)}
+	// The publish script counts the publish rate itself, with the rate limiter's Lua.
+	publishScripts = [2]*redis.Script{PublishingScript(ratelimit.Lua+publishLua, false), PublishingScript(ratelimit.Lua+publishLua, true)}
 )
 
 // PublishingScript returns a script made of the publish library (the tenant's event clock, and
@@ -78,6 +80,8 @@ type Result struct {
 	IDs   []string
 	// Duplicate is set when the Idempotency-Key had been seen: IDs are the first call's.
 	Duplicate bool
+	// Rate is the tenant's standing against the publish rate it was given, if any.
+	Rate ratelimit.Result
 }
 
 // Publisher appends events to their channels' history and publishes them live, in one script.
@@ -92,20 +96,88 @@ func NewPublisher(rdb redis.UniversalClient) *Publisher {
 	return &Publisher{rdb: rdb, script: publishScripts[boolIndex(Sharded(rdb))], now: time.Now}
 }
 
+// ErrRateLimited means a publish went over its rate: nothing was published, and Result.Rate
+// says when the window has room again.
+var ErrRateLimited = errors.New("over the publish rate")
+
 // Publish makes events durable in their channels' history and sends them to live subscribers,
-// all or none. With a non-empty idemKey, a repeat within the history window returns the first
-// call's ids and publishes nothing.
-func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, events []Event, idemKey string) (Result, error) {
+// all or none, in one script: one round trip to Redis.
+//
+// With a rate (a Limit of at least 1), the events first count against the tenant's publish
+// rate in that script (at keys.RateLimitPublishFull, as ratelimit.Limiter.Take counts there):
+// over it, nothing is published, the error is ErrRateLimited, and the take counts all the
+// same, as a refused Take does. Result.Rate is the tenant's standing after the take; without a
+// rate nothing is counted and Result.Rate is zero.
+//
+// With a non-empty idemKey, a repeat within the history window returns the first call's ids
+// and publishes nothing. A repeat (of an Idempotency-Key, or the Redis client's retry of a
+// request whose answer it lost) is told before anything is counted: it publishes nothing, so
+// it is neither counted nor refused, and its Result.Rate is the standing without it. A key
+// reused with other events (ErrIdempotencyMismatch) is not counted either.
+func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate ratelimit.Rate, events []Event, idemKey string) (Result, error) {
+	if len(events) == 0 {
+		return Result{}, errors.New("publish: no events")
+	}
 	publishedAt := p.now().UTC().Format(time.RFC3339Nano)
-	entries := make([]pubEntry, len(events))
+	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
+	// client retries a command whose answer was lost, and the script may have run.
+	remember := time.Duration(w.Seconds) * time.Second
+	if idemKey == "" {
+		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
+	}
+	limit, periodMs := rate.Limit, rate.Period.Milliseconds()
+	if limit < 1 {
+		limit, periodMs = 0, 0
+	}
+
+	ks := make([]string, 4, 4+len(events))
+	ks[0], ks[1], ks[2], ks[3] = keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID), keys.RateLimitPublishFull(tenantID)
+	args := make([]any, 0, 7+4*len(events))
+	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprintOf(events), remember.Milliseconds(), limit, periodMs)
 	for i, ev := range events {
+		ks = append(ks, keys.History(tenantID, ev.Channel))
 		payload, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: publishedAt})
 		if err != nil {
 			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
 		}
-		entries[i] = pubEntry{channel: ev.Channel, kind: streamgate.EventMessage, payload: payload}
+		args = append(args, ev.Channel, keys.Channel(tenantID, ev.Channel), streamgate.EventMessage, payload)
 	}
-	return p.publish(ctx, tenantID, w, entries, idemKey, fingerprintOf(events))
+	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
+	}
+	status, epoch, ids, count, pttl, ok := publishReply(reply)
+	if !ok {
+		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
+	}
+	res := Result{Epoch: epoch}
+	if limit > 0 {
+		res.Rate = ratelimit.ResultOf(rate, count, pttl, p.now())
+	}
+	switch status {
+	case "ok", "dup":
+		res.Duplicate = status == "dup"
+		res.IDs = strings.Split(ids, ",")
+		return res, nil
+	case "limited":
+		return res, fmt.Errorf("publish %d events to tenant %s: %w", len(events), tenantID, ErrRateLimited)
+	case "mismatch":
+		return Result{}, fmt.Errorf("the Idempotency-Key was used with a different request: %w", ErrIdempotencyMismatch)
+	}
+	return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
+}
+
+// publishReply reads publish.lua's reply: {status, epoch, ids, count, pttl}.
+func publishReply(reply []any) (status, epoch, ids string, count, pttl int64, ok bool) {
+	if len(reply) != 5 {
+		return "", "", "", 0, 0, false
+	}
+	status, ok1 := reply[0].(string)
+	epoch, ok2 := reply[1].(string)
+	ids, ok3 := reply[2].(string)
+	count, ok4 := reply[3].(int64)
+	pttl, ok5 := reply[4].(int64)
+	return status, epoch, ids, count, pttl, ok1 && ok2 && ok3 && ok4 && ok5
 }
 
 // fingerprintOf identifies a request's events (channels, names, data), so that an
@@ -128,42 +200,6 @@ type messageData struct {
 	Event       string          `json:"event"`
 	Data        json.RawMessage `json:"data"`
 	PublishedAt string          `json:"published_at"`
-}
-
-type pubEntry struct {
-	channel, kind string
-	payload       []byte
-}
-
-func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []pubEntry, idemKey, fingerprint string) (Result, error) {
-	if len(entries) == 0 {
-		return Result{}, errors.New("publish: no events")
-	}
-	ks := make([]string, 0, 3+len(entries))
-	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
-	// client retries a command whose answer was lost, and the script may have run.
-	remember := time.Duration(w.Seconds) * time.Second
-	if idemKey == "" {
-		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
-	}
-	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
-	args := make([]any, 0, 5+4*len(entries))
-	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprint, remember.Milliseconds())
-	for _, e := range entries {
-		ks = append(ks, keys.History(tenantID, e.channel))
-		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
-	}
-	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).StringSlice()
-	if err != nil {
-		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
-	}
-	if len(reply) == 3 && reply[0] == "mismatch" {
-		return Result{}, fmt.Errorf("the Idempotency-Key was used with a different request: %w", ErrIdempotencyMismatch)
-	}
-	if len(reply) != 3 {
-		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
-	}
-	return Result{Epoch: reply[1], IDs: strings.Split(reply[2], ","), Duplicate: reply[0] == "dup"}, nil
 }
 
 // NewEpoch returns a fresh random epoch: 8 hex characters.
