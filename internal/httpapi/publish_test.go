@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -154,5 +156,23 @@ func TestPublishRateExact(t *testing.T) {
 	}
 	if entries, total := s.published(t, a.TenantID, "chat.x"); entries != 50 || total != 50 {
 		t.Errorf("%d events in history, %d published; want 50", entries, total)
+	}
+}
+
+// compact must agree with json.Compact: an event keeps its data's bytes only where Compact would
+// have returned them unchanged.
+func TestCompact(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{
+		`1`, `"a b"`, `{"a":1,"b":[1,2,{"c":"d e"}]}`, `{"a": 1}`, "[1,\n2]", "{\"a\":\t1}", ` 1`, `1 `,
+		`"quote \" inside, then a space"`, `"backslash \\"`, `["\\", " "]`, `["\\"," "]`, `"\u0020"`, `{"k":"v"}` + "\r",
+	} {
+		var b bytes.Buffer
+		if err := json.Compact(&b, []byte(v)); err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		if got, want := compact([]byte(v)), b.String() == v; got != want {
+			t.Errorf("compact(%q) = %v, want %v", v, got, want)
+		}
 	}
 }

@@ -45,7 +45,7 @@ func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rat
 // rateRefusal is the 429 of a take of n that went over rate (res), with Retry-After set in h.
 func rateRefusal(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rate, what string) *Error {
 	retry := res.RetryAfter(time.Now())
-	h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	h[headerRetryAfter] = []string{strconv.FormatInt(retry, 10)}
 	if n > rate.Limit {
 		return errorf(http.StatusTooManyRequests, CodeRateLimited,
 			"This request counts %d against %s (%s): more than it allows at once; send fewer at a time", n, what, rate)
@@ -53,17 +53,27 @@ func rateRefusal(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Ra
 	return errorf(http.StatusTooManyRequests, CodeRateLimited, "Over %s (%s); retry in %d s", what, rate, retry)
 }
 
+// The rate limit headers, in the canonical form that http.Header.Set would make of
+// X-RateLimit-*: set directly, they cost no canonicalization on every request.
+const (
+	headerRateLimit     = "X-Ratelimit-Limit"
+	headerRateRemaining = "X-Ratelimit-Remaining"
+	headerRateReset     = "X-Ratelimit-Reset"
+	headerRetryAfter    = "Retry-After"
+)
+
 // setRateHeaders reports res in h. Where a request passes several limits, the headers describe
 // the one with the least room left.
 func setRateHeaders(h http.Header, res ratelimit.Result) {
-	if prev := h.Get("X-RateLimit-Remaining"); prev != "" {
-		if n, err := strconv.ParseInt(prev, 10, 64); err == nil && n <= res.Remaining && !res.Reached {
+	if prev := h[headerRateRemaining]; len(prev) > 0 {
+		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= res.Remaining && !res.Reached {
 			return
 		}
 	}
-	h.Set("X-RateLimit-Limit", strconv.FormatInt(res.Limit, 10))
-	h.Set("X-RateLimit-Remaining", strconv.FormatInt(res.Remaining, 10))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(res.Reset.Unix(), 10))
+	// One array holds the three values; each header gets a slice of it that an append cannot
+	// spill from into the next.
+	v := []string{strconv.FormatInt(res.Limit, 10), strconv.FormatInt(res.Remaining, 10), strconv.FormatInt(res.Reset.Unix(), 10)}
+	h[headerRateLimit], h[headerRateRemaining], h[headerRateReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
 
 // rateClient is the key part of a client address: the address itself, or an IPv6 client's /64,

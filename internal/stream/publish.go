@@ -4,6 +4,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,12 +121,18 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate
 	if len(events) == 0 {
 		return Result{}, errors.New("publish: no events")
 	}
-	publishedAt := p.now().UTC().Format(time.RFC3339Nano)
+	var at [len(time.RFC3339Nano)]byte
+	publishedAt := p.now().UTC().AppendFormat(at[:0], time.RFC3339Nano)
+
 	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
-	// client retries a command whose answer was lost, and the script may have run.
-	remember := time.Duration(w.Seconds) * time.Second
+	// client retries a command whose answer was lost, and the script may have run. A random
+	// request id cannot be reused by another request, so it needs no fingerprint.
+	nonce := newNonce()
+	remember, fingerprint := time.Duration(w.Seconds)*time.Second, requestIDFingerprint
 	if idemKey == "" {
-		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
+		idemKey, remember = nonce, requestIDTTL
+	} else {
+		fingerprint = fingerprintOf(events)
 	}
 	limit, periodMs := rate.Limit, rate.Period.Milliseconds()
 	if limit < 1 {
@@ -131,18 +140,20 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate
 	}
 
 	ks := make([]string, 4, 4+len(events))
-	ks[0], ks[1], ks[2], ks[3] = keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID), keys.RateLimitPublishFull(tenantID)
+	ks[0], ks[1], ks[2], ks[3] = keys.Publish(tenantID, idemKey)
 	args := make([]any, 0, 7+4*len(events))
-	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprintOf(events), remember.Milliseconds(), limit, periodMs)
-	for i, ev := range events {
-		ks = append(ks, keys.History(tenantID, ev.Channel))
-		payload, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: publishedAt})
+	// The epoch candidate is the nonce's random part: stored only by a tenant's first publish.
+	args = append(args, nonce[1:1+epochLen], w.Events, w.Seconds, fingerprint, remember.Milliseconds(), limit, periodMs)
+	for _, ev := range events {
+		history, pubsub := keys.PublishChannel(tenantID, ev.Channel)
+		ks = append(ks, history)
+		payload, err := appendMessage(nil, ev, publishedAt)
 		if err != nil {
-			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
+			return Result{}, err
 		}
-		args = append(args, ev.Channel, keys.Channel(tenantID, ev.Channel), streamgate.EventMessage, payload)
+		args = append(args, ev.Channel, pubsub, messageKind, payload)
 	}
-	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).Slice()
+	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).Text()
 	if err != nil {
 		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
 	}
@@ -167,18 +178,22 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate
 	return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
 }
 
-// publishReply reads publish.lua's reply: {status, epoch, ids, count, pttl}.
-func publishReply(reply []any) (status, epoch, ids string, count, pttl int64, ok bool) {
-	if len(reply) != 5 {
-		return "", "", "", 0, 0, false
-	}
-	status, ok1 := reply[0].(string)
-	epoch, ok2 := reply[1].(string)
-	ids, ok3 := reply[2].(string)
-	count, ok4 := reply[3].(int64)
-	pttl, ok5 := reply[4].(int64)
-	return status, epoch, ids, count, pttl, ok1 && ok2 && ok3 && ok4 && ok5
+// publishReply reads publish.lua's reply: "<status> <epoch> <ids> <count> <pttl>".
+func publishReply(reply string) (status, epoch, ids string, count, pttl int64, ok bool) {
+	status, rest, ok1 := strings.Cut(reply, " ")
+	epoch, rest, ok2 := strings.Cut(rest, " ")
+	ids, rest, ok3 := strings.Cut(rest, " ")
+	c, p, ok4 := strings.Cut(rest, " ")
+	count, err1 := strconv.ParseInt(c, 10, 64)
+	pttl, err2 := strconv.ParseInt(p, 10, 64)
+	return status, epoch, ids, count, pttl, ok1 && ok2 && ok3 && ok4 && err1 == nil && err2 == nil
 }
+
+// requestIDFingerprint stands for the fingerprint of a request known by its random request id.
+const requestIDFingerprint = "-"
+
+// messageKind is the kind of a published event, as a script argument (boxed once).
+var messageKind any = streamgate.EventMessage
 
 // fingerprintOf identifies a request's events (channels, names, data), so that an
 // Idempotency-Key reused for another request is told apart from a retry.
@@ -195,6 +210,8 @@ func fingerprintOf(events []Event) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// messageData is an event as history and live subscribers have it (its JSON, which
+// appendMessage writes).
 type messageData struct {
 	Channel     string          `json:"channel"`
 	Event       string          `json:"event"`
@@ -202,11 +219,63 @@ type messageData struct {
 	PublishedAt string          `json:"published_at"`
 }
 
+// appendMessage appends ev as json.Marshal encodes its messageData, byte for byte, without
+// encoding/json's reflection and its second pass over the data (which the edge validated and
+// compacted already). Strings or data that json.Marshal would escape (HTML characters, U+2028,
+// U+2029, control characters) or that are not compact take json.Marshal itself; publishedAt is
+// an RFC 3339 time, which needs no escaping.
+func appendMessage(dst []byte, ev Event, publishedAt []byte) ([]byte, error) {
+	if !plainJSONString(ev.Channel) || !plainJSONString(ev.Event) || bytes.ContainsAny(ev.Data, "<>&\u2028\u2029\t\n\r") {
+		b, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: string(publishedAt)})
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		return append(dst, b...), nil
+	}
+	const (
+		channel = `{"channel":"`
+		event   = `","event":"`
+		data    = `","data":`
+		at      = `,"published_at":"`
+		end     = `"}`
+	)
+	dst = slices.Grow(dst, len(channel)+len(ev.Channel)+len(event)+len(ev.Event)+len(data)+len(ev.Data)+len(at)+len(publishedAt)+len(end))
+	dst = append(append(dst, channel...), ev.Channel...)
+	dst = append(append(dst, event...), ev.Event...)
+	dst = append(append(dst, data...), ev.Data...)
+	dst = append(append(dst, at...), publishedAt...)
+	return append(dst, end...), nil
+}
+
+// plainJSONString reports whether json.Marshal writes s as it is, between quotes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// epochLen is the length of an epoch: 8 hex characters.
+const epochLen = 8
+
 // NewEpoch returns a fresh random epoch: 8 hex characters.
 func NewEpoch() string {
-	var b [4]byte
+	var b [epochLen / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// newNonce returns a fresh request id: "~" and 16 random hex characters.
+func newNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var s [1 + 2*len(b)]byte
+	s[0] = '~'
+	hex.Encode(s[1:], b[:])
+	return string(s[:])
 }
 
 // Published returns how many events the tenant has published (its sequence counter).

@@ -16,8 +16,9 @@
 -- ARGV[7]    the publish rate's window, in ms
 -- ARGV[8+4(i-1)] .. ARGV[11+4(i-1)]  event i: channel, pub/sub channel, kind, payload
 --
--- Returns {status, epoch, comma-separated ids, count, pttl}, where count and pttl are the
--- rate's (0, 0 when ARGV[6] is 0) and status is
+-- Returns "<status> <epoch> <comma-separated ids> <count> <pttl>", one string (which the client
+-- reads without building an array), where count and pttl are the rate's (0 0 when ARGV[6] is 0),
+-- epoch and ids are empty unless published or a repeat, and status is
 --   "ok"        published;
 --   "dup"       the key had been seen: the ids are its first call's, and nothing is counted
 --               (count and pttl are the window's as it stands);
@@ -38,21 +39,21 @@ if prev then
   if not fp then
     ids = prev -- stored before requests had fingerprints
   elseif fp ~= fingerprint then
-    return {'mismatch', '', '', 0, 0}
+    return 'mismatch   0 0'
   end
   local count, pttl = 0, 0
   if rateLimit > 0 then
     count, pttl = ratePeek(rateKey)
   end
   redis.call('HSETNX', seqKey, 'epoch', ARGV[1])
-  return {'dup', redis.call('HGET', seqKey, 'epoch'), ids, count, pttl}
+  return table.concat({'dup', redis.call('HGET', seqKey, 'epoch'), ids, count, pttl}, ' ')
 end
 
 local count, pttl = 0, 0
 if rateLimit > 0 then
   count, pttl = rateTake(rateKey, n, ratePeriodMs)
   if count > rateLimit then
-    return {'limited', '', '', count, pttl}
+    return table.concat({'limited', '', '', count, pttl}, ' ')
   end
 end
 
@@ -68,4 +69,4 @@ end
 
 local joined = table.concat(ids, ',')
 redis.call('SET', idemKey, fingerprint .. '|' .. joined, 'PX', tonumber(ARGV[5]))
-return {'ok', redis.call('HGET', seqKey, 'epoch'), joined, count, pttl}
+return table.concat({'ok', redis.call('HGET', seqKey, 'epoch'), joined, count, pttl}, ' ')

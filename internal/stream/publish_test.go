@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,5 +144,31 @@ func TestPublishRateIsExact(t *testing.T) {
 	}
 	if n, _ := p.Published(t.Context(), "tn_a"); n != 50 {
 		t.Errorf("published %d, want 50", n)
+	}
+}
+
+// TestAppendMessage: the payload written by hand is json.Marshal's, byte for byte, including
+// where json.Marshal escapes.
+func TestAppendMessage(t *testing.T) {
+	t.Parallel()
+	at := "2026-11-27T17:26:10.769878496Z"
+	for _, ev := range []Event{
+		{Channel: "chat.room", Event: "message", Data: json.RawMessage(`{"text":"hello, world","n":[1,2.5,null,true]}`)},
+		{Channel: "a:b@c=d,e-f_g", Event: "x.y", Data: json.RawMessage(`"plain"`)},
+		{Channel: "c", Event: `quote"back\slash`, Data: json.RawMessage(`1`)},
+		{Channel: "c", Event: "ünïcode", Data: json.RawMessage(`{"é":"ü"}`)},
+		{Channel: "c", Event: "<b>&", Data: json.RawMessage(`{"html":"<script>&amp;</script>"}`)},
+		{Channel: "c", Event: "e", Data: json.RawMessage("\"line\u2028sep\u2029\"")},
+		{Channel: "c", Event: "e", Data: json.RawMessage("{\n  \"spaced\": [1, 2]\n}")},
+		{Channel: "c", Event: "e", Data: json.RawMessage(`{"escaped":"a\nb\"c\\d\u0001"}`)},
+	} {
+		want, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendMessage([]byte("prefix"), ev, []byte(at))
+		if err != nil || !strings.HasPrefix(string(got), "prefix") || string(got[len("prefix"):]) != string(want) {
+			t.Errorf("%+v:\n got %s (%v)\nwant %s", ev, got, err, want)
+		}
 	}
 }
