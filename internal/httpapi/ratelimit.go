@@ -132,8 +132,9 @@ func (s *Server) limitTokens(c *gin.Context, tenantID string) *Error {
 }
 
 // limitPublish counts events against the tenant's publish_per_second in a round trip of its
-// own, for what cannot count it in its own script (job and workflow updates). Publishes count it
-// in the publish script (publishRate), on the same key.
+// own, for job and workflow updates, whose script runs in another hash slot (Mercure publishes
+// count the same way, through limit). Publishes count it in the publish script (publishRate), on
+// the same key: one window for all of them.
 func (s *Server) limitPublish(c *gin.Context, tenantID string, perSecond, events int) *Error {
 	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitPublish(tenantID), int64(events),
 		ratelimit.PerSecond(perSecond), publishRateName)
