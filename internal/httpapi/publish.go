@@ -107,9 +107,8 @@ func (s *Server) publish(c *gin.Context, t tenant.Tenant, events []stream.Event,
 	rate := s.publishRate(t.Limits.PublishPerSecond)
 	res, err := s.publisher.Publish(ctx, t.ID, delivery.Window(t), rate, events, idem)
 	h := c.Writer.Header()
-	if errors.Is(err, stream.ErrRateLimited) {
-		setRateHeaders(h, res.Rate)
-		s.abort(c, rateRefusal(h, res.Rate, int64(len(events)), rate, publishRateName))
+	if errors.Is(err, stream.ErrRateLimited) { // res.Rate is Reached: a 429
+		s.abort(c, rateAnswer(h, res.Rate, int64(len(events)), rate, publishRateName))
 		return nil, false
 	}
 	if err != nil {

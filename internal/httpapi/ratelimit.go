@@ -39,11 +39,6 @@ func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rat
 	if !res.Reached {
 		return nil
 	}
-	return rateRefusal(h, res, n, rate, what)
-}
-
-// rateRefusal is the 429 of a take of n that went over rate (res), with Retry-After set in h.
-func rateRefusal(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rate, what string) *Error {
 	retry := res.RetryAfter(time.Now())
 	h[headerRetryAfter] = []string{strconv.FormatInt(retry, 10)}
 	if n > rate.Limit {
