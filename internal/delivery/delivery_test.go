@@ -18,6 +18,7 @@ import (
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/cluster"
 	"github.com/streamgate/streamgate/internal/presence"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/sseclient"
@@ -93,7 +94,7 @@ func (f *fixture) publish(live bool, channel string, n int) []string {
 	w := stream.Window{Events: f.tenant.Limits.HistoryEvents, Seconds: f.tenant.Limits.HistorySeconds}
 	var ids []string
 	for range n {
-		res, err := f.pub.Publish(ctx, f.tenant.ID, w, []stream.Event{{Channel: channel, Event: "e", Data: json.RawMessage(`{"n":1}`)}}, "")
+		res, err := f.pub.Publish(ctx, f.tenant.ID, w, ratelimit.Rate{}, []stream.Event{{Channel: channel, Event: "e", Data: json.RawMessage(`{"n":1}`)}}, "")
 		if err != nil {
 			f.t.Fatalf("publish: %v", err)
 		}

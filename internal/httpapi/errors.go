@@ -177,9 +177,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":{"code":"internal_error","message":"` + messageInternal + `"}}`)
 	}
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// writeJSONBytes writes b, a JSON document and a newline, as writeJSON does.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
+	// Both values in one array, as setRateHeaders does; the names are canonical already.
+	v := []string{"application/json; charset=utf-8", "no-store"}
+	h["Content-Type"], h["Cache-Control"] = v[0:1:1], v[1:2:2]
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }

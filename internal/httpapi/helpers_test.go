@@ -54,6 +54,8 @@ type testServer struct {
 	client    *http.Client
 	webhooks  *webhook.Store
 	api       *Server
+	// handler is the node's gin engine, for benchmarks that skip the network.
+	handler http.Handler
 }
 
 // newTestServer builds the edge as cmd/api wires it, with only the parts the routes use: the
@@ -120,11 +122,12 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 			t.Errorf("node loops: %v", err)
 		}
 	})
-	srv := httptest.NewServer(api.Handler())
+	handler := api.Handler()
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	return &testServer{
 		URL: srv.URL, rdb: rdb, tenants: tenants, history: history, publisher: publisher, ready: ready,
-		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, api: api,
+		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, api: api, handler: handler,
 	}
 }
 

@@ -256,7 +256,9 @@ func (s *Server) acceptUpdate(c *gin.Context, kind, id, idem string, u updateFie
 	}
 	t := tenantOf(c)
 	// Updates share the tenant's publish_per_second with publishes: one tenant cannot flood the
-	// update stream that every tenant's jobs go through.
+	// update stream that every tenant's jobs go through. Unlike a publish, an update is counted
+	// in a round trip of its own: it is appended to an update partition, in another hash slot
+	// than the tenant's count, so the append's script cannot count it too.
 	if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
 		s.abort(c, e)
 		return

@@ -226,7 +226,7 @@ func (s *Server) mercurePublish(w http.ResponseWriter, r *http.Request, hub tena
 		mercureError(w, http.StatusRequestEntityTooLarge, "Field \"data\" is "+strconv.Itoa(len(u.Data))+" bytes; this tenant's max_message_bytes is "+strconv.Itoa(t.Limits.MaxMessageBytes))
 		return
 	}
-	if e := s.limit(ctx, w.Header(), keys.RateLimitPublish(t.ID), 1, ratelimit.PerSecond(t.Limits.PublishPerSecond), "the tenant's publish_per_second"); e != nil {
+	if e := s.limit(ctx, w.Header(), keys.RateLimitPublish(t.ID), 1, ratelimit.PerSecond(t.Limits.PublishPerSecond), publishRateName); e != nil {
 		s.mercureFail(w, e)
 		return
 	}

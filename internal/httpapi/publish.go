@@ -3,8 +3,10 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -40,22 +42,16 @@ func (s *Server) handlePublish() gin.HandlerFunc {
 			s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "Unknown field \"channel\": the channel is in the path"))
 			return
 		}
-		ev, e := validateEvent(t, channel, req, "")
+		ev, e := validateEvent(t, channel, req, -1)
 		if e != nil {
 			s.abort(c, e)
 			return
 		}
-		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, 1); e != nil {
-			s.abort(c, e)
+		ids, ok := s.publish(c, t, []stream.Event{ev}, idem)
+		if !ok {
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), []stream.Event{ev}, idem)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.countPublished(c.Request.Context(), t.ID, 1)
-		writeJSON(c.Writer, http.StatusAccepted, gin.H{"id": res.IDs[0]})
+		writeIDs(c.Writer, `{"id":`, ids[0], "}\n")
 	}
 }
 
@@ -86,59 +82,114 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 				s.abort(c, errorf(http.StatusBadRequest, CodeInvalid, "events[%d]: Field \"channel\" is required", i))
 				return
 			}
-			ev, e := validateEvent(t, *r.Channel, r, fmt.Sprintf("events[%d]: ", i))
+			ev, e := validateEvent(t, *r.Channel, r, i)
 			if e != nil {
 				s.abort(c, e)
 				return
 			}
 			events[i] = ev
 		}
-		// A batch counts each of its events against publish_per_second.
-		if e := s.limitPublish(c, t.ID, t.Limits.PublishPerSecond, len(events)); e != nil {
-			s.abort(c, e)
+		ids, ok := s.publish(c, t, events, idem)
+		if !ok {
 			return
 		}
-		res, err := s.publisher.Publish(c.Request.Context(), t.ID, delivery.Window(t), events, idem)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.countPublished(c.Request.Context(), t.ID, len(events))
-		writeJSON(c.Writer, http.StatusAccepted, gin.H{"ids": res.IDs})
+		writeIDs(c.Writer, `{"ids":[`, strings.Join(ids, `","`), "]}\n")
 	}
 }
 
+// publish publishes the tenant's events, counting each against its publish_per_second in the
+// same script (one Redis round trip), and sets the X-RateLimit-* headers. It returns the events'
+// ids, or answers the refusal or failure itself and returns false. Over the rate, nothing is
+// published and the take counts all the same; a repeat (Idempotency-Key, or the Redis client's
+// retry of a request id) is neither counted nor refused: it publishes nothing.
+func (s *Server) publish(c *gin.Context, t tenant.Tenant, events []stream.Event, idem string) ([]string, bool) {
+	ctx := c.Request.Context()
+	rate := s.publishRate(t.Limits.PublishPerSecond)
+	res, err := s.publisher.Publish(ctx, t.ID, delivery.Window(t), rate, events, idem)
+	h := c.Writer.Header()
+	if errors.Is(err, stream.ErrRateLimited) { // res.Rate is Reached: a 429
+		s.abort(c, rateAnswer(h, res.Rate, int64(len(events)), rate, publishRateName))
+		return nil, false
+	}
+	if err != nil {
+		s.fail(c, err)
+		return nil, false
+	}
+	if rate.Limit > 0 {
+		setRateHeaders(h, res.Rate)
+	}
+	s.countPublished(ctx, t.ID, len(events))
+	return res.IDs, true
+}
+
+// writeIDs writes the 202 of a publish: head, the ids quoted (ids are digits and a dash, which
+// need no escaping), tail; what writeJSON would make of {"id": …} or {"ids": […]}.
+func writeIDs(w http.ResponseWriter, head, ids, tail string) {
+	b := make([]byte, 0, len(head)+len(ids)+len(tail)+2)
+	b = append(append(append(append(append(b, head...), '"'), ids...), '"'), tail...)
+	writeJSONBytes(w, http.StatusAccepted, b)
+}
+
 // validateEvent checks one event against the names rules and the tenant's limits, and returns
-// it with compact data. where prefixes messages in a batch.
-func validateEvent(t tenant.Tenant, channel string, r eventRequest, where string) (stream.Event, *Error) {
+// it with compact data. i is the event's place in a batch, which its refusals name, or -1.
+func validateEvent(t tenant.Tenant, channel string, r eventRequest, i int) (stream.Event, *Error) {
 	if !streamgate.ValidChannel(channel) {
 		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid,
-			"%sChannel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,", where)
+			"%sChannel names are 1 to 200 characters of A-Z a-z 0-9 _ - . : @ = ,", where(i))
 	}
 	if streamgate.Reserved(channel) {
 		return stream.Event{}, errorf(http.StatusBadRequest, CodeReserved,
-			"%sChannels starting with job: or workflow: carry job and workflow state; report progress with PUT /v1/jobs/{id} or /v1/workflows/{id}", where)
+			"%sChannels starting with job: or workflow: carry job and workflow state; report progress with PUT /v1/jobs/{id} or /v1/workflows/{id}", where(i))
 	}
 	name := "message"
 	if r.Event != nil {
 		name = *r.Event
 		if !streamgate.ValidEventName(name) {
 			return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid,
-				"%sField \"event\" must be 1 to 100 printable characters without spaces", where)
+				"%sField \"event\" must be 1 to 100 printable characters without spaces", where(i))
 		}
 	}
 	if r.Data == nil {
-		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is required (any JSON value)", where)
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is required (any JSON value)", where(i))
 	}
-	var data bytes.Buffer
-	if err := json.Compact(&data, r.Data); err != nil {
-		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is not valid JSON", where)
+	data := []byte(r.Data)
+	if !compact(data) {
+		var b bytes.Buffer
+		if err := json.Compact(&b, r.Data); err != nil {
+			return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is not valid JSON", where(i))
+		}
+		data = b.Bytes()
 	}
-	if data.Len() > t.Limits.MaxMessageBytes {
+	if len(data) > t.Limits.MaxMessageBytes {
 		return stream.Event{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
-			"%sField \"data\" is %d bytes; this tenant's max_message_bytes is %d", where, data.Len(), t.Limits.MaxMessageBytes)
+			"%sField \"data\" is %d bytes; this tenant's max_message_bytes is %d", where(i), len(data), t.Limits.MaxMessageBytes)
 	}
-	return stream.Event{Channel: channel, Event: name, Data: data.Bytes()}, nil
+	return stream.Event{Channel: channel, Event: name, Data: data}, nil
+}
+
+// where is the start of a refusal of event i of a batch ("events[3]: "), or "" for -1.
+func where(i int) string {
+	if i < 0 {
+		return ""
+	}
+	return fmt.Sprintf("events[%d]: ", i)
+}
+
+// compact reports whether v, a JSON value the decoder has checked, holds no whitespace outside
+// its strings: what json.Compact would return unchanged, so the event can keep v's bytes.
+func compact(v []byte) bool {
+	inString := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case inString && c == '\\':
+			i++ // the escaped character, a quote included
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 func idempotencyKey(r *http.Request) (string, *Error) {

@@ -40,7 +40,7 @@ func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rat
 		return nil
 	}
 	retry := res.RetryAfter(time.Now())
-	h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	h[headerRetryAfter] = []string{strconv.FormatInt(retry, 10)}
 	if n > rate.Limit {
 		return errorf(http.StatusTooManyRequests, CodeRateLimited,
 			"This request counts %d against %s (%s): more than it allows at once; send fewer at a time", n, what, rate)
@@ -48,17 +48,27 @@ func rateAnswer(h http.Header, res ratelimit.Result, n int64, rate ratelimit.Rat
 	return errorf(http.StatusTooManyRequests, CodeRateLimited, "Over %s (%s); retry in %d s", what, rate, retry)
 }
 
+// The rate limit headers, in the canonical form that http.Header.Set would make of
+// X-RateLimit-*: set directly, they cost no canonicalization on every request.
+const (
+	headerRateLimit     = "X-Ratelimit-Limit"
+	headerRateRemaining = "X-Ratelimit-Remaining"
+	headerRateReset     = "X-Ratelimit-Reset"
+	headerRetryAfter    = "Retry-After"
+)
+
 // setRateHeaders reports res in h. Where a request passes several limits, the headers describe
 // the one with the least room left.
 func setRateHeaders(h http.Header, res ratelimit.Result) {
-	if prev := h.Get("X-RateLimit-Remaining"); prev != "" {
-		if n, err := strconv.ParseInt(prev, 10, 64); err == nil && n <= res.Remaining && !res.Reached {
+	if prev := h[headerRateRemaining]; len(prev) > 0 {
+		if n, err := strconv.ParseInt(prev[0], 10, 64); err == nil && n <= res.Remaining && !res.Reached {
 			return
 		}
 	}
-	h.Set("X-RateLimit-Limit", strconv.FormatInt(res.Limit, 10))
-	h.Set("X-RateLimit-Remaining", strconv.FormatInt(res.Remaining, 10))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(res.Reset.Unix(), 10))
+	// One array holds the three values; each header gets a slice of it that an append cannot
+	// spill from into the next.
+	v := []string{strconv.FormatInt(res.Limit, 10), strconv.FormatInt(res.Remaining, 10), strconv.FormatInt(res.Reset.Unix(), 10)}
+	h[headerRateLimit], h[headerRateRemaining], h[headerRateReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
 
 // rateClient is the key part of a client address: the address itself, or an IPv6 client's /64,
@@ -116,9 +126,25 @@ func (s *Server) limitTokens(c *gin.Context, tenantID string) *Error {
 		s.cfg.Rates.Tokens, "the tenant's token minting rate")
 }
 
+// limitPublish counts events against the tenant's publish_per_second in a round trip of its
+// own, for job and workflow updates, whose script runs in another hash slot (Mercure publishes
+// count the same way, through limit). Publishes count it in the publish script (publishRate), on
+// the same key: one window for all of them.
 func (s *Server) limitPublish(c *gin.Context, tenantID string, perSecond, events int) *Error {
 	return s.limit(c.Request.Context(), c.Writer.Header(), keys.RateLimitPublish(tenantID), int64(events),
-		ratelimit.PerSecond(perSecond), "the tenant's publish_per_second")
+		ratelimit.PerSecond(perSecond), publishRateName)
+}
+
+// publishRateName names publish_per_second in a refusal.
+const publishRateName = "the tenant's publish_per_second"
+
+// publishRate is the rate a publish of the tenant counts against in the publish script: none
+// (zero) where limits are off, as limit has it.
+func (s *Server) publishRate(perSecond int) ratelimit.Rate {
+	if s.limiter == nil || perSecond < 1 {
+		return ratelimit.Rate{}
+	}
+	return ratelimit.PerSecond(perSecond)
 }
 
 func (s *Server) limitStreamClient(r *http.Request, h http.Header) *Error {

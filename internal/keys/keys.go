@@ -63,11 +63,46 @@ func Sequence(tenantID string) string { return tenantPrefix(tenantID) + "seq" }
 // History is the stream holding a channel's recent events, its history window.
 func History(tenantID, channel string) string { return tenantPrefix(tenantID) + "h:" + channel }
 
-// Idempotency remembers the ids a publish with this Idempotency-Key returned.
-func Idempotency(tenantID, key string) string { return tenantPrefix(tenantID) + "idem:" + key }
-
 // Channel is the pub/sub channel carrying a tenant channel's live events.
 func Channel(tenantID, channel string) string { return tenantPrefix(tenantID) + "ch:" + channel }
+
+// Publish is the keys every publish's script takes, built in one allocation (a publish builds
+// them on every request): Sequence, Trimmed, RateLimitPublishFull, and idem, which remembers the
+// ids that a publish with this Idempotency-Key, or request id, returned.
+func Publish(tenantID, idemKey string) (seq, idem, trimmed, rate string) {
+	k := joined(tenantID, [][2]string{{"seq", ""}, {"idem:", idemKey}, {"trimmed", ""}, {"rl:publish", ""}})
+	return k[0], k[1], k[2], k[3]
+}
+
+// PublishChannel is History and Channel of one channel, built in one allocation.
+func PublishChannel(tenantID, channel string) (history, pubsub string) {
+	k := joined(tenantID, [][2]string{{"h:", channel}, {"ch:", channel}})
+	return k[0], k[1]
+}
+
+// joined returns the tenant's keys made of each kind and name, tenantPrefix(tenantID) + kind +
+// name, as substrings of one string.
+func joined(tenantID string, keys [][2]string) (k [4]string) {
+	n := 0
+	for _, kn := range keys {
+		n += len(prefix) + len(tenantID) + len("{}:") + len(kn[0]) + len(kn[1])
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, kn := range keys {
+		b.WriteString(prefix + "{")
+		b.WriteString(tenantID)
+		b.WriteString("}:")
+		b.WriteString(kn[0])
+		b.WriteString(kn[1])
+	}
+	all := b.String()
+	for i, kn := range keys {
+		l := len(prefix) + len(tenantID) + len("{}:") + len(kn[0]) + len(kn[1])
+		k[i], all = all[:l], all[l:]
+	}
+	return k
+}
 
 // ParseChannel splits a pub/sub channel name made by Channel back into tenant and channel.
 func ParseChannel(name string) (tenantID, channel string, ok bool) {
@@ -253,9 +288,12 @@ const RateLimitStorePrefix = "sg"
 func rateLimitKey(full string) string { return strings.TrimPrefix(full, RateLimitStorePrefix+":") }
 
 // RateLimitPublish counts a tenant's published events in the current second.
-func RateLimitPublish(tenantID string) string {
-	return rateLimitKey(tenantPrefix(tenantID) + "rl:publish")
-}
+func RateLimitPublish(tenantID string) string { return rateLimitKey(RateLimitPublishFull(tenantID)) }
+
+// RateLimitPublishFull is RateLimitPublish as Redis has it, without the store's prefix
+// convention: the key the publish script counts in itself, which the rate limiter's store
+// counts job and workflow updates and Mercure publishes in too.
+func RateLimitPublishFull(tenantID string) string { return tenantPrefix(tenantID) + "rl:publish" }
 
 // RateLimitStreamTenant counts a tenant's stream connects in the current window.
 func RateLimitStreamTenant(tenantID string) string {

@@ -1,9 +1,11 @@
 // Package ratelimit counts requests against rates in Redis, so that every node shares one count
-// per key: fixed windows kept by github.com/ulule/limiter's Redis store.
+// per key: fixed windows kept by github.com/ulule/limiter's Redis store, or counted inside a
+// script of ours with Lua, the same way, where the count must share the script's round trip.
 package ratelimit
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -63,6 +65,15 @@ func (r Result) RetryAfter(now time.Time) int64 {
 	d := r.Reset.Add(time.Second).Sub(now)
 	return max(int64((d+time.Second-1)/time.Second), 1)
 }
+
+// Lua holds the Lua functions rateTake(key, n, periodMs) → count, pttl and ratePeek(key) →
+// count, pttl, for a script that counts a rate in its own round trip: prepend it to the
+// script's body, pass the key (in full, as Redis has it: a keys.*Full key) among the script's
+// keys, and turn the count and pttl it returns into a Result with ResultOf. It counts as Take
+// does, on the same keys: a script and a Limiter can share one count.
+//
+//go:embed window.lua
+var Lua string
 
 // Limiter counts takes per key in Redis.
 type Limiter struct {

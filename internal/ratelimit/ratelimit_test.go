@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/streamgate/streamgate/internal/keys"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
@@ -102,5 +104,92 @@ func TestTake(t *testing.T) {
 	}
 	if _, err := a.Take(ctx, key, 1, rate); err == nil { // had its scripts loaded
 		t.Errorf("a limiter without Redis gave a verdict")
+	}
+}
+
+func TestResultOf(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 700_000_000)
+	rate := Rate{Limit: 5, Period: time.Minute}
+	for _, tc := range []struct {
+		name        string
+		count, pttl int64
+		want        Result
+	}{
+		{"a window opened", 1, 60000, Result{Limit: 5, Remaining: 4, Reset: time.Unix(1060, 0)}},
+		{"at the limit", 5, 1500, Result{Limit: 5, Remaining: 0, Reset: time.Unix(1002, 0)}},
+		{"over it", 7, 1500, Result{Limit: 5, Remaining: 0, Reset: time.Unix(1002, 0), Reached: true}},
+		{"no window open (a peek)", 0, 0, Result{Limit: 5, Remaining: 5, Reset: time.Unix(1060, 0)}},
+		{"a key without expiry", 3, -1, Result{Limit: 5, Remaining: 2, Reset: time.Unix(1060, 0)}},
+	} {
+		if got := ResultOf(rate, tc.count, tc.pttl, now); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLuaSharesTake: a script counting with Lua and a Limiter's Take count one key together,
+// and ResultOf reads the script's count as Take reports its own.
+func TestLuaSharesTake(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	l := New(rdb)
+	script := redis.NewScript(Lua + `
+local count, pttl
+if ARGV[1] == 'peek' then
+  count, pttl = ratePeek(KEYS[1])
+else
+  count, pttl = rateTake(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+end
+return {count, pttl}`)
+	rate := Rate{Limit: 5, Period: time.Minute}
+	ctx := t.Context()
+	lua := func(arg string) Result {
+		t.Helper()
+		v, err := script.Run(ctx, rdb, []string{keys.RateLimitPublishFull("tn_test")}, arg, rate.Period.Milliseconds()).Int64Slice()
+		if err != nil || len(v) != 2 {
+			t.Fatalf("script: %v, %v", v, err)
+		}
+		return ResultOf(rate, v[0], v[1], time.Now())
+	}
+	take := func(n int64) Result {
+		t.Helper()
+		res, err := l.Take(ctx, keys.RateLimitPublish("tn_test"), n, rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	if got := lua("peek"); got.Remaining != 5 || got.Reached {
+		t.Errorf("peek before any take: %+v, want 5 remaining", got)
+	}
+	steps := []struct {
+		take      func() Result
+		remaining int64
+		reached   bool
+	}{
+		{func() Result { return lua("2") }, 3, false},
+		{func() Result { return take(2) }, 1, false},
+		{func() Result { return lua("1") }, 0, false},
+		{func() Result { return take(1) }, 0, true},
+		{func() Result { return lua("1") }, 0, true},
+		{func() Result { return lua("peek") }, 0, true},
+	}
+	for i, s := range steps {
+		got := s.take()
+		if got.Limit != 5 || got.Remaining != s.remaining || got.Reached != s.reached {
+			t.Errorf("step %d: %+v, want remaining %d reached %v", i, got, s.remaining, s.reached)
+		}
+		if until := time.Until(got.Reset); until < -time.Second || until > time.Minute {
+			t.Errorf("step %d: reset in %s", i, until)
+		}
+	}
+	full := keys.RateLimitPublishFull("tn_test")
+	if n, err := rdb.Get(ctx, full).Int(); err != nil || n != 7 {
+		t.Errorf("count at %s = %d, %v; want 7 (refused takes count, peeks do not)", full, n, err)
+	}
+	if ttl := rdb.PTTL(ctx, full).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("window key ttl %s", ttl)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
 
@@ -20,16 +22,38 @@ func BenchmarkEncodeFrame(b *testing.B) {
 	}
 }
 
-// BenchmarkPublish is one publish round trip: the script on a real Redis (history append,
-// trim, PUBLISH).
+// BenchmarkPublish is one publish round trip: the script on a real Redis (request id, rate
+// count, history append, trim, PUBLISH).
 func BenchmarkPublish(b *testing.B) {
 	rdb := redistest.Start(b).Client()
 	p := NewPublisher(rdb)
 	w := Window{Events: 1000, Seconds: 300}
+	rate := ratelimit.Rate{Limit: 10_000_000, Period: time.Second} // counted, never reached
 	ev := []Event{{Channel: "bench", Event: "message", Data: json.RawMessage(`{"n":1,"text":"hello, world"}`)}}
 	b.ReportAllocs()
+	defer redistest.ReportCPU(b, rdb)()
 	for b.Loop() {
-		if _, err := p.Publish(b.Context(), "tn_bench", w, ev, ""); err != nil {
+		if _, err := p.Publish(b.Context(), "tn_bench", w, rate, ev, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishBatch is one publish of ten events on two channels: one script, one round
+// trip.
+func BenchmarkPublishBatch(b *testing.B) {
+	rdb := redistest.Start(b).Client()
+	p := NewPublisher(rdb)
+	w := Window{Events: 1000, Seconds: 300}
+	rate := ratelimit.Rate{Limit: 10_000_000, Period: time.Second}
+	ev := make([]Event, 10)
+	for i := range ev {
+		ev[i] = Event{Channel: "bench-" + strconv.Itoa(i%2), Event: "message", Data: json.RawMessage(`{"n":1,"text":"hello, world"}`)}
+	}
+	b.ReportAllocs()
+	defer redistest.ReportCPU(b, rdb)()
+	for b.Loop() {
+		if _, err := p.Publish(b.Context(), "tn_bench", w, rate, ev, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -46,7 +70,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 		for pb.Next() {
 			i++
 			ev := []Event{{Channel: "bench-" + strconv.Itoa(i%64), Event: "message", Data: json.RawMessage(`{"n":1}`)}}
-			if _, err := p.Publish(b.Context(), "tn_bench", w, ev, ""); err != nil {
+			if _, err := p.Publish(b.Context(), "tn_bench", w, ratelimit.Rate{}, ev, ""); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ func TestHistoryReadMergesChannelsInOrder(t *testing.T) {
 	w := Window{Events: 100, Seconds: 60}
 	var ids []string
 	for i := range 25 {
-		res, err := p.Publish(t.Context(), "tn_a", w, []Event{{Channel: []string{"a", "b", "c"}[i%3], Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
+		res, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, []Event{{Channel: []string{"a", "b", "c"}[i%3], Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestSnapshotReportsGapsExactly(t *testing.T) {
 	w := Window{Events: 3, Seconds: 60}
 	pub := func(ch string) string {
 		t.Helper()
-		res, err := p.Publish(t.Context(), "tn_a", w, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(`1`)}}, "")
+		res, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(`1`)}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +122,7 @@ func TestQuietChannelResumesWithoutGap(t *testing.T) {
 	w := Window{Events: 100, Seconds: 60}
 	pub := func(ch string) string {
 		t.Helper()
-		res, err := p.Publish(t.Context(), "tn_a", w, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(`1`)}}, "")
+		res, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(`1`)}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

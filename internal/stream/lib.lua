@@ -39,7 +39,13 @@ local function trim(stream, trimKey, channel, maxLen, maxAgeMs, minID)
     local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
     newest = gone[#gone][1]
   end
-  local old = redis.call('XREVRANGE', stream, '(' .. minID, '-', 'COUNT', 1)
+  -- Only when something is older than minID: XREVRANGE from an id below the whole stream
+  -- walks every entry of it (Redis starts a reverse range at the stream's end when no node is
+  -- that old), which in a channel that keeps its whole window is every publish.
+  local old = {}
+  if #redis.call('XRANGE', stream, '-', '(' .. minID, 'COUNT', 1) > 0 then
+    old = redis.call('XREVRANGE', stream, '(' .. minID, '-', 'COUNT', 1)
+  end
   if #old > 0 and (not newest or seqOf(old[1][1]) > seqOf(newest)) then
     newest = old[1][1] -- the newest of what either rule removes
   end

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
 
@@ -18,7 +19,7 @@ func TestPageReadsOneChannelAndReportsTruncation(t *testing.T) {
 	var busy []string
 	pub := func(ch string, n int) string {
 		t.Helper()
-		res, err := p.Publish(t.Context(), "tn_a", w, []Event{{Channel: ch, Event: "tick", Data: json.RawMessage(strconv.Itoa(n))}}, "")
+		res, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, []Event{{Channel: ch, Event: "tick", Data: json.RawMessage(strconv.Itoa(n))}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

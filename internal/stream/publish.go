@@ -4,6 +4,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 )
 
 // requestIDTTL is how long a publish without an Idempotency-Key is remembered: long enough for
@@ -38,7 +42,8 @@ var (
 	// Each script is the shared library followed by its own body: Redis scripts cannot call
 	// one another. On a cluster, live events use sharded pub/sub: the channel's hash tag is the
 	// tenant's, so SPUBLISH stays on the shard of the script's keys.
-	publishScripts = [2]*redis.Script{PublishingScript(publishLua, false), PublishingScript(publishLua, true)}
+	// The publish script counts the publish rate itself, with the rate limiter's Lua.
+	publishScripts = [2]*redis.Script{PublishingScript(ratelimit.Lua+publishLua, false), PublishingScript(ratelimit.Lua+publishLua, true)}
 )
 
 // PublishingScript returns a script made of the publish library (the tenant's event clock, and
@@ -78,6 +83,8 @@ type Result struct {
 	IDs   []string
 	// Duplicate is set when the Idempotency-Key had been seen: IDs are the first call's.
 	Duplicate bool
+	// Rate is the tenant's standing against the publish rate it was given, if any.
+	Rate ratelimit.Result
 }
 
 // Publisher appends events to their channels' history and publishes them live, in one script.
@@ -92,21 +99,101 @@ func NewPublisher(rdb redis.UniversalClient) *Publisher {
 	return &Publisher{rdb: rdb, script: publishScripts[boolIndex(Sharded(rdb))], now: time.Now}
 }
 
+// ErrRateLimited means a publish went over its rate: nothing was published, and Result.Rate
+// says when the window has room again.
+var ErrRateLimited = errors.New("over the publish rate")
+
 // Publish makes events durable in their channels' history and sends them to live subscribers,
-// all or none. With a non-empty idemKey, a repeat within the history window returns the first
-// call's ids and publishes nothing.
-func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, events []Event, idemKey string) (Result, error) {
-	publishedAt := p.now().UTC().Format(time.RFC3339Nano)
-	entries := make([]pubEntry, len(events))
-	for i, ev := range events {
-		payload, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: publishedAt})
-		if err != nil {
-			return Result{}, fmt.Errorf("encode event %d: %w", i, err)
-		}
-		entries[i] = pubEntry{channel: ev.Channel, kind: streamgate.EventMessage, payload: payload}
+// all or none, in one script: one round trip to Redis.
+//
+// With a rate (a Limit of at least 1), the events first count against the tenant's publish
+// rate in that script (at keys.RateLimitPublishFull, as ratelimit.Limiter.Take counts there):
+// over it, nothing is published, the error is ErrRateLimited, and the take counts all the
+// same, as a refused Take does. Result.Rate is the tenant's standing after the take; without a
+// rate nothing is counted and Result.Rate is zero.
+//
+// With a non-empty idemKey, a repeat within the history window returns the first call's ids
+// and publishes nothing. A repeat (of an Idempotency-Key, or the Redis client's retry of a
+// request whose answer it lost) is told before anything is counted: it publishes nothing, so
+// it is neither counted nor refused, and its Result.Rate is the standing without it. A key
+// reused with other events (ErrIdempotencyMismatch) is not counted either.
+func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate ratelimit.Rate, events []Event, idemKey string) (Result, error) {
+	if len(events) == 0 {
+		return Result{}, errors.New("publish: no events")
 	}
-	return p.publish(ctx, tenantID, w, entries, idemKey, fingerprintOf(events))
+	var at [len(time.RFC3339Nano)]byte
+	publishedAt := p.now().UTC().AppendFormat(at[:0], time.RFC3339Nano)
+
+	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
+	// client retries a command whose answer was lost, and the script may have run. A random
+	// request id cannot be reused by another request, so it needs no fingerprint.
+	nonce := newNonce()
+	remember, fingerprint := time.Duration(w.Seconds)*time.Second, requestIDFingerprint
+	if idemKey == "" {
+		idemKey, remember = nonce, requestIDTTL
+	} else {
+		fingerprint = fingerprintOf(events)
+	}
+	limit, periodMs := rate.Limit, rate.Period.Milliseconds()
+	if limit < 1 {
+		limit, periodMs = 0, 0
+	}
+
+	ks := make([]string, 4, 4+len(events))
+	ks[0], ks[1], ks[2], ks[3] = keys.Publish(tenantID, idemKey)
+	args := make([]any, 0, 7+4*len(events))
+	// The epoch candidate is the nonce's random part: stored only by a tenant's first publish.
+	args = append(args, nonce[1:1+epochLen], w.Events, w.Seconds, fingerprint, remember.Milliseconds(), limit, periodMs)
+	for _, ev := range events {
+		history, pubsub := keys.PublishChannel(tenantID, ev.Channel)
+		ks = append(ks, history)
+		payload, err := appendMessage(nil, ev, publishedAt)
+		if err != nil {
+			return Result{}, err
+		}
+		args = append(args, ev.Channel, pubsub, messageKind, payload)
+	}
+	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).Text()
+	if err != nil {
+		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
+	}
+	status, epoch, ids, count, pttl, ok := publishReply(reply)
+	if !ok {
+		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
+	}
+	res := Result{Epoch: epoch}
+	if limit > 0 {
+		res.Rate = ratelimit.ResultOf(rate, count, pttl, p.now())
+	}
+	switch status {
+	case "ok", "dup":
+		res.Duplicate = status == "dup"
+		res.IDs = strings.Split(ids, ",")
+		return res, nil
+	case "limited":
+		return res, fmt.Errorf("publish %d events to tenant %s: %w", len(events), tenantID, ErrRateLimited)
+	case "mismatch":
+		return Result{}, fmt.Errorf("the Idempotency-Key was used with a different request: %w", ErrIdempotencyMismatch)
+	}
+	return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
 }
+
+// publishReply reads publish.lua's reply: "<status> <epoch> <ids> <count> <pttl>".
+func publishReply(reply string) (status, epoch, ids string, count, pttl int64, ok bool) {
+	status, rest, ok1 := strings.Cut(reply, " ")
+	epoch, rest, ok2 := strings.Cut(rest, " ")
+	ids, rest, ok3 := strings.Cut(rest, " ")
+	c, p, ok4 := strings.Cut(rest, " ")
+	count, err1 := strconv.ParseInt(c, 10, 64)
+	pttl, err2 := strconv.ParseInt(p, 10, 64)
+	return status, epoch, ids, count, pttl, ok1 && ok2 && ok3 && ok4 && err1 == nil && err2 == nil
+}
+
+// requestIDFingerprint stands for the fingerprint of a request known by its random request id.
+const requestIDFingerprint = "-"
+
+// messageKind is the kind of a published event, as a script argument (boxed once).
+var messageKind any = streamgate.EventMessage
 
 // fingerprintOf identifies a request's events (channels, names, data), so that an
 // Idempotency-Key reused for another request is told apart from a retry.
@@ -123,6 +210,8 @@ func fingerprintOf(events []Event) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// messageData is an event as history and live subscribers have it (its JSON, which
+// appendMessage writes).
 type messageData struct {
 	Channel     string          `json:"channel"`
 	Event       string          `json:"event"`
@@ -130,47 +219,63 @@ type messageData struct {
 	PublishedAt string          `json:"published_at"`
 }
 
-type pubEntry struct {
-	channel, kind string
-	payload       []byte
+// appendMessage appends ev as json.Marshal encodes its messageData, byte for byte, without
+// encoding/json's reflection and its second pass over the data (which the edge validated and
+// compacted already). Strings or data that json.Marshal would escape (HTML characters, U+2028,
+// U+2029, control characters) or that are not compact take json.Marshal itself; publishedAt is
+// an RFC 3339 time, which needs no escaping.
+func appendMessage(dst []byte, ev Event, publishedAt []byte) ([]byte, error) {
+	if !plainJSONString(ev.Channel) || !plainJSONString(ev.Event) || bytes.ContainsAny(ev.Data, "<>&\u2028\u2029\t\n\r") {
+		b, err := json.Marshal(messageData{Channel: ev.Channel, Event: ev.Event, Data: ev.Data, PublishedAt: string(publishedAt)})
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		return append(dst, b...), nil
+	}
+	const (
+		channel = `{"channel":"`
+		event   = `","event":"`
+		data    = `","data":`
+		at      = `,"published_at":"`
+		end     = `"}`
+	)
+	dst = slices.Grow(dst, len(channel)+len(ev.Channel)+len(event)+len(ev.Event)+len(data)+len(ev.Data)+len(at)+len(publishedAt)+len(end))
+	dst = append(append(dst, channel...), ev.Channel...)
+	dst = append(append(dst, event...), ev.Event...)
+	dst = append(append(dst, data...), ev.Data...)
+	dst = append(append(dst, at...), publishedAt...)
+	return append(dst, end...), nil
 }
 
-func (p *Publisher) publish(ctx context.Context, tenantID string, w Window, entries []pubEntry, idemKey, fingerprint string) (Result, error) {
-	if len(entries) == 0 {
-		return Result{}, errors.New("publish: no events")
+// plainJSONString reports whether json.Marshal writes s as it is, between quotes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
 	}
-	ks := make([]string, 0, 3+len(entries))
-	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
-	// client retries a command whose answer was lost, and the script may have run.
-	remember := time.Duration(w.Seconds) * time.Second
-	if idemKey == "" {
-		idemKey, remember = "~"+NewEpoch()+NewEpoch(), requestIDTTL
-	}
-	ks = append(ks, keys.Sequence(tenantID), keys.Idempotency(tenantID, idemKey), keys.Trimmed(tenantID))
-	args := make([]any, 0, 5+4*len(entries))
-	args = append(args, NewEpoch(), w.Events, w.Seconds, fingerprint, remember.Milliseconds())
-	for _, e := range entries {
-		ks = append(ks, keys.History(tenantID, e.channel))
-		args = append(args, e.channel, keys.Channel(tenantID, e.channel), e.kind, e.payload)
-	}
-	reply, err := RunScript(ctx, p.rdb, p.script, ks, args...).StringSlice()
-	if err != nil {
-		return Result{}, fmt.Errorf("publish to tenant %s: %w", tenantID, err)
-	}
-	if len(reply) == 3 && reply[0] == "mismatch" {
-		return Result{}, fmt.Errorf("the Idempotency-Key was used with a different request: %w", ErrIdempotencyMismatch)
-	}
-	if len(reply) != 3 {
-		return Result{}, fmt.Errorf("publish to tenant %s: unexpected reply %q", tenantID, reply)
-	}
-	return Result{Epoch: reply[1], IDs: strings.Split(reply[2], ","), Duplicate: reply[0] == "dup"}, nil
+	return true
 }
+
+// epochLen is the length of an epoch: 8 hex characters.
+const epochLen = 8
 
 // NewEpoch returns a fresh random epoch: 8 hex characters.
 func NewEpoch() string {
-	var b [4]byte
+	var b [epochLen / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// newNonce returns a fresh request id: "~" and 16 random hex characters.
+func newNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var s [1 + 2*len(b)]byte
+	s[0] = '~'
+	hex.Encode(s[1:], b[:])
+	return string(s[:])
 }
 
 // Published returns how many events the tenant has published (its sequence counter).

@@ -17,6 +17,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
 
@@ -241,7 +242,7 @@ func publishUntil(p *Publisher, tenantID string, channels []string, stop <-chan 
 		ch := channels[i%len(channels)]
 		seen := markerSeen != nil && markerSeen(ch)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		res, err := p.Publish(ctx, tenantID, w, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
+		res, err := p.Publish(ctx, tenantID, w, ratelimit.Rate{}, []Event{{Channel: ch, Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
 		cancel()
 		out.mu.Lock()
 		if err != nil {

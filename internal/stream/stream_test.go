@@ -19,6 +19,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/keys"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
 
@@ -28,7 +29,7 @@ func publishN(t *testing.T, p *Publisher, tenantID string, w Window, channel str
 	t.Helper()
 	var ids []string
 	for i := range n {
-		res, err := p.Publish(t.Context(), tenantID, w, []Event{{Channel: channel, Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
+		res, err := p.Publish(t.Context(), tenantID, w, ratelimit.Rate{}, []Event{{Channel: channel, Event: "e", Data: json.RawMessage(strconv.Itoa(i))}}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,11 +122,11 @@ func TestIdempotentPublish(t *testing.T) {
 	p := NewPublisher(rdb)
 	w := Window{Events: 100, Seconds: 60}
 	ev := []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}, {Channel: "d", Event: "e", Data: json.RawMessage(`2`)}}
-	first, err := p.Publish(t.Context(), "tn_a", w, ev, "k1")
+	first, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, ev, "k1")
 	if err != nil || first.Duplicate {
 		t.Fatal(first, err)
 	}
-	again, err := p.Publish(t.Context(), "tn_a", w, ev, "k1")
+	again, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, ev, "k1")
 	if err != nil || !again.Duplicate || strings.Join(again.IDs, ",") != strings.Join(first.IDs, ",") {
 		t.Fatalf("retry = %+v, %v; want duplicate with ids %v", again, err, first.IDs)
 	}
@@ -138,7 +139,7 @@ func TestIdempotentPublish(t *testing.T) {
 		{ev[0], {Channel: "d", Event: "e", Data: json.RawMessage(`3`)}},
 		{ev[0], {Channel: "d", Event: "f", Data: json.RawMessage(`2`)}},
 	} {
-		if _, err := p.Publish(t.Context(), "tn_a", w, other, "k1"); !errors.Is(err, ErrIdempotencyMismatch) {
+		if _, err := p.Publish(t.Context(), "tn_a", w, ratelimit.Rate{}, other, "k1"); !errors.Is(err, ErrIdempotencyMismatch) {
 			t.Errorf("reuse with %v: err = %v, want a mismatch", other, err)
 		}
 	}
@@ -316,7 +317,7 @@ func TestHubResubscribesAfterRedisRestart(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no delivery after Redis restarted: the subscription was not re-established")
 		}
-		_, _ = p.Publish(t.Context(), "tn_a", Window{Events: 10, Seconds: 60}, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}}, "")
+		_, _ = p.Publish(t.Context(), "tn_a", Window{Events: 10, Seconds: 60}, ratelimit.Rate{}, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}}, "")
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The control channel came back too.
@@ -378,14 +379,16 @@ func TestPublishRetriedByTheClientIsStoredOnce(t *testing.T) {
 	direct := srv.Client()
 	w := Window{Events: 100, Seconds: 60}
 	// Load the script first, so that the publish below is one EVALSHA.
-	if _, err := NewPublisher(direct).Publish(t.Context(), "tn_warm", w, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`0`)}}, ""); err != nil {
+	if _, err := NewPublisher(direct).Publish(t.Context(), "tn_warm", w, ratelimit.Rate{}, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`0`)}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.LossyProxy(t, srv.Addr, "evalsha"), MaxRetries: 1, ReadTimeout: 5 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	res, err := NewPublisher(rdb).Publish(ctx, "tn_a", w, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}}, "")
+	// A rate of one: the retry, had it been counted, would go over it.
+	rate := ratelimit.Rate{Limit: 1, Period: time.Hour}
+	res, err := NewPublisher(rdb).Publish(ctx, "tn_a", w, rate, []Event{{Channel: "c", Event: "e", Data: json.RawMessage(`1`)}}, "")
 	if err != nil {
 		t.Fatalf("publish through a lost answer: %v", err)
 	}
@@ -395,6 +398,9 @@ func TestPublishRetriedByTheClientIsStoredOnce(t *testing.T) {
 	}
 	if len(res.IDs) != 1 {
 		t.Fatalf("ids %v", res.IDs)
+	}
+	if count, err := direct.Get(ctx, keys.RateLimitPublishFull("tn_a")).Int(); err != nil || count != 1 {
+		t.Errorf("publish rate count %d (%v), want 1: the retry was counted again", count, err)
 	}
 }
 
