@@ -29,7 +29,7 @@ var (
 	//go:embed admit.lua
 	admitLua string
 
-	admitScript = redis.NewScript(leaseLua + recordLua + stream.SnapshotLua + admitLua)
+	admitScript = redis.NewScript(ratelimit.Lua + leaseLua + recordLua + stream.SnapshotLua + admitLua)
 )
 
 // Admission is what a stream costs in Redis when it opens, in one round trip: the tenant's
@@ -95,7 +95,7 @@ func (a *Admission) Admit(ctx context.Context, ad Admit) (Admitted, error) {
 	}
 	pk, pa := ad.Position.Keys(), ad.Position.Args()
 	ks := make([]string, 0, 3+len(pk))
-	ks = append(ks, keys.RateLimitStorePrefix+":"+keys.RateLimitStreamTenant(ad.TenantID), keys.Connections(ad.TenantID), keys.Session(ad.TenantID, ad.SessionID))
+	ks = append(ks, keys.RateLimitStreamTenantFull(ad.TenantID), keys.Connections(ad.TenantID), keys.Session(ad.TenantID, ad.SessionID))
 	ks = append(ks, pk...)
 	args := make([]any, 0, 12+len(pa))
 	args = append(args, 1, ad.Rate.Limit, ad.Rate.Period.Milliseconds(),

@@ -30,14 +30,7 @@ end
 local count, pttl = 0, 0
 local limit = tonumber(ARGV[2])
 if limit > 0 then
-  local n = tonumber(ARGV[1])
-  count = redis.call('INCRBY', rateKey, n)
-  if count == n then
-    redis.call('PEXPIRE', rateKey, ARGV[3])
-    pttl = tonumber(ARGV[3])
-  else
-    pttl = redis.call('PTTL', rateKey)
-  end
+  count, pttl = rateTake(rateKey, tonumber(ARGV[1]), tonumber(ARGV[3]))
   if count > limit then
     return {'rate', count, pttl}
   end

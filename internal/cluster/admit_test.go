@@ -23,7 +23,7 @@ func TestAdmissionTakesNothingWhenItRefuses(t *testing.T) {
 	a := NewAdmission(leases, history)
 	w := stream.Window{Events: 100, Seconds: 3600}
 	pub := stream.NewPublisher(rdb)
-	if _, err := pub.Publish(ctx, "tn_a", w, []stream.Event{{Channel: "x", Event: "e", Data: []byte(`1`)}}, ""); err != nil {
+	if _, err := pub.Publish(ctx, "tn_a", w, ratelimit.Rate{}, []stream.Event{{Channel: "x", Event: "e", Data: []byte(`1`)}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	rate := ratelimit.Rate{Limit: 3, Period: time.Minute}
@@ -74,7 +74,7 @@ func TestAdmissionTakesNothingWhenItRefuses(t *testing.T) {
 	if _, err := admit("ses_1", 2, 7); !errors.Is(err, ErrRecordChanged) {
 		t.Fatalf("stale version: %v, want ErrRecordChanged", err)
 	}
-	if n := rdb.Get(ctx, keys.RateLimitStorePrefix+":"+keys.RateLimitStreamTenant("tn_a")).Val(); n != "2" {
+	if n := rdb.Get(ctx, keys.RateLimitStreamTenantFull("tn_a")).Val(); n != "2" {
 		t.Errorf("rate counter %q after a stale record, want 2 (not counted)", n)
 	}
 
@@ -96,7 +96,7 @@ func TestAdmissionTakesNothingWhenItRefuses(t *testing.T) {
 	if after := connections(); after != before {
 		t.Errorf("connections %q after a rate refusal, %q before", after, before)
 	}
-	if ttl := rdb.PTTL(ctx, keys.RateLimitStorePrefix+":"+keys.RateLimitStreamTenant("tn_a")).Val(); ttl <= 0 {
+	if ttl := rdb.PTTL(ctx, keys.RateLimitStreamTenantFull("tn_a")).Val(); ttl <= 0 {
 		t.Errorf("the rate counter has no window (PTTL %s)", ttl)
 	}
 }

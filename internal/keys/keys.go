@@ -297,8 +297,12 @@ func RateLimitPublishFull(tenantID string) string { return tenantPrefix(tenantID
 
 // RateLimitStreamTenant counts a tenant's stream connects in the current window.
 func RateLimitStreamTenant(tenantID string) string {
-	return rateLimitKey(tenantPrefix(tenantID) + "rl:stream")
+	return rateLimitKey(RateLimitStreamTenantFull(tenantID))
 }
+
+// RateLimitStreamTenantFull is RateLimitStreamTenant as Redis has it: the key a stream's
+// admission counts in itself, which the rate limiter's store counts Mercure subscriptions in too.
+func RateLimitStreamTenantFull(tenantID string) string { return tenantPrefix(tenantID) + "rl:stream" }
 
 // RateLimitTokens counts a tenant's minted tokens in the current window.
 func RateLimitTokens(tenantID string) string {

@@ -129,14 +129,8 @@ func (t *Trimmer) Step(now time.Time) bool {
 	return true
 }
 
-// Heap returns the heap memory that is free but still held from the system, and the heap
-// memory in use by objects.
-func Heap() (free, inUse uint64) {
-	free, inUse, _ = read()
-	return free, inUse
-}
-
-// read returns Heap's figures and the number of live goroutines.
+// read returns the heap memory that is free but still held from the system, the heap memory in
+// use by objects, and the number of live goroutines.
 func read() (free, inUse, goroutines uint64) {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/unused:bytes"}, {Name: "/sched/goroutines:goroutines"}}
