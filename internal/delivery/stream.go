@@ -58,6 +58,8 @@ type Stream struct {
 	w       *writer
 	batch   []*streamgate.Frame
 	running atomic.Bool
+	started atomic.Bool // w and end are set
+	closing atomic.Bool // Close was called
 	end     func()
 
 	closeOnce sync.Once
@@ -95,9 +97,15 @@ func (st *Stream) entryFrame(e stream.Entry) *streamgate.Frame {
 // also while Serve runs.
 func (st *Stream) Close() {
 	st.closeOnce.Do(func() {
+		st.closing.Store(true)
 		st.release()
 		st.svc.streams.Done()
 	})
+	// The close started no writer (see wake): the stream ends here, on the closer's goroutine,
+	// unless a writer is running, which sees the session closed.
+	if st.started.Load() && st.running.CompareAndSwap(false, true) {
+		st.drain()
+	}
 }
 
 func (st *Stream) release() {
@@ -185,6 +193,7 @@ func (st *Stream) Start(out Sink, end func()) {
 	st.w = &writer{out: out, st: st}
 	st.end = end
 	st.running.Store(true) // the first goroutine writes head and replay, then drains
+	st.started.Store(true)
 	go st.begin()
 }
 
@@ -219,7 +228,9 @@ func (st *Stream) begin() {
 // wake starts a goroutine to write what the session holds, unless one is running; the session
 // calls it with its lock held.
 func (st *Stream) wake() {
-	if st.running.CompareAndSwap(false, true) {
+	// A stream being closed by Close (its client left) ends on Close's goroutine instead: a
+	// node whose clients all leave at once does not start a goroutine for each.
+	if !st.closing.Load() && st.running.CompareAndSwap(false, true) {
 		go st.drain()
 	}
 }
