@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+
+	"github.com/streamgate/streamgate/internal/memory"
 )
 
 // closeWatcher notices the clients of taken-over streams going away, for all of the node's
@@ -26,7 +28,18 @@ type closeWatcher struct {
 	// for the old connection must not reach the new one. Ids are never reused.
 	last    uint64
 	watched map[uint64]watchedConn
+	high    int // the most registrations held since watched was last sized (memory.Shrink)
+
+	// ending holds the departures not yet acted on, which up to goneWorkers goroutines work
+	// through (enders counts them).
+	ending []func()
+	enders int
 }
+
+// goneWorkers bounds the goroutines ending streams whose clients left: a node whose clients all
+// leave at once ends their streams a few dozen at a time rather than starting a goroutine for
+// each (the Go runtime keeps every goroutine record it ever made).
+const goneWorkers = 64
 
 // watchedConn is a registered connection and what to call when its client goes away.
 type watchedConn struct {
@@ -133,17 +146,19 @@ func (w *closeWatcher) forget(id uint64) {
 		return // already fired, or handed to a goroutine
 	}
 	delete(w.watched, id)
+	w.watched = memory.Shrink(w.watched, &w.high)
 	w.p.remove(c.conn)
 }
 
-// fire acts on the poller's events, as watchClose does on its read. gone runs on a goroutine
-// of its own: ending a stream makes Redis round trips (presence) that must not hold up the
-// other streams' events.
+// fire acts on the poller's events, as watchClose does on its read. gone runs on one of the
+// watcher's enders: ending a stream makes Redis round trips (presence, the connection count)
+// that must not hold up the other streams' events.
 func (w *closeWatcher) fire(events []clientEvent) {
 	for _, ev := range events {
 		w.mu.Lock()
 		c, ok := w.watched[ev.id]
 		delete(w.watched, ev.id)
+		w.watched = memory.Shrink(w.watched, &w.high)
 		w.mu.Unlock()
 		if !ok {
 			continue // the stream ended first and forgot it
@@ -151,6 +166,39 @@ func (w *closeWatcher) fire(events []clientEvent) {
 		if ev.sent {
 			c.conn.Close()
 		}
-		go c.gone()
+		w.ended(c.gone)
+	}
+}
+
+// ended has gone called by one of the watcher's enders, starting one if fewer than goneWorkers
+// run.
+func (w *closeWatcher) ended(gone func()) {
+	w.mu.Lock()
+	w.ending = append(w.ending, gone)
+	start := w.enders < goneWorkers
+	if start {
+		w.enders++
+	}
+	w.mu.Unlock()
+	if start {
+		go w.end()
+	}
+}
+
+// end calls the departures waiting until there are none.
+func (w *closeWatcher) end() {
+	for {
+		w.mu.Lock()
+		if len(w.ending) == 0 {
+			w.ending = nil // let a burst's array go
+			w.enders--
+			w.mu.Unlock()
+			return
+		}
+		gone := w.ending[0]
+		w.ending[0] = nil
+		w.ending = w.ending[1:]
+		w.mu.Unlock()
+		gone()
 	}
 }
