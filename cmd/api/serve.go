@@ -230,7 +230,9 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	// Streams still open when it stops (a failed loop) get a goroutine each to watch them.
 	g.Go(func() error { n.api.WatchClients(gctx); return nil })
 	// A burst's heap goes back to the system once it is over.
-	g.Go(func() error { memory.NewTrimmer().Run(gctx); return nil })
+	trimmer := memory.NewTrimmer()
+	trimmer.Held = n.registry.Len // clients leaving free what their streams held
+	g.Go(func() error { trimmer.Run(gctx); return nil })
 	g.Go(func() error { return watchReadiness(readiness, n.calls, &n.ready, n.log) })
 	if n.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, n.cfg.PprofAddr, n.log) })

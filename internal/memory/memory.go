@@ -60,9 +60,9 @@ func containerLimit(files ...string) int64 {
 // A burst leaves two kinds of memory behind: heap freed by a collection but still held from the
 // system, and garbage no collection has looked at yet (the heap's goal is twice what was live,
 // so on an idle node the next collection may be two minutes away). Once the heap in use stops
-// growing, a Trimmer that sees either runs a collection and returns what is free. When many
-// goroutines have ended since it last looked (clients left: each stream runs on one), it does
-// the same, since what the streams held is garbage no collection may look at for minutes.
+// growing, a Trimmer that sees either runs a collection and returns what is free. When much of
+// what the node held has gone since it last returned memory (clients left: Held), it does the
+// same, since what they held is garbage no collection may look at for minutes.
 type Trimmer struct {
 	// Every is how often the heap is looked at.
 	Every time.Duration
@@ -71,16 +71,19 @@ type Trimmer struct {
 	MinFree uint64
 	// Gap is the least time between two returns (each is a full collection).
 	Gap time.Duration
+	// Held counts what the node holds that a departure frees (its open streams); nil counts
+	// the goroutines.
+	Held func() int
 
 	last      time.Time
 	lastInUse uint64 // heap in use at the previous look
 	baseline  uint64 // heap in use right after the last return
-	peakG     uint64 // the most goroutines seen since the last return
+	peak      uint64 // the most Held since the last return
 }
 
-// goneGoroutines is how many goroutines must have ended (and at least a quarter of the most
+// goneHeld is how many of what the node held must have gone (and at least a quarter of the most
 // there were) for their memory to be worth a return.
-const goneGoroutines = 1000
+const goneHeld = 1000
 
 // NewTrimmer looks every 2 s and, once the heap in use stops growing (the burst is over),
 // returns memory when more than 32 MiB can go, at most once every 10 s.
@@ -105,17 +108,18 @@ func (t *Trimmer) Run(ctx context.Context) {
 // Step looks at the heap once and returns memory if that is worth it. It reports whether it
 // did.
 func (t *Trimmer) Step(now time.Time) bool {
-	free, inUse, g := read()
+	free, inUse := read()
+	held := t.held()
 	growing := inUse > t.lastInUse+t.lastInUse/20
 	t.lastInUse = inUse
-	t.peakG = max(t.peakG, g)
+	t.peak = max(t.peak, held)
 	if growing || (!t.last.IsZero() && now.Sub(t.last) < t.Gap) {
 		return false
 	}
-	held := free >= t.MinFree && free >= inUse/2                  // freed, not returned
-	grown := inUse >= t.baseline+t.MinFree                        // garbage or new live heap since the last return
-	left := t.peakG >= g+goneGoroutines && g <= t.peakG-t.peakG/4 // streams ended since
-	if !held && !grown && !left {
+	kept := free >= t.MinFree && free >= inUse/2               // freed, not returned
+	grown := inUse >= t.baseline+t.MinFree                     // garbage or new live heap since the last return
+	left := t.peak >= held+goneHeld && held <= t.peak-t.peak/4 // clients left since
+	if !kept && !grown && !left {
 		return false
 	}
 	t.last = now
@@ -124,18 +128,26 @@ func (t *Trimmer) Step(now time.Time) bool {
 	// requests' net/http buffers (through pooled gin contexts): kilobytes per connection.
 	runtime.GC()
 	debug.FreeOSMemory()
-	_, t.baseline, t.peakG = read()
-	t.lastInUse = t.baseline
+	_, t.baseline = read()
+	t.lastInUse, t.peak = t.baseline, t.held()
 	return true
 }
 
-// read returns the heap memory that is free but still held from the system, the heap memory in
-// use by objects, and the number of live goroutines.
-func read() (free, inUse, goroutines uint64) {
+// held is Held, or the number of goroutines.
+func (t *Trimmer) held() uint64 {
+	if t.Held != nil {
+		return uint64(max(t.Held(), 0))
+	}
+	return uint64(runtime.NumGoroutine())
+}
+
+// read returns the heap memory that is free but still held from the system, and the heap
+// memory in use by objects.
+func read() (free, inUse uint64) {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+		{Name: "/memory/classes/heap/unused:bytes"}}
 	metrics.Read(s)
-	return s[0].Value.Uint64(), s[1].Value.Uint64() + s[2].Value.Uint64(), s[3].Value.Uint64()
+	return s[0].Value.Uint64(), s[1].Value.Uint64() + s[2].Value.Uint64()
 }
 
 // Shrink returns m, or a copy of m sized to what it holds once that is under a quarter of the

@@ -149,6 +149,13 @@ func NewRegistry(nodeID string, cfg Config) *Registry {
 	}
 }
 
+// Len returns how many sessions the node holds.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.sessions)
+}
+
 // NodeID returns the node's id, as given to NewRegistry.
 func (r *Registry) NodeID() string { return r.nodeID }
 
