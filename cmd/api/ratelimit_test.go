@@ -187,6 +187,10 @@ func TestStreamConnectRateLimits(t *testing.T) {
 		over := n.do(t, call{method: "GET", path: "/v1/stream?channel=chat.x&token=" + tok})
 		wantRateLimited(t, over, 61)
 		wantRateHeaders(t, over, 2, 0, time.Minute)
+		// Each node counts the rate per client address on its own (no Redis round trip):
+		// another node of the cluster lets the same client in.
+		other := startNode(t, n.Redis, map[string]string{"STREAMGATE_RATE_STREAM_IP": "2-M"})
+		other.openStream(t, tok, "chat.x")
 	})
 	t.Run("per tenant", func(t *testing.T) {
 		n := startNode(t, nil, map[string]string{"STREAMGATE_RATE_STREAM_TENANT": "2-M"})

@@ -109,7 +109,7 @@ var envVars = []envVar{
 		Value: func(c apiConfig, _ string) string { return strconv.Itoa(c.DefaultLimits.HistorySeconds) }},
 	{Name: "STREAMGATE_RATE_SIGNUP", Default: "10-M", Meaning: "signups per client address (<count>-<S|M|H|D>)",
 		Value: func(c apiConfig, _ string) string { return c.Rates.Signup.String() }},
-	{Name: "STREAMGATE_RATE_STREAM_IP", Default: "120-M", Meaning: "stream connects per client address",
+	{Name: "STREAMGATE_RATE_STREAM_IP", Default: "120-M", Meaning: "stream connects per client address, counted per node",
 		Value: func(c apiConfig, _ string) string { return c.Rates.StreamClient.String() }},
 	{Name: "STREAMGATE_RATE_STREAM_TENANT", Default: "6000-M", Meaning: "stream connects per tenant",
 		Value: func(c apiConfig, _ string) string { return c.Rates.StreamTenant.String() }},

@@ -21,10 +21,15 @@ import (
 // 503 unavailable when Redis cannot count: a limit that cannot be checked lets nothing through.
 // what names the limit in the refusal's message.
 func (s *Server) limit(ctx context.Context, h http.Header, key string, n int64, rate ratelimit.Rate, what string) *Error {
-	if s.limiter == nil || rate.Limit < 1 {
+	return s.limitWith(ctx, s.limiter, h, key, n, rate, what)
+}
+
+// limitWith is limit counted by l.
+func (s *Server) limitWith(ctx context.Context, l *ratelimit.Limiter, h http.Header, key string, n int64, rate ratelimit.Rate, what string) *Error {
+	if l == nil || rate.Limit < 1 {
 		return nil
 	}
-	res, err := s.limiter.Take(ctx, key, n, rate)
+	res, err := l.Take(ctx, key, n, rate)
 	if err != nil {
 		s.log.WarnContext(ctx, "rate limiter unavailable", "limit", what, "err", err)
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: messageUnavailable}
@@ -147,8 +152,9 @@ func (s *Server) publishRate(perSecond int) ratelimit.Rate {
 	return ratelimit.PerSecond(perSecond)
 }
 
+// limitStreamClient counts a stream connect against the rate per client address, on this node.
 func (s *Server) limitStreamClient(r *http.Request, h http.Header) *Error {
-	return s.limit(r.Context(), h, keys.RateLimitStreamClient(rateClient(clientIP(r))), 1,
+	return s.limitWith(r.Context(), s.nodeLimiter, h, keys.RateLimitStreamClient(rateClient(clientIP(r))), 1,
 		s.cfg.Rates.StreamClient, "the stream connect rate per client address")
 }
 

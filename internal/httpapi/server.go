@@ -65,7 +65,9 @@ type Deps struct {
 	Updates   *jobs.Updates
 	Webhooks  *webhook.Store
 	Ready     func() bool // whether the node can serve, for /readyz
-	// Limiter counts the rate limits; nil leaves them all off.
+	// Limiter counts the rate limits; nil leaves them all off. The stream connect rate per
+	// client address is counted by each node in its own memory (ratelimit.NewLocal): it is
+	// checked before anything else a stream costs, and so costs no Redis round trip.
 	Limiter *ratelimit.Limiter
 	// Tracer traces every request, continuing a trace whose context the request carries; nil
 	// traces nothing (a no-op).
@@ -92,6 +94,7 @@ type Server struct {
 	cluster        *cluster.View
 	ready          func() bool
 	limiter        *ratelimit.Limiter
+	nodeLimiter    *ratelimit.Limiter // counts per node, when limiter is set
 	tracer         trace.Tracer
 	metricsHandler http.Handler
 	instruments    instruments
@@ -113,6 +116,9 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 		jobStates: d.JobStates, updates: d.Updates, webhooks: d.Webhooks, cluster: d.Cluster, ready: d.Ready,
 		limiter: d.Limiter, tracer: telemetry.Tracer(d.Tracer), metricsHandler: d.Metrics,
 		clients: closeWatcher{log: log},
+	}
+	if d.Limiter != nil {
+		s.nodeLimiter = ratelimit.NewLocal()
 	}
 	s.instruments = newInstruments(telemetry.Meter(d.Meter), log)
 	return s

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
 	sredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
 	"github.com/streamgate/streamgate/internal/keys"
@@ -85,6 +86,14 @@ type storeRef struct{ limiter.Store }
 
 // New returns a limiter on rdb. It does not talk to Redis until the first Take.
 func New(rdb redis.UniversalClient) *Limiter { return &Limiter{rdb: rdb} }
+
+// NewLocal returns a limiter that counts in this process's memory (ulule's memory store): each
+// node counts on its own, with no round trip, for limits where a count per node is enough.
+func NewLocal() *Limiter {
+	l := &Limiter{}
+	l.store.Store(&storeRef{memory.NewStoreWithOptions(limiter.StoreOptions{Prefix: keys.RateLimitStorePrefix, CleanUpInterval: time.Minute})})
+	return l
+}
 
 // Take counts n against key at rate and reports whether that went over. Every take counts,
 // refused ones too: a client that keeps hammering keeps its window full. key is one of the
