@@ -239,6 +239,7 @@ func (st *Stream) wake() {
 // stream when the session closed or a write failed. It runs with st.running set, one at a time.
 func (st *Stream) drain() {
 	sess, w := st.sess, st.w
+	var idle *time.Timer
 	for {
 		select {
 		case <-sess.Done():
@@ -263,14 +264,34 @@ func (st *Stream) drain() {
 			}
 			continue
 		}
-		// Nothing left. A wake that came since the Take found running set and did nothing:
-		// look again after clearing it.
+		// Nothing left. A stream that is being written to will be again soon: the goroutine
+		// waits a little for more (starting one per frame costs a busy stream more than its
+		// write), and only a stream quiet for writerLinger holds none.
+		if idle == nil {
+			idle = time.NewTimer(writerLinger)
+		} else {
+			idle.Reset(writerLinger)
+		}
+		select {
+		case <-sess.Ready():
+			continue
+		case <-sess.Done():
+			continue
+		case <-idle.C:
+		}
+		// A wake that came since the Take found running set and did nothing: look again
+		// after clearing it.
 		st.running.Store(false)
 		if !sess.Pending() || !st.running.CompareAndSwap(false, true) {
 			return
 		}
 	}
 }
+
+// writerLinger is how long a stream's writer goroutine waits for more after writing before it
+// ends: longer than the gap between a busy channel's events, short enough that an idle node's
+// streams hold no goroutine soon after their last frame.
+const writerLinger = 2 * time.Second
 
 // evicted tells the tenant's backend (session.evicted) when the final notice f ends the session
 // for lagging, a failed authentication or the operator's eviction.
