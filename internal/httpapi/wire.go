@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -30,8 +31,8 @@ func (o *httpSink) WriteBatch(pieces [][]byte) error {
 }
 
 // connSink writes an HTTP/1.1 chunked body straight to a connection taken over from
-// net/http: one writev per batch, straight from the shared frames, with no copy and no
-// per-connection buffer. A connection held this way costs a registration with the node's close
+// net/http: one write per batch, a small one copied into a buffer of the node's, a large one
+// (a replay) written with writev straight from the shared frames; no per-connection buffer. A connection held this way costs a registration with the node's close
 // watcher and the stream's own state (a writer goroutine only while there is something to
 // write), instead of net/http's buffers and background reader.
 type connSink struct {
@@ -52,12 +53,6 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 	if n == 0 {
 		return nil
 	}
-	o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
-	o.head = append(o.head, '\r', '\n')
-	bufs := append(o.bufs[:0], o.head)
-	bufs = append(bufs, pieces...)
-	bufs = append(bufs, crlf)
-	o.bufs = bufs[:0]
 	// Moving the deadline costs a runtime timer update per write; a deadline that still leaves
 	// at least three quarters of the timeout is good enough for this batch.
 	if now := time.Now(); o.deadline.Sub(now) < o.timeout*3/4 {
@@ -66,10 +61,42 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 			return err
 		}
 	}
+	if n <= copyMax {
+		// A small batch (a live event or two) is copied into one buffer: one contiguous write
+		// costs the kernel less than a writev of its five or so pieces, more than the copy
+		// costs here. The buffer is the node's, not the stream's.
+		bp := copyBufs.Get().(*[]byte)
+		b := strconv.AppendInt((*bp)[:0], int64(n), 16)
+		b = append(b, '\r', '\n')
+		for _, p := range pieces {
+			b = append(b, p...)
+		}
+		b = append(b, crlf...)
+		_, err := o.conn.Write(b)
+		*bp = b[:0]
+		copyBufs.Put(bp)
+		return err
+	}
+	o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
+	o.head = append(o.head, '\r', '\n')
+	bufs := append(o.bufs[:0], o.head)
+	bufs = append(bufs, pieces...)
+	bufs = append(bufs, crlf)
+	o.bufs = bufs[:0]
 	_, err := bufs.WriteTo(o.conn)
 	clear(o.bufs[:cap(o.bufs)])
 	return err
 }
+
+// copyMax is the largest batch connSink copies into one buffer rather than writing its pieces
+// where they are.
+const copyMax = 4 << 10
+
+// copyBufs are the buffers of copied batches: a chunk's head, copyMax bytes and its end.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, copyMax+16)
+	return &b
+}}
 
 // takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
 // (status, the headers set so far, chunked encoding), returns the connection, and has clients

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -74,6 +75,10 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 					return
 				}
 			}
+			// A batch larger than the copied ones goes out piece by piece.
+			if err := out.WriteBatch([][]byte{[]byte("id: c:3\nevent: message\ndata: "), bytes.Repeat([]byte("x"), copyMax), []byte("\n\n")}); err != nil {
+				return
+			}
 			<-gone
 		}()
 	}))
@@ -91,7 +96,7 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 	}
 	br := bufio.NewReader(resp.Body)
 	var got strings.Builder
-	for range 12 {
+	for range 16 {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			t.Fatal(err)
@@ -100,6 +105,7 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 	}
 	want := strings.Repeat("id: c:X\nevent: message\ndata: {}\n\n", 3)
 	want = strings.Replace(strings.Replace(strings.Replace(want, "X", "0", 1), "X", "1", 1), "X", "2", 1)
+	want += "id: c:3\nevent: message\ndata: " + strings.Repeat("x", copyMax) + "\n\n"
 	if got.String() != want {
 		t.Errorf("body %q, want %q", got.String(), want)
 	}
