@@ -10,7 +10,6 @@ package memory
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -161,7 +160,12 @@ func Shrink[M ~map[K]V, K comparable, V any](m M, high *int) M {
 		return m
 	}
 	*high = n
-	return maps.Clone(m)
+	// Not maps.Clone: it keeps the capacity of what it copies.
+	out := make(M, n)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // shrinkFrom is the size below which a map is not worth resizing.

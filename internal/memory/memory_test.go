@@ -174,3 +174,29 @@ func TestShrink(t *testing.T) {
 		t.Error("a small map was copied")
 	}
 }
+
+// What a shrunk map holds on to is what its entries need, not what the burst made it grow to.
+func TestShrinkGivesMemoryBack(t *testing.T) {
+	var m map[int][8]int64
+	high := 0
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := live()
+	m = make(map[int][8]int64)
+	for i := range 200_000 {
+		m[i] = [8]int64{}
+	}
+	full := live() - base
+	for i := range 199_000 {
+		delete(m, i)
+		m = Shrink(m, &high)
+	}
+	if left := live() - base; left > full/10 {
+		t.Errorf("a map of 1,000 entries holds %d KiB after shrinking, %d KiB at 200,000", left>>10, full>>10)
+	}
+	runtime.KeepAlive(m)
+}
