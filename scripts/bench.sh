@@ -6,7 +6,8 @@
 #
 # Scenarios (BENCH_SCENARIOS, default "A B B' C D"):
 #   A   10,000 idle SSE sessions connecting at 5,000/s: api RSS per connection 10 s after the
-#       last connect (the whole process), time to establish them all
+#       last connect (the whole process), time to establish them all, and the api RSS 60 s after
+#       every session left
 #   B   10,000 subscribers of one channel, 100 events at 10/s: api CPU per delivery, nothing lost
 #   B'  2,500 subscribers of one channel, 200 events at 10/s: latency p99
 #   C   10,000 subscribers each on its own channel, 2,000 publishes/s for 10 s: p99, api CPU per
@@ -118,7 +119,7 @@ C_EVENTS=$((C_RATE * 10))
 echo "== scenarios on $(nproc) cores, ulimit -n $(ulimit -n), $(redis-server --version | awk '{print $3}'), results in $WORK"
 for s in $BENCH_SCENARIOS; do
 	case $s in
-	A) bench A 1 -conns "$CONNS" -ramp 5000 -settle 10s ;;
+	A) bench A 1 -conns "$CONNS" -ramp 5000 -settle 10s -after-leave 60s ;;
 	B) bench B 1 -conns "$CONNS" -events "$B_EVENTS" -rate 10 ;;
 	"B'" | Bp) bench "B'" 1 -conns "$BP_CONNS" -events "$BP_EVENTS" -rate 10 ;;
 	C) bench C 1 -conns "$CONNS" -channels per-conn -events "$C_EVENTS" -rate "$C_RATE" ;;
