@@ -63,19 +63,6 @@ type Records struct {
 // NewRecords returns a record store on rdb.
 func NewRecords(rdb redis.UniversalClient) *Records { return &Records{rdb: rdb} }
 
-// Save writes the whole record with the given time to live, if its version is still
-// rec.Version (0 for a new session): a resume that read the record saves it only if no
-// sessions-API change came in between. It returns ErrRecordChanged otherwise.
-func (s *Records) Save(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
-	chans, _ := json.Marshal(rec.Channels)
-	_, err := s.write(ctx, keys.Session(rec.TenantID, rec.ID), "save", strconv.FormatInt(rec.Version, 10), "", ttl, chans,
-		rec.Sub, rec.NodeID, rec.ConnectedAt.UTC().Format(time.RFC3339Nano))
-	if err != nil {
-		return fmt.Errorf("save session %s: %w", rec.ID, err)
-	}
-	return nil
-}
-
 // SetChannels replaces the record's channels (a sessions-API change, a refresh trimming them)
 // if the record still is as expected. It returns ErrRecordChanged when it is not, and
 // ErrSessionNotFound when there is no record.
@@ -85,24 +72,16 @@ func (s *Records) SetChannels(ctx context.Context, tenantID, id string, expect E
 	if expect.Version != 0 {
 		version = strconv.FormatInt(expect.Version, 10)
 	}
-	if _, err := s.write(ctx, keys.Session(tenantID, id), "channels", version, expect.Node, ttl, chans); err != nil {
-		return fmt.Errorf("save channels of session %s: %w", id, err)
-	}
-	return nil
-}
-
-func (s *Records) write(ctx context.Context, key, op, version, node string, ttl time.Duration, chans []byte, rest ...any) (int64, error) {
-	args := append([]any{op, version, node, ttl.Milliseconds(), chans}, rest...)
-	v, err := recordsScript.Run(ctx, s.rdb, []string{key}, args...).Int64()
+	v, err := recordsScript.Run(ctx, s.rdb, []string{keys.Session(tenantID, id)}, version, expect.Node, ttl.Milliseconds(), chans).Int64()
 	switch {
 	case err != nil:
-		return 0, err
+		return fmt.Errorf("save channels of session %s: %w", id, err)
 	case v == -1:
-		return 0, ErrRecordChanged
+		return fmt.Errorf("save channels of session %s: %w", id, ErrRecordChanged)
 	case v == -2:
-		return 0, ErrSessionNotFound
+		return fmt.Errorf("save channels of session %s: %w", id, ErrSessionNotFound)
 	}
-	return v, nil
+	return nil
 }
 
 // Load reads a record; ErrSessionNotFound if there is none.

@@ -1,4 +1,6 @@
--- A conditional write of a session record (record_write in record.lua).
+-- Replaces a session record's channels if the record is as the writer read it (record_write in
+-- record.lua; the whole record is saved by a stream's admission, admit.lua).
 -- KEYS[1]  the session record
--- ARGV     op, version, node, ttl (ms), channels (JSON), then for save: sub, node, connected_at
-return record_write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+-- ARGV     the version read ("" = any), the node the record must name ("" = any), ttl (ms),
+--          channels (JSON)
+return record_write(KEYS[1], 'channels', ARGV[1], ARGV[2], ARGV[3], ARGV[4])

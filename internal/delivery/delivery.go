@@ -57,11 +57,8 @@ type Hub interface {
 	Reconnected() <-chan struct{}
 }
 
-// Records keeps what a session needs to resume on any node.
+// Records keeps what a session needs to resume on any node. A stream's admission saves it.
 type Records interface {
-	// Save writes a record if its version is still rec.Version (0: a new session), else
-	// fails with cluster.ErrRecordChanged.
-	Save(ctx context.Context, rec cluster.SessionRecord, ttl time.Duration) error
 	Load(ctx context.Context, tenantID, id string) (cluster.SessionRecord, error)
 	// SetChannels replaces a record's channels if it is as expected, else fails with
 	// cluster.ErrRecordChanged (or cluster.ErrSessionNotFound).
