@@ -46,6 +46,9 @@ func NewAdmission(l *Leases, h *stream.History) *Admission {
 	return &Admission{leases: l, history: h}
 }
 
+// Release gives back one of tenantID's connections that Admit took (Leases.Release).
+func (a *Admission) Release(tenantID string) { a.leases.Release(tenantID) }
+
 // Admit is one stream to admit.
 type Admit struct {
 	TenantID  string
@@ -66,7 +69,7 @@ type Admit struct {
 type Admitted struct {
 	// Rate is the connect rate's standing after this connect, when one was counted.
 	Rate ratelimit.Result
-	// Leased is set when a connection was taken: give it back with Leases.Release.
+	// Leased is set when a connection was taken: give it back with Release.
 	Leased bool
 	// Total is the tenant's open connections over the cluster (after this one, when leased).
 	Total    int
@@ -79,7 +82,7 @@ type Admitted struct {
 // ErrRateLimited or ErrAtCapacity (nothing taken or saved; the rate counted, as every refused
 // connect is), ErrRecordChanged when the record moved on since it was read (nothing counted),
 // or another error when Redis cannot answer. What succeeds must be given back when the stream
-// ends: the connection (Leases.Release) and the record.
+// ends: the connection (Release) and the record.
 func (a *Admission) Admit(ctx context.Context, ad Admit) (Admitted, error) {
 	l := a.leases
 	// A renewal writing absolute counts must not run between the script taking a

@@ -53,7 +53,6 @@ func BenchmarkOpenClose(b *testing.B) {
 		History:   stream.NewHistory(rdb),
 		Records:   cluster.NewRecords(rdb),
 		Nodes:     loneNode{},
-		Leases:    leases,
 		Admission: cluster.NewAdmission(leases, stream.NewHistory(rdb)),
 		Tenants:   staticTenants{tn},
 	}, slog.New(slog.DiscardHandler))

@@ -74,16 +74,12 @@ type Nodes interface {
 	TenantUsage(ctx context.Context, tenantID, except string) (cluster.TenantReport, error)
 }
 
-// Leases count a tenant's open streams over the cluster, exactly, for max_connections: a stream's
-// admission takes one, Release gives it back.
-type Leases interface {
-	Release(tenantID string)
-}
-
 // Admission admits a stream in one Redis round trip: the tenant's connect rate and
 // max_connections, the session's record and the position it starts from (see cluster.Admit).
+// Release gives back one of the tenant's max_connections that an admission took.
 type Admission interface {
 	Admit(ctx context.Context, a cluster.Admit) (cluster.Admitted, error)
+	Release(tenantID string)
 }
 
 // Calls reach the node that holds a stream.
@@ -143,7 +139,6 @@ type Deps struct {
 	History   History
 	Records   Records
 	Nodes     Nodes
-	Leases    Leases
 	Admission Admission
 	Calls     Calls
 	Tenants   Tenants

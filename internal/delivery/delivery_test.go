@@ -71,7 +71,6 @@ func (f *fixture) service(cfg Config, hub Hub, history History) *Service {
 		History:   history,
 		Records:   cluster.NewRecords(f.rdb),
 		Nodes:     loneNode{},
-		Leases:    leases,
 		Admission: cluster.NewAdmission(leases, stream.NewHistory(f.rdb)),
 		Calls:     nil, // one node: nothing is ever called remotely
 		Tenants:   staticTenants{f.tenant},
@@ -604,7 +603,7 @@ func TestRevocationsMissedByPubSubAreCaught(t *testing.T) {
 			leases := cluster.NewLeases(rdb, "node-a", slog.New(slog.DiscardHandler))
 			svc := New(Config{NodeID: "node-a", Revalidate: tc.every}, Deps{
 				Registry: reg, Hub: hub, History: stream.NewHistory(rdb), Records: cluster.NewRecords(rdb),
-				Nodes: loneNode{}, Leases: leases, Admission: cluster.NewAdmission(leases, stream.NewHistory(rdb)), Tenants: store,
+				Nodes: loneNode{}, Admission: cluster.NewAdmission(leases, stream.NewHistory(rdb)), Tenants: store,
 			}, slog.New(slog.DiscardHandler))
 			runCtx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)

@@ -65,7 +65,7 @@ type Log struct {
 // returns ErrInvalid for a cursor this service never issued, ErrForbidden for a channel the
 // token does not grant or another user's cursor, an error wrapping session.ErrLimitExceeded
 // for a cap, ErrShuttingDown while the node stops, and other errors when Redis cannot answer.
-// On success the caller must Serve the stream and Close it.
+// On success the caller must Start (or Serve) the stream and Close it.
 func (s *Service) Open(ctx context.Context, req Request) (*Stream, error) {
 	var st *Stream
 	err := againOnMove(func() error {
@@ -113,7 +113,7 @@ func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 	sess, err := s.register(info, channels, t.Limits.MaxSubscriptionsPerSession)
 	if err != nil {
 		if leased {
-			s.Leases.Release(t.ID)
+			s.Admission.Release(t.ID)
 		}
 		return nil, err
 	}

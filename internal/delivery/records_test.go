@@ -57,7 +57,6 @@ func TestSubscribeRacingAResumeOnAnotherNode(t *testing.T) {
 		History:   stream.NewHistory(f.rdb),
 		Records:   cluster.NewRecords(f.rdb),
 		Nodes:     loneNode{},
-		Leases:    leasesB,
 		Admission: admission,
 		Tenants:   staticTenants{f.tenant},
 		Presence:  presence.New(f.rdb, presence.Config{NodeID: "node-b"}, slog.New(slog.DiscardHandler)),

@@ -91,10 +91,10 @@ func (st *Stream) entryFrame(e stream.Entry) *streamgate.Frame {
 	return e.Frame()
 }
 
-// Close ends the stream: Serve returns (without a final notice: the client is gone or the
-// transport gave up), the session leaves the registry and this node drops the stream's
-// channels that nothing else here needs. It is idempotent and safe to call from any goroutine,
-// also while Serve runs.
+// Close ends the stream: Start's end is called (Serve returns), without a final notice (the
+// client is gone or the transport gave up); the session leaves the registry and this node drops
+// the stream's channels that nothing else here needs. It is idempotent and safe to call from
+// any goroutine, also while the stream is being written.
 func (st *Stream) Close() {
 	st.closeOnce.Do(func() {
 		st.closing.Store(true)
@@ -120,7 +120,7 @@ func (st *Stream) release() {
 		st.svc.Hub.Release(st.tenantID, ch)
 	}
 	if leased {
-		st.svc.Leases.Release(st.tenantID)
+		st.svc.Admission.Release(st.tenantID)
 	}
 	if len(present) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

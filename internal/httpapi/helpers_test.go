@@ -85,7 +85,7 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 	tracker := presence.New(rdb, presence.Config{NodeID: nodeID}, log)
 	streams := delivery.New(delivery.Config{NodeID: nodeID}, delivery.Deps{
 		Registry: registry, Hub: hub, History: history, Records: cluster.NewRecords(rdb),
-		Nodes: view, Leases: leases, Admission: cluster.NewAdmission(leases, history), Calls: calls, Tenants: tenants,
+		Nodes: view, Admission: cluster.NewAdmission(leases, history), Calls: calls, Tenants: tenants,
 		Presence: tracker,
 	}, log)
 	webhooks, err := webhook.NewStore(rdb, bytes.Repeat([]byte{9}, 32), urlguard.Guard{AllowPrivate: true}, nil)
