@@ -65,9 +65,8 @@ type channelRead struct {
 
 // catchUpPart is what a stream takes from one channel's read.
 type catchUpPart struct {
-	epoch   string
-	upto    stream.Snapshot
-	entries []stream.Entry // above the stream's position
+	upto    stream.Snapshot // its Epoch: the newest seen
+	entries []stream.Entry  // above the stream's position
 	frames  []*streamgate.Frame
 }
 
@@ -165,7 +164,7 @@ func (r *channelRead) partLocked(fromSeq uint64) (p catchUpPart, ok, gap bool) {
 		return catchUpPart{}, false, false // nobody read or checked from this far back yet
 	}
 	i, _ := slices.BinarySearchFunc(r.entries, fromSeq+1, func(e stream.Entry, seq uint64) int { return cmp.Compare(e.Seq, seq) })
-	return catchUpPart{epoch: r.snap.Epoch, upto: r.snap, entries: r.entries[i:], frames: r.frames[i:]}, true, false
+	return catchUpPart{upto: r.snap, entries: r.entries[i:], frames: r.frames[i:]}, true, false
 }
 
 // fill reads, for the channels whose turn the stream holds, what the stream at from needs and

@@ -362,7 +362,7 @@ func (st *Stream) catchUp(w *writer, marker *streamgate.Frame) error {
 	// their positions, and what came after it arrives live.
 	var upto stream.Snapshot
 	for i, p := range parts {
-		gap = gap || p.epoch != st.cursor.Epoch
+		gap = gap || p.upto.Epoch != st.cursor.Epoch
 		if i == 0 || p.upto.Seq < upto.Seq {
 			upto = p.upto
 		}

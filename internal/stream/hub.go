@@ -131,11 +131,10 @@ type subscription struct {
 	active bool
 	// want asks reconcile for a confirmation attempt; confirming is set while one runs.
 	want, confirming bool
-	// attempts counts finished confirmation attempts and err is the last one's failure; settled
-	// is closed (and replaced) when one finishes, waking the Acquires waiting for it.
-	attempts uint64
-	err      error
-	settled  chan struct{}
+	// err is the last confirmation attempt's failure; settled is closed (and replaced) when one
+	// finishes, waking the Acquires waiting for it.
+	err     error
+	settled chan struct{}
 }
 
 // slotSubs is the node's channels of one hash slot; h.mu guards it. On a single Redis it only
@@ -524,7 +523,6 @@ func nextPause(prev time.Duration) time.Duration {
 
 // settleLocked ends a confirmation attempt with err (nil: confirmed) and wakes its waiters.
 func (h *Hub) settleLocked(s *subscription, err error) {
-	s.attempts++
 	s.err = err
 	close(s.settled)
 	s.settled = make(chan struct{})
