@@ -90,7 +90,6 @@ var sentinels = []struct {
 	{webhook.ErrLimitExceeded, http.StatusForbidden, CodeLimitExceeded},
 	{stream.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{stream.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
-	{jobs.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, CodeIdempotencyMismatch},
 	{jobs.ErrBacklogFull, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, CodeUnavailable},
 	{cluster.ErrNoReply, http.StatusServiceUnavailable, CodeUnavailable},

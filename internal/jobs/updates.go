@@ -5,10 +5,7 @@ package jobs
 
 import (
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,11 +108,13 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 	}
 	p := Partition(u.TenantID, u.target(), u.ID)
 	counterTTL := a.Retention + 30*24*time.Hour
-	idemKey, remember := u.IdempotencyKey, time.Duration(u.Window.Seconds)*time.Second
+	idemKey, remember, fingerprint := u.IdempotencyKey, time.Duration(u.Window.Seconds)*time.Second, stream.RequestIDFingerprint
 	if idemKey == "" {
-		idemKey, remember = "~"+stream.NewEpoch()+stream.NewEpoch(), requestIDTTL
+		idemKey, remember = stream.NewRequestID(), stream.RequestIDTTL
+	} else {
+		fingerprint = fingerprintOf(u)
 	}
-	args := []any{counterTTL.Milliseconds(), a.MaxLen, fingerprintOf(u), max(remember, time.Second).Milliseconds(),
+	args := []any{counterTTL.Milliseconds(), a.MaxLen, fingerprint, max(remember, time.Second).Milliseconds(),
 		"tenant", u.TenantID, "kind", u.Kind, "id", u.ID, "fields", fields,
 		"hist_events", u.Window.Events, "hist_secs", u.Window.Seconds,
 		"accepted_at", strconv.FormatInt(time.Now().UnixMilli(), 10)}
@@ -140,10 +139,6 @@ func (a *Updates) Append(ctx context.Context, u Update) error {
 	return nil
 }
 
-// requestIDTTL is how long an update without an Idempotency-Key is remembered: long enough for
-// the Redis client's retry of a lost answer.
-const requestIDTTL = time.Minute
-
 // fingerprintOf identifies an update (kind, id, fields), so that an Idempotency-Key reused for
 // another update is told apart from a retry.
 func fingerprintOf(u Update) string {
@@ -152,25 +147,16 @@ func fingerprintOf(u Update) string {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	h := sha256.New()
-	part := func(b []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	part([]byte(u.Kind))
-	part([]byte(u.ID))
+	f := stream.NewFingerprint().Add([]byte(u.Kind)).Add([]byte(u.ID))
 	for _, k := range names {
-		part([]byte(k))
-		part(u.Fields[k])
+		f.Add([]byte(k)).Add(u.Fields[k])
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return f.String()
 }
 
 // ErrIdempotencyMismatch means an Idempotency-Key came back with another update than its first
-// use, to the same job or workflow.
-var ErrIdempotencyMismatch = errors.New("idempotency key reused")
+// use, to the same job or workflow: stream's, which a publish returns too.
+var ErrIdempotencyMismatch = stream.ErrIdempotencyMismatch
 
 // ErrBacklogFull means a partition of the update stream holds MaxLen entries that workers have
 // not finished: the update is refused (nothing is stored), to be retried once they catch up.

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,11 +27,12 @@ import (
 	"github.com/streamgate/streamgate/internal/ratelimit"
 )
 
-// requestIDTTL is how long a publish without an Idempotency-Key is remembered: long enough for
-// the Redis client's retry of a lost answer.
-const requestIDTTL = time.Minute
+// RequestIDTTL is how long a request without an Idempotency-Key (a publish, a job update) is
+// remembered by its request id: long enough for the Redis client's retry of a lost answer.
+const RequestIDTTL = time.Minute
 
-// ErrIdempotencyMismatch means an Idempotency-Key came back with other events than its first use.
+// ErrIdempotencyMismatch means an Idempotency-Key came back with another request than its first
+// use (other events, another job or workflow update).
 var ErrIdempotencyMismatch = errors.New("idempotency key reused")
 
 var (
@@ -127,10 +129,10 @@ func (p *Publisher) Publish(ctx context.Context, tenantID string, w Window, rate
 	// Without an Idempotency-Key, a request id still makes the script run once: the Redis
 	// client retries a command whose answer was lost, and the script may have run. A random
 	// request id cannot be reused by another request, so it needs no fingerprint.
-	nonce := newNonce()
-	remember, fingerprint := time.Duration(w.Seconds)*time.Second, requestIDFingerprint
+	nonce := NewRequestID()
+	remember, fingerprint := time.Duration(w.Seconds)*time.Second, RequestIDFingerprint
 	if idemKey == "" {
-		idemKey, remember = nonce, requestIDTTL
+		idemKey, remember = nonce, RequestIDTTL
 	} else {
 		fingerprint = fingerprintOf(events)
 	}
@@ -189,8 +191,9 @@ func publishReply(reply string) (status, epoch, ids string, count, pttl int64, o
 	return status, epoch, ids, count, pttl, ok1 && ok2 && ok3 && ok4 && err1 == nil && err2 == nil
 }
 
-// requestIDFingerprint stands for the fingerprint of a request known by its random request id.
-const requestIDFingerprint = "-"
+// RequestIDFingerprint stands for the fingerprint of a request known by its random request id:
+// no other request can come with that id.
+const RequestIDFingerprint = "-"
 
 // messageKind is the kind of a published event, as a script argument (boxed once).
 var messageKind any = streamgate.EventMessage
@@ -198,17 +201,31 @@ var messageKind any = streamgate.EventMessage
 // fingerprintOf identifies a request's events (channels, names, data), so that an
 // Idempotency-Key reused for another request is told apart from a retry.
 func fingerprintOf(events []Event) string {
-	h := sha256.New()
+	f := NewFingerprint()
 	for _, ev := range events {
-		for _, part := range [][]byte{[]byte(ev.Channel), []byte(ev.Event), ev.Data} {
-			var n [8]byte
-			binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-			h.Write(n[:])
-			h.Write(part)
-		}
+		f.Add([]byte(ev.Channel)).Add([]byte(ev.Event)).Add(ev.Data)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return f.String()
 }
+
+// Fingerprint identifies a request by its parts, each length-prefixed so that no two lists of
+// parts hash alike: what an Idempotency-Key is checked against.
+type Fingerprint struct{ h hash.Hash }
+
+// NewFingerprint starts a fingerprint.
+func NewFingerprint() Fingerprint { return Fingerprint{sha256.New()} }
+
+// Add adds one part.
+func (f Fingerprint) Add(part []byte) Fingerprint {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+	f.h.Write(n[:])
+	f.h.Write(part)
+	return f
+}
+
+// String is the fingerprint: 32 hex characters.
+func (f Fingerprint) String() string { return hex.EncodeToString(f.h.Sum(nil)[:16]) }
 
 // messageData is an event as history and live subscribers have it (its JSON, which
 // appendMessage writes).
@@ -268,8 +285,9 @@ func NewEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// newNonce returns a fresh request id: "~" and 16 random hex characters.
-func newNonce() string {
+// NewRequestID returns a fresh request id: "~" and 16 random hex characters, never an
+// Idempotency-Key (which cannot start with "~").
+func NewRequestID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	var s [1 + 2*len(b)]byte
