@@ -110,12 +110,8 @@ func NewSnapshotQuery(tenantID string, channels []string, after string, w Window
 		q.keys = append(q.keys, keys.History(tenantID, ch))
 	}
 	q.keys = append(q.keys, stateKeys...)
-	gap := "0"
-	if after != "" {
-		gap = "1"
-	}
-	q.args = make([]any, 0, 4+len(q.channels))
-	q.args = append(q.args, NewEpoch(), gap, len(q.channels), len(stateKeys))
+	q.args = make([]any, 0, 3+len(q.channels))
+	q.args = append(q.args, NewEpoch(), len(q.channels), len(stateKeys))
 	for _, ch := range q.channels {
 		q.args = append(q.args, ch)
 	}
@@ -152,7 +148,7 @@ func (h *History) ReadSnapshot(q *SnapshotQuery, reply any) (Snapshot, error) {
 			}
 		}
 	}
-	if q.after == "" || len(q.channels) == 0 {
+	if len(q.channels) == 0 { // no cursor: nothing to check
 		return snap, nil
 	}
 	trimmed, _ := parts[2].([]any)
