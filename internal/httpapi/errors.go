@@ -138,15 +138,14 @@ func redisDown(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		// MOVED and ASK come back only when the cluster's slots kept changing hands through the
-		// client's redirections and retries.
-		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "MOVED ", "ASK ", "BUSY", "OOM"} {
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "BUSY", "OOM"} {
 			if strings.HasPrefix(rerr.Error(), p) {
 				return true
 			}
 		}
 	}
-	return false
+	// A cluster slot that kept changing hands through the client's redirections and retries.
+	return stream.SlotMoving(err)
 }
 
 func sentence(s string) string {

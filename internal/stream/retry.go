@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,6 +51,14 @@ func SlotMoving(err error) bool {
 	if _, ok := redis.IsMovedError(err); ok {
 		return true
 	}
-	_, ok := redis.IsAskError(err)
-	return ok
+	if _, ok := redis.IsAskError(err); ok {
+		return true
+	}
+	// A reply go-redis did not type (as it passes through some paths, or a wrapped redis.Error).
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		return strings.HasPrefix(msg, "TRYAGAIN") || strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
+	}
+	return false
 }
