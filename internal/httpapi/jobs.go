@@ -83,16 +83,16 @@ func (u *updateFields) anyJSON(name string, raw json.RawMessage, limit int) {
 	if !present(raw) {
 		return
 	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
+	b, err := compactJSON(raw)
+	if err != nil {
 		u.fail("Field %q is not valid JSON", name)
 		return
 	}
-	if b.Len() > limit {
-		u.err = errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "Field %q is %d bytes; this tenant's max_message_bytes is %d", name, b.Len(), limit)
+	if len(b) > limit {
+		u.err = errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "Field %q is %d bytes; this tenant's max_message_bytes is %d", name, len(b), limit)
 		return
 	}
-	u.fields[name] = b.Bytes()
+	u.fields[name] = b
 }
 
 func (u *updateFields) progress(raw json.RawMessage) {

@@ -12,6 +12,7 @@ import (
 
 	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/delivery"
+	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/tenant"
 )
@@ -104,7 +105,7 @@ func (s *Server) handlePublishBatch() gin.HandlerFunc {
 // retry of a request id) is neither counted nor refused: it publishes nothing.
 func (s *Server) publish(c *gin.Context, t tenant.Tenant, events []stream.Event, idem string) ([]string, bool) {
 	ctx := c.Request.Context()
-	rate := s.publishRate(t.Limits.PublishPerSecond)
+	rate := s.scriptRate(ratelimit.PerSecond(t.Limits.PublishPerSecond))
 	res, err := s.publisher.Publish(ctx, t.ID, delivery.Window(t), rate, events, idem)
 	h := c.Writer.Header()
 	if errors.Is(err, stream.ErrRateLimited) { // res.Rate is Reached: a 429
@@ -152,13 +153,9 @@ func validateEvent(t tenant.Tenant, channel string, r eventRequest, i int) (stre
 	if r.Data == nil {
 		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is required (any JSON value)", where(i))
 	}
-	data := []byte(r.Data)
-	if !compact(data) {
-		var b bytes.Buffer
-		if err := json.Compact(&b, r.Data); err != nil {
-			return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is not valid JSON", where(i))
-		}
-		data = b.Bytes()
+	data, err := compactJSON(r.Data)
+	if err != nil {
+		return stream.Event{}, errorf(http.StatusBadRequest, CodeInvalid, "%sField \"data\" is not valid JSON", where(i))
 	}
 	if len(data) > t.Limits.MaxMessageBytes {
 		return stream.Event{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
@@ -177,6 +174,19 @@ func where(i int) string {
 
 // compact reports whether v, a JSON value the decoder has checked, holds no whitespace outside
 // its strings: what json.Compact would return unchanged, so the event can keep v's bytes.
+// compactJSON returns raw without whitespace outside strings: raw itself when it has none, the
+// common case, which is then neither copied nor parsed again.
+func compactJSON(raw []byte) ([]byte, error) {
+	if compact(raw) {
+		return raw, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 func compact(v []byte) bool {
 	inString := false
 	for i := 0; i < len(v); i++ {

@@ -143,13 +143,13 @@ func (s *Server) limitPublish(c *gin.Context, tenantID string, perSecond, events
 // publishRateName names publish_per_second in a refusal.
 const publishRateName = "the tenant's publish_per_second"
 
-// publishRate is the rate a publish of the tenant counts against in the publish script: none
-// (zero) where limits are off, as limit has it.
-func (s *Server) publishRate(perSecond int) ratelimit.Rate {
-	if s.limiter == nil || perSecond < 1 {
+// scriptRate is rate as a script counts it in its own round trip (the publish script, a
+// stream's admission): none (zero) where limits are off, as limitWith has it.
+func (s *Server) scriptRate(rate ratelimit.Rate) ratelimit.Rate {
+	if s.limiter == nil || rate.Limit < 1 {
 		return ratelimit.Rate{}
 	}
-	return ratelimit.PerSecond(perSecond)
+	return rate
 }
 
 // limitStreamClient counts a stream connect against the rate per client address, on this node.
@@ -166,15 +166,6 @@ func (s *Server) limitStreamTenant(ctx context.Context, h http.Header, tenantID 
 }
 
 const streamTenantWhat = "the tenant's stream connect rate"
-
-// streamTenantRate is the tenant's stream connect rate, counted in the stream's admission (one
-// round trip with its connection and record), or nothing without a limiter.
-func (s *Server) streamTenantRate() ratelimit.Rate {
-	if s.limiter == nil {
-		return ratelimit.Rate{}
-	}
-	return s.cfg.Rates.StreamTenant
-}
 
 // streamTenantAnswer reports the tenant's connect rate after a stream's admission in h: err is
 // Open's error (a 429 when the admission refused the rate), st the stream on success.

@@ -98,7 +98,7 @@ func (s *Server) openStream(r *http.Request, h http.Header) (*delivery.Stream, *
 	if cursor == "" {
 		cursor = q.Get("last_event_id")
 	}
-	st, err := s.streams.Open(ctx, delivery.Request{Claims: claims, Tenant: t, Channels: channels, Cursor: cursor, Rate: s.streamTenantRate()})
+	st, err := s.streams.Open(ctx, delivery.Request{Claims: claims, Tenant: t, Channels: channels, Cursor: cursor, Rate: s.scriptRate(s.cfg.Rates.StreamTenant)})
 	if e := streamTenantAnswer(h, st, err); e != nil {
 		return nil, e
 	}

@@ -32,7 +32,8 @@ func (o *httpSink) WriteBatch(pieces [][]byte) error {
 
 // connSink writes an HTTP/1.1 chunked body straight to a connection taken over from
 // net/http: one write per batch, a small one copied into a buffer of the node's, a large one
-// (a replay) written with writev straight from the shared frames; no per-connection buffer. A connection held this way costs a registration with the node's close
+// (a replay) written with writev straight from the shared frames (the pieces' list is kept for
+// the next one). A connection held this way costs a registration with the node's close
 // watcher and the stream's own state (a writer goroutine only while there is something to
 // write), instead of net/http's buffers and background reader.
 type connSink struct {
