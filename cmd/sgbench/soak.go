@@ -175,16 +175,13 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "sgbench soak: warning: the tenant allows %d connections and %d publishes/s; the soak wants %d and %.0f (raise the node's defaults)\n",
 			l.MaxConnections, l.PublishPerSecond, cfg.Users, cfg.Rate)
 	}
+	// Each user's token is signed here with the tenant's key, as its backend would.
 	tokens := make([]string, cfg.Users)
+	ttl := tokenTTL(cfg.Duration + cfg.Settle)
 	for i := range tokens {
-		var tok struct {
-			Token string `json:"token"`
+		if tokens[i], err = signToken(su.Signing, fmt.Sprintf("soak-%d", i), []string{"soak.*"}, ttl); err != nil {
+			return fmt.Errorf("sign the token of user %d: %w", i, err)
 		}
-		req := map[string]any{"sub": fmt.Sprintf("soak-%d", i), "channels": []string{"soak.*"}, "ttl_seconds": int(tokenTTL(cfg.Duration + cfg.Settle).Seconds())}
-		if err := r.rest.do(ctx, http.MethodPost, cfg.URL+"/v1/tokens", r.apiKey, req, &tok); err != nil {
-			return fmt.Errorf("mint the token of user %d: %w", i, err)
-		}
-		tokens[i] = tok.Token
 	}
 
 	before, err := r.sample(ctx, rdb)
@@ -445,14 +442,20 @@ func (r *soakRun) sample(ctx context.Context, rdb *redis.Client) (soakSample, er
 	}
 	// Counted with SCAN, which skips keys whose time to live has passed: DBSIZE would count those
 	// Redis has not reclaimed yet.
-	for pattern, n := range map[string]*int64{"*": &s.RedisKeys, "*:ses:*": &s.SessionKeys, "*:idem:~*": &s.RequestIDKeys} {
-		iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			*n++
+	// One pass over the keyspace sorts the keys into the counts.
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		s.RedisKeys++
+		if strings.Contains(k, ":ses:") {
+			s.SessionKeys++
 		}
-		if err := iter.Err(); err != nil {
-			return s, fmt.Errorf("redis SCAN: %w", err)
+		if strings.Contains(k, ":idem:~") {
+			s.RequestIDKeys++
 		}
+	}
+	if err := iter.Err(); err != nil {
+		return s, fmt.Errorf("redis SCAN: %w", err)
 	}
 	return s, nil
 }
