@@ -7,6 +7,9 @@ const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-d
 const stamp = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 export const fmtInt = (n) => (Number.isFinite(n) ? int.format(n) : "–");
+
+/** plural is n, formatted, with the word for one or for many. */
+export const plural = (n, one, many) => `${fmtInt(n)} ${n === 1 ? one : many}`;
 export const fmtRate = (n) => (Number.isFinite(n) ? rate1.format(n) : "–");
 export const fmtCompact = (n) => (Number.isFinite(n) ? compact.format(n) : "–");
 export const fmtClock = (d) => clock.format(d);

@@ -19,8 +19,7 @@ export function newState() {
     tenantMembers: -1, // likewise its presence members, to reload its presence
     tenantDead: -1, // and its dead webhook deliveries, to reload its webhooks
     sessionsTimer: 0,
-    sessionsLoading: null,
-    loading: { presence: null, webhooks: null },
+    loading: { sessions: null, presence: null, webhooks: null },
   };
 }
 

@@ -8,10 +8,10 @@ import { renderPresence } from "./render/presence.js";
 import { renderWebhooks } from "./render/webhooks.js";
 
 /**
- * loader returns load(app): fetch(tenant id) then render(el, answer), one call at a time, for
+ * loader returns load(app): fetch(tenant id) then render(app, answer), one call at a time, for
  * the tenant still open when the answer comes.
  */
-function loader(name, fetch, render) {
+export function loader(name, fetch, render) {
   return (app) => {
     const { el, state } = app;
     if (state.loading[name]) return state.loading[name];
@@ -19,7 +19,7 @@ function loader(name, fetch, render) {
     state.loading[name] = (async () => {
       try {
         const answer = await fetch(id);
-        if (state.tenantID === id) render(el, answer);
+        if (state.tenantID === id) render(app, answer);
       } catch (err) {
         if (state.tenantID !== id) return;
         const msg = handleAPIError(app, err);
@@ -32,5 +32,5 @@ function loader(name, fetch, render) {
   };
 }
 
-export const loadPresence = loader("presence", api.presence, renderPresence);
-export const loadWebhooks = loader("webhooks", api.webhooks, renderWebhooks);
+export const loadPresence = loader("presence", api.presence, ({ el }, p) => renderPresence(el, p));
+export const loadWebhooks = loader("webhooks", api.webhooks, ({ el }, w) => renderWebhooks(el, w));

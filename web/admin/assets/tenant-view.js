@@ -6,7 +6,7 @@ import { handleAPIError } from "./auth.js";
 import { show, showError } from "./render/dom.js";
 import { clearTenant, fillLimits, readLimits, renderSessions, renderTenant, renderUsage, setTenantFormEnabled } from "./render/tenant.js";
 import { stopSessionsTimer } from "./state.js";
-import { loadPresence, loadWebhooks } from "./tenant-health.js";
+import { loader, loadPresence, loadWebhooks } from "./tenant-health.js";
 
 export async function openTenant(app, id) {
   const { el, state } = app;
@@ -110,25 +110,9 @@ export async function toggleSuspend(app) {
   }
 }
 
-export async function loadSessions(app) {
-  const { el, state } = app;
-  if (state.sessionsLoading) return state.sessionsLoading;
-  const id = state.tenantID;
-  state.sessionsLoading = (async () => {
-    try {
-      const { sessions } = await api.sessions(id);
-      if (state.tenantID !== id) return;
-      renderSessions(el, sessions || [], (s) => evict(app, s));
-    } catch (err) {
-      if (state.tenantID !== id) return;
-      const msg = handleAPIError(app, err);
-      if (msg) showError(el.tenantError, msg);
-    } finally {
-      state.sessionsLoading = null;
-    }
-  })();
-  return state.sessionsLoading;
-}
+export const loadSessions = loader("sessions", api.sessions, (app, { sessions }) =>
+  renderSessions(app.el, sessions || [], (s) => evict(app, s)),
+);
 
 async function evict(app, s) {
   const { el } = app;

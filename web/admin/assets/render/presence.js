@@ -1,6 +1,6 @@
 // The tenant's presence: members now on its busiest presence channels, with its totals.
 
-import { fmtInt } from "../format.js";
+import { fmtInt, plural } from "../format.js";
 import { cell, h, setText, show, syncRows } from "./dom.js";
 
 /** renderPresence shows GET /admin/api/tenants/{id}/presence. */
@@ -16,7 +16,6 @@ export function renderPresence(el, p) {
       setText(members, fmtInt(c.members));
     });
   show(el.presenceEmpty, channels.length === 0);
-  const plural = (n, one, many) => `${fmtInt(n)} ${n === 1 ? one : many}`;
   let summary = `${plural(p.presence_members, "member", "members")} on ${plural(p.presence_channels, "channel", "channels")} now; a user counts once per channel.`;
   if (p.truncated) summary += ` The ${fmtInt(channels.length)} with the most members are listed.`;
   setText(el.presenceSummary, summary);

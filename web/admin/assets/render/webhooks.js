@@ -1,12 +1,8 @@
 // The tenant's webhooks: each endpoint's state, last success and failure and dead deliveries,
 // and the newest failed attempts over all of them.
 
-import { ago, fmtClock, fmtInt, fmtStamp } from "../format.js";
+import { ago, fmtClock, fmtInt, fmtStamp, plural } from "../format.js";
 import { cell, h, setText, show, syncRows } from "./dom.js";
-
-function plural(n, one, many) {
-  return `${fmtInt(n)} ${n === 1 ? one : many}`;
-}
 
 /** status says whether an endpoint is sent deliveries, and why not. */
 function status(w) {
