@@ -836,12 +836,7 @@ func (h *Hub) recovered(c *psConn) {
 	h.mu.Unlock()
 	// One marker for the whole reconnect: the streams that get it can share their history
 	// reads, whichever of the connection's channels brought it.
-	marker := &streamgate.Frame{Resync: true}
-	for _, name := range names {
-		if tenantID, channel, ok := keys.ParseChannel(name); ok {
-			h.handlers.Deliver.Broadcast(tenantID, channel, marker)
-		}
-	}
+	h.resync(names, &streamgate.Frame{Resync: true})
 	if len(names) > 0 {
 		h.log.Info("pub/sub reconnected: streams catch up from history", "channels", len(names))
 	}

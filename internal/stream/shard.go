@@ -115,9 +115,14 @@ func (h *Hub) confirmed(c *psConn, name string) {
 		}
 	}
 	h.mu.Unlock()
+	h.resync(names, r.marker)
+}
+
+// resync hands marker to the streams of the pub/sub channels names: they catch up from history.
+func (h *Hub) resync(names []string, marker *streamgate.Frame) {
 	for _, name := range names {
 		if tenantID, channel, ok := keys.ParseChannel(name); ok {
-			h.handlers.Deliver.Broadcast(tenantID, channel, r.marker)
+			h.handlers.Deliver.Broadcast(tenantID, channel, marker)
 		}
 	}
 }
@@ -131,25 +136,29 @@ func (h *Hub) unsent(c *psConn, names []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, name := range names {
-		switch n := c.unsubs[name]; {
-		case n > 1:
-			c.unsubs[name] = n - 1
-		case n == 1:
-			delete(c.unsubs, name)
-		}
+		c.takeUnsub(name)
 	}
+}
+
+// takeUnsub counts off one SUNSUBSCRIBE of name awaiting its reply on c, and reports whether
+// there was one; h.mu must be held.
+func (c *psConn) takeUnsub(name string) bool {
+	switch n := c.unsubs[name]; {
+	case n > 1:
+		c.unsubs[name] = n - 1
+	case n == 1:
+		delete(c.unsubs, name)
+	default:
+		return false
+	}
+	return true
 }
 
 // unsubscribed handles a sunsubscribe on c: the reply to the hub's own SUNSUBSCRIBE, or Redis
 // dropping a channel whose slot is no longer served by this master. The slot then moves.
 func (h *Hub) unsubscribed(c *psConn, name string) {
 	h.mu.Lock()
-	if n := c.unsubs[name]; n > 0 {
-		if n == 1 {
-			delete(c.unsubs, name)
-		} else {
-			c.unsubs[name] = n - 1
-		}
+	if c.takeUnsub(name) {
 		h.mu.Unlock()
 		return
 	}
