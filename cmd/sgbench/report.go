@@ -26,6 +26,7 @@ type report struct {
 	Rate        float64        `json:"rate"`
 	Payload     int            `json:"payload_bytes"`
 	Tokens      string         `json:"tokens"`
+	Connects    string         `json:"connects_asked"` // the ramp: "at 5000/s" or "unpaced"
 	Connect     connectReport  `json:"connect"`
 	Publish     publishReport  `json:"publish"`
 	Delivery    deliveryReport `json:"delivery"`
@@ -34,6 +35,14 @@ type report struct {
 	ClientCPU   float64        `json:"client_cpu_seconds"`
 	Interrupted bool           `json:"interrupted,omitempty"`
 	Warnings    []string       `json:"warnings,omitempty"`
+}
+
+// rampText says how connects are paced by -ramp (per second; 0: not at all).
+func rampText(ramp float64) string {
+	if ramp <= 0 {
+		return "unpaced"
+	}
+	return fmt.Sprintf("at %.0f/s", ramp)
 }
 
 // latencyReport is a distribution in milliseconds.
@@ -106,6 +115,7 @@ func newReport(cfg config) *report {
 	return &report{
 		Scenario: cfg.Scenario, Started: time.Now().UTC(), URLs: cfg.URLs, Mode: cfg.Mode,
 		Conns: cfg.Conns, Tenants: cfg.Tenants, Events: cfg.Events, Rate: cfg.Rate, Payload: cfg.Payload,
+		Connects: rampText(cfg.Ramp),
 	}
 }
 
@@ -241,8 +251,8 @@ func (r *report) table(out io.Writer) error {
 	if title == "" {
 		title = "sgbench"
 	}
-	fmt.Fprintf(tw, "%s: %d sessions, %s, %s tokens, %d tenant(s), %d api node(s), %d worker(s)\n",
-		title, r.Conns, r.Mode, r.Tokens, r.Tenants, len(r.URLs), r.Procs)
+	fmt.Fprintf(tw, "%s: %d sessions, %s, %s tokens, connects %s, %d tenant(s), %d api node(s), %d worker(s)\n",
+		title, r.Conns, r.Mode, r.Tokens, r.Connects, r.Tenants, len(r.URLs), r.Procs)
 	c := r.Connect
 	row("connected", "%d of %d in %.2f s (%.0f/s), %d failed, %d not attempted", c.Established, r.Conns, c.Seconds, c.PerSecond, c.Failed, c.NotAttempted)
 	if len(c.Failures) > 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +61,7 @@ func summary(out io.Writer, files []string) error {
 	line("api nodes", func(r report) string { return d(int64(len(r.URLs))) })
 	line("sessions", func(r report) string { return fmt.Sprintf("%d %s", r.Conns, r.Mode) })
 	line("tokens", func(r report) string { return r.Tokens })
+	line("connects asked", func(r report) string { return cmp.Or(r.Connects, "-") })
 	line("established", func(r report) string { return d(r.Connect.Established) })
 	line("failed", func(r report) string { return d(r.Connect.Failed) })
 	line("connect time s", func(r report) string { return fmt.Sprintf("%.2f", r.Connect.Seconds) })
@@ -75,6 +77,12 @@ func summary(out io.Writer, files []string) error {
 	line("duplicated", published(func(r report) string { return d(r.Delivery.Duplicated) }))
 	line("closed early", func(r report) string { return d(r.Delivery.ClosedEarly) })
 	line("api RSS/conn KiB", server(func(s *serverReport) string { return fmt.Sprintf("%.1f", s.RSSPerConnKiB) }))
+	line("api RSS after leaving", server(func(s *serverReport) string {
+		if s.RSSLeftKiB == 0 || s.RSSBeforeKiB == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f%% of before", 100*float64(s.RSSLeftKiB)/float64(s.RSSBeforeKiB))
+	}))
 	line("api CPU/delivery µs", published(server(func(s *serverReport) string { return fmt.Sprintf("%.2f", s.CPUPerDeliveryUS) })))
 	line("api CPU/publish ms", published(server(func(s *serverReport) string { return fmt.Sprintf("%.3f", s.CPUPerPublishMS) })))
 	line("redis CPU s", published(func(r report) string {
