@@ -161,7 +161,15 @@ func TestMetrics(t *testing.T) {
 	if got := jobEvent(t, sub.next(10*time.Second)); got.Status != "running" {
 		t.Fatalf("job state %+v, want running", got)
 	}
-	wm := scrape(t, "http://"+logAttr(t, w.logs, "serving metrics", "addr")+"/metrics")
+	// The worker counts an update once its script returned, which may be after the stream saw
+	// the event the script published.
+	workerMetrics := "http://" + logAttr(t, w.logs, "serving metrics", "addr") + "/metrics"
+	var wm metrics
+	waitFor(t, 5*time.Second, "the applied update to be counted", func() bool {
+		wm = scrape(t, workerMetrics)
+		v, _ := wm.get("streamgate_worker_applied_total")
+		return v >= 1
+	})
 	wm.want(t, "streamgate_worker_applied_total", 1)
 	for _, name := range []string{"streamgate_worker_retried_total", "streamgate_worker_dead_lettered_total", "streamgate_worker_lost_total"} {
 		wm.want(t, name, 0)
