@@ -130,6 +130,9 @@ type Config struct {
 	// every node; tests change them.
 	catchUpReads  int
 	catchUpLinger time.Duration
+	// writerLinger is how long a stream's writer waits for more after writing live frames
+	// before it ends (default writerLinger); tests change it.
+	writerLinger time.Duration
 }
 
 // Deps are the parts of the node a stream's life runs on.
@@ -174,6 +177,9 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 	}
 	if cfg.catchUpLinger <= 0 {
 		cfg.catchUpLinger = defaultCatchUpLinger
+	}
+	if cfg.writerLinger <= 0 {
+		cfg.writerLinger = writerLinger
 	}
 	return &Service{
 		cfg: cfg, Deps: d, log: log,

@@ -98,3 +98,55 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A burst of connects holds no goroutine per stream: a new stream's writer ends once the head is
+// written, and only a stream with live traffic keeps its writer waiting for more.
+func TestWriterLingersOnlyAfterLiveFrames(t *testing.T) {
+	f := newFixture(t, defaultLimits())
+	// Lingering writers would outlive the test's deadlines: any that linger are seen.
+	f.svc = f.service(Config{NodeID: "node-a", writerLinger: time.Hour}, nopHub{}, f.history)
+	claims := f.claims("u", time.Now().Add(time.Hour), "*")
+	const n = 200
+	sinks := make([]*countingSink, n)
+	streams := make([]*Stream, n)
+	for i := range n {
+		st, err := f.svc.Open(t.Context(), Request{Claims: claims, Tenant: f.tenant, Channels: []string{"room"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[i], sinks[i] = st, &countingSink{}
+		st.Start(sinks[i], func() {})
+		t.Cleanup(st.Close)
+	}
+	waitFor(t, "every stream's connected event", func() bool {
+		for _, s := range sinks {
+			if !s.has("event: connected") {
+				return false
+			}
+		}
+		return true
+	})
+	writing := func() (n int) {
+		for _, st := range streams {
+			if st.running.Load() {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the writers that sent the head to end", func() bool { return writing() == 0 })
+
+	f.publish(true, "room", 1)
+	waitFor(t, "every stream's live event", func() bool {
+		for _, s := range sinks {
+			if !s.has("event: message") {
+				return false
+			}
+		}
+		return true
+	})
+	// Now they have traffic: each writer waits for the next frame instead of ending.
+	if got := writing(); got != n {
+		t.Fatalf("%d of %d streams have a writer after a live event; want every one waiting for more", got, n)
+	}
+}

@@ -104,7 +104,7 @@ func (st *Stream) Close() {
 	// The close started no writer (see wake): the stream ends here, on the closer's goroutine,
 	// unless a writer is running, which sees the session closed.
 	if st.started.Load() && st.running.CompareAndSwap(false, true) {
-		st.drain()
+		st.drain(false)
 	}
 }
 
@@ -222,7 +222,9 @@ func (st *Stream) begin() {
 	// predate the session.
 	w.raiseFloor(st.floorID, st.floor)
 	st.sess.SetWake(st.wake)
-	st.drain()
+	// A stream that has only just started has no traffic to wait for: its goroutine ends as
+	// soon as nothing is pending, so that a burst of connects does not hold one per stream.
+	st.drain(false)
 }
 
 // wake starts a goroutine to write what the session holds, unless one is running; the session
@@ -231,13 +233,15 @@ func (st *Stream) wake() {
 	// A stream being closed by Close (its client left) ends on Close's goroutine instead: a
 	// node whose clients all leave at once does not start a goroutine for each.
 	if !st.closing.Load() && st.running.CompareAndSwap(false, true) {
-		go st.drain()
+		go st.drain(true)
 	}
 }
 
 // drain writes the session's pending frames until there are none, then returns, or ends the
 // stream when the session closed or a write failed. It runs with st.running set, one at a time.
-func (st *Stream) drain() {
+// With linger, or once it has written a live frame, it waits writerLinger for more before it
+// returns.
+func (st *Stream) drain(linger bool) {
 	sess, w := st.sess, st.w
 	var idle *time.Timer
 	for {
@@ -262,22 +266,25 @@ func (st *Stream) drain() {
 				st.end()
 				return
 			}
+			linger = true
 			continue
 		}
 		// Nothing left. A stream that is being written to will be again soon: the goroutine
 		// waits a little for more (starting one per frame costs a busy stream more than its
 		// write), and only a stream quiet for writerLinger holds none.
-		if idle == nil {
-			idle = time.NewTimer(writerLinger)
-		} else {
-			idle.Reset(writerLinger)
-		}
-		select {
-		case <-sess.Ready():
-			continue
-		case <-sess.Done():
-			continue
-		case <-idle.C:
+		if linger {
+			if idle == nil {
+				idle = time.NewTimer(st.svc.cfg.writerLinger)
+			} else {
+				idle.Reset(st.svc.cfg.writerLinger)
+			}
+			select {
+			case <-sess.Ready():
+				continue
+			case <-sess.Done():
+				continue
+			case <-idle.C:
+			}
 		}
 		// A wake that came since the Take found running set and did nothing: look again
 		// after clearing it.
