@@ -185,16 +185,18 @@ func (st *Stream) Serve(out Sink) {
 // resumed session missed (or the current job and workflow states), then live frames above the
 // floor. Frames that are ready together go out in one batch.
 //
-// It returns at once. The writing runs on a goroutine that exists only while there is
-// something to write: the session wakes one when frames arrive, and it ends when they are
-// written, so an idle stream holds no goroutine. end is called once, on such a goroutine,
-// when the stream is over; nothing is written to out after it.
+// It writes the head and the replay on the calling goroutine (a request's, which has nothing
+// else to do), then returns. Live frames are written on a goroutine that exists only while
+// there is something to write: the session wakes one when frames arrive, and it ends when they
+// are written, so an idle stream holds no goroutine. end is called once, on one of these
+// goroutines (possibly before Start returns), when the stream is over; nothing is written to
+// out after it.
 func (st *Stream) Start(out Sink, end func()) {
 	st.w = &writer{out: out, st: st}
 	st.end = end
-	st.running.Store(true) // the first goroutine writes head and replay, then drains
+	st.running.Store(true) // the caller writes head and replay, then drains
 	st.started.Store(true)
-	go st.begin()
+	st.begin()
 }
 
 // begin writes the head and the replay, then goes live.

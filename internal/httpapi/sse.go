@@ -38,10 +38,10 @@ func (s *Server) streamHandler() http.Handler {
 }
 
 // serveStream writes an open stream as the response until it ends, then closes it and calls
-// done (unless nil). On HTTP/1.1 it takes the connection over from net/http and returns at once:
-// the stream goes on with no goroutine of its own while idle (a writer runs while there is
-// something to write; the node's close watcher notices its client leaving), and the request's
-// goroutine, with net/http's buffers, goes away.
+// done (unless nil). On HTTP/1.1 it takes the connection over from net/http, writes the head
+// and any replay, and returns: the stream goes on with no goroutine of its own while idle (a
+// writer runs while there is something to write; the node's close watcher notices its client
+// leaving), and the request's goroutine, with net/http's buffers, goes away.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *delivery.Stream, done func()) {
 	end := func() {
 		st.Close()
