@@ -1085,7 +1085,7 @@ function cpuLine(w) {
 function printReport(rep) {
   const lines = [];
   const row = (k, v) => lines.push(`  ${k.padEnd(24)}${v}`);
-  lines.push(`xload ${rep.scenario}: ${rep.conns} streams (${rep.mode} channels, ${rep.tokens}), ${rep.procs} worker and ${rep.publishers} publisher process(es)`);
+  lines.push(`xload ${rep.scenario}: ${rep.conns} streams (${rep.mode} channels, ${rep.tokens}), ${rep.procs} worker process(es)${rep.publishers ? `, ${rep.publishers} publisher(s)` : ""}`);
   const c = rep.connect;
   row("connected", `${c.established} of ${rep.conns}, all in ${fmt(c.secondsToAll)} s (asked ${c.askedPerSecond || "unpaced"}/s), ${c.failed} failed`);
   if (c.failed > 0) row("  failures", formatCounts(c.failures));
