@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # go.mod): ./... above does not reach it.
 CHARTCHECK := deploy/helm/chartcheck
 
-.PHONY: run test test-js test-helm bench soak lint vuln build clean docker fuzz
+.PHONY: run test test-js test-helm bench soak xload lint vuln build clean docker fuzz
 
 run:
 	$(GO) run ./cmd/api
@@ -61,6 +61,11 @@ bench:
 # A churning load for SOAK_DURATION (10m): what grows is a leak. Not part of test or CI.
 soak:
 	GO="$(GO)" ./scripts/soak.sh
+
+# Scenarios A, B' and C of bench measured by a second client written apart from sgbench, in
+# Node.js (scripts/xload): XLOAD_SCENARIOS="A C" picks some. Not part of test or CI.
+xload:
+	GO="$(GO)" ./scripts/xload/run.sh
 
 # gofmt, go vet, staticcheck and deadcode, pinned by the tool directive in go.mod. deadcode
 # reports every package but the test-support ones (internal/redistest, internal/sseclient).
