@@ -71,3 +71,21 @@ func TestReadRedis(t *testing.T) {
 		})
 	}
 }
+
+// The nodes speak RESP2 unless REDIS_URL names a protocol.
+func TestRedisProtocol(t *testing.T) {
+	t.Parallel()
+	for url, want := range map[string]int{
+		"redis://127.0.0.1:6379/0":            2,
+		"redis://127.0.0.1:6379/0?protocol=3": 3,
+		"redis://127.0.0.1:6379/0?protocol=2": 2,
+	} {
+		opt, err := Redis{URL: url}.Options()
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		if opt.Protocol != want {
+			t.Errorf("%s: protocol %d, want %d", url, opt.Protocol, want)
+		}
+	}
+}

@@ -129,9 +129,10 @@ func (s *Server) Restart() {
 	}
 }
 
-// Client returns a client of the server, closed when the test ends.
+// Client returns a client of the server, closed when the test ends. It speaks RESP2, as the
+// nodes' clients do (config.Redis.Client).
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2})
 	s.tb.Cleanup(func() { c.Close() })
 	return c
 }
