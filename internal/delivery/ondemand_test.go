@@ -25,6 +25,12 @@ func (s *countingSink) WriteBatch(pieces [][]byte) error {
 	return nil
 }
 
+func (s *countingSink) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.buf.String(), sub)
+}
+
 func (s *countingSink) has(sub string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,8 +106,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // A burst of connects holds no goroutine per stream: a new stream's writer ends once the head is
-// written, and only a stream with live traffic keeps its writer waiting for more.
-func TestWriterLingersOnlyAfterLiveFrames(t *testing.T) {
+// written, and so does the writer of a stream's first event; only a stream written to twice
+// within the linger keeps its writer waiting for more.
+func TestWriterLingersOnlyWhileBusy(t *testing.T) {
 	f := newFixture(t, defaultLimits())
 	// Lingering writers would outlive the test's deadlines: any that linger are seen.
 	f.svc = f.service(Config{NodeID: "node-a", writerLinger: time.Hour}, nopHub{}, f.history)
@@ -136,17 +143,25 @@ func TestWriterLingersOnlyAfterLiveFrames(t *testing.T) {
 	}
 	waitFor(t, "the writers that sent the head to end", func() bool { return writing() == 0 })
 
-	f.publish(true, "room", 1)
-	waitFor(t, "every stream's live event", func() bool {
-		for _, s := range sinks {
-			if !s.has("event: message") {
-				return false
+	// received reports whether every stream has written n live events.
+	received := func(n int) func() bool {
+		return func() bool {
+			for _, s := range sinks {
+				if s.count("event: message") < n {
+					return false
+				}
 			}
+			return true
 		}
-		return true
-	})
-	// Now they have traffic: each writer waits for the next frame instead of ending.
+	}
+	f.publish(true, "room", 1)
+	waitFor(t, "every stream's first live event", received(1))
+	waitFor(t, "the writers of the first event to end", func() bool { return writing() == 0 })
+
+	f.publish(true, "room", 1)
+	waitFor(t, "every stream's second live event", received(2))
+	// Now they are busy: each writer waits for the next frame instead of ending.
 	if got := writing(); got != n {
-		t.Fatalf("%d of %d streams have a writer after a live event; want every one waiting for more", got, n)
+		t.Fatalf("%d of %d streams have a writer after a second live event; want every one waiting for more", got, n)
 	}
 }

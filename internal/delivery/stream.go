@@ -55,12 +55,14 @@ type Stream struct {
 
 	// The writing side (Start): the writer, the batch it reuses, whether a goroutine is
 	// writing, and what to call when the stream is over.
-	w       *writer
-	batch   []*streamgate.Frame
-	running atomic.Bool
-	started atomic.Bool // w and end are set
-	closing atomic.Bool // Close was called
-	end     func()
+	w     *writer
+	batch []*streamgate.Frame
+	// lastLive is when live frames were last written; the writer running owns it.
+	lastLive time.Time
+	running  atomic.Bool
+	started  atomic.Bool // w and end are set
+	closing  atomic.Bool // Close was called
+	end      func()
 
 	closeOnce sync.Once
 }
@@ -104,7 +106,7 @@ func (st *Stream) Close() {
 	// The close started no writer (see wake): the stream ends here, on the closer's goroutine,
 	// unless a writer is running, which sees the session closed.
 	if st.started.Load() && st.running.CompareAndSwap(false, true) {
-		st.drain(false)
+		st.drain()
 	}
 }
 
@@ -224,9 +226,7 @@ func (st *Stream) begin() {
 	// predate the session.
 	w.raiseFloor(st.floorID, st.floor)
 	st.sess.SetWake(st.wake)
-	// A stream that has only just started has no traffic to wait for: its goroutine ends as
-	// soon as nothing is pending, so that a burst of connects does not hold one per stream.
-	st.drain(false)
+	st.drain()
 }
 
 // wake starts a goroutine to write what the session holds, unless one is running; the session
@@ -235,17 +235,22 @@ func (st *Stream) wake() {
 	// A stream being closed by Close (its client left) ends on Close's goroutine instead: a
 	// node whose clients all leave at once does not start a goroutine for each.
 	if !st.closing.Load() && st.running.CompareAndSwap(false, true) {
-		go st.drain(true)
+		go st.drain()
 	}
 }
 
 // drain writes the session's pending frames until there are none, then returns, or ends the
 // stream when the session closed or a write failed. It runs with st.running set, one at a time.
-// With linger, or once it has written a live frame, it waits writerLinger for more before it
-// returns.
-func (st *Stream) drain(linger bool) {
+//
+// A stream written to twice within writerLinger is busy: its goroutine then waits writerLinger
+// for more before it returns (starting one per frame would cost a busy stream more than its
+// writes). Any other stream's ends at once: a new stream once its head is written, so that a
+// burst of connects does not hold a goroutine and a timer per stream, and a stream whose
+// events come seconds apart after each one.
+func (st *Stream) drain() {
 	sess, w := st.sess, st.w
 	var idle *time.Timer
+	busy := false
 	for {
 		select {
 		case <-sess.Done():
@@ -268,13 +273,12 @@ func (st *Stream) drain(linger bool) {
 				st.end()
 				return
 			}
-			linger = true
+			now := time.Now()
+			busy = !st.lastLive.IsZero() && now.Sub(st.lastLive) < st.svc.cfg.writerLinger
+			st.lastLive = now
 			continue
 		}
-		// Nothing left. A stream that is being written to will be again soon: the goroutine
-		// waits a little for more (starting one per frame costs a busy stream more than its
-		// write), and only a stream quiet for writerLinger holds none.
-		if linger {
+		if busy {
 			if idle == nil {
 				idle = time.NewTimer(st.svc.cfg.writerLinger)
 			} else {
