@@ -629,3 +629,47 @@ func TestRevocationsMissedByPubSubAreCaught(t *testing.T) {
 		})
 	}
 }
+
+// gatedRelease holds Admission.Release until let is closed.
+type gatedRelease struct {
+	Admission
+	called, let chan struct{}
+}
+
+func (g gatedRelease) Release(tenantID string) {
+	close(g.called)
+	<-g.let
+	g.Admission.Release(tenantID)
+}
+
+// A closing stream gives its connection back before the tenant's usage stops counting it: a
+// tenant told it has a place free finds the place free.
+func TestUsageCountsAStreamUntilItsConnectionIsBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, defaultLimits())
+	gate := gatedRelease{Admission: f.svc.Admission, called: make(chan struct{}), let: make(chan struct{})}
+	f.svc.Admission = gate
+	st, err := f.svc.Open(t.Context(), Request{Claims: f.claims("u", time.Now().Add(time.Hour), "*"), Tenant: f.tenant, Channels: []string{"room"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { st.Close(); close(closed) }()
+	select {
+	case <-gate.called:
+	case <-time.After(wait):
+		t.Fatal("Close did not give the connection back")
+	}
+	if conns, _, err := f.svc.Usage(t.Context(), f.tenant.ID); err != nil || conns != 1 {
+		t.Errorf("usage while the connection is being given back: %d connections (err %v), want 1", conns, err)
+	}
+	close(gate.let)
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close did not return")
+	}
+	if conns, _, err := f.svc.Usage(t.Context(), f.tenant.ID); err != nil || conns != 0 {
+		t.Errorf("usage after Close: %d connections (err %v), want 0", conns, err)
+	}
+}

@@ -113,16 +113,18 @@ func (st *Stream) Close() {
 func (st *Stream) release() {
 	st.cancel()
 	st.svc.live.remove(st)
-	st.svc.Registry.Leave(st.sess)
 	st.mu.Lock()
 	acquired, leased, present := st.acquired, st.leased, st.present
 	st.acquired, st.closed, st.leased, st.present = nil, true, false, nil
 	st.mu.Unlock()
-	for _, ch := range acquired {
-		st.svc.Hub.Release(st.tenantID, ch)
-	}
+	// The connection goes back before the session leaves the registry, whose count the
+	// tenant's usage reports: a tenant told that a place is free finds it free.
 	if leased {
 		st.svc.Admission.Release(st.tenantID)
+	}
+	st.svc.Registry.Leave(st.sess)
+	for _, ch := range acquired {
+		st.svc.Hub.Release(st.tenantID, ch)
 	}
 	if len(present) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
