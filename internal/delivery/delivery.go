@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -39,6 +40,19 @@ var (
 // flushed together. A Sink is used by one goroutine at a time.
 type Sink interface {
 	WriteBatch(pieces [][]byte) error
+}
+
+// A TrySink can also write a batch without ever blocking, so that the node's flushers (see
+// flusher) write live frames to many streams from a few goroutines. What the connection does
+// not take at once the sink keeps, in order, and writes before anything else: in the next
+// WriteBatch, or in Flush.
+type TrySink interface {
+	Sink
+	// TryWriteBatch writes pieces as far as the connection takes them now; done is false when
+	// the sink kept some (a full socket buffer, a batch too large to try), which Flush writes.
+	TryWriteBatch(pieces [][]byte) (done bool, err error)
+	// Flush writes what the sink kept, blocking as WriteBatch does.
+	Flush() error
 }
 
 // History is what the lifecycle reads from the tenants' event logs.
@@ -158,6 +172,7 @@ type Service struct {
 	log      *slog.Logger
 	live     liveSet
 	catchUps *catchUps
+	flusher  *flusher
 
 	stopOnce sync.Once
 	stopping chan struct{}
@@ -185,6 +200,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *Service {
 		cfg: cfg, Deps: d, log: log,
 		live:     liveSet{m: make(map[string]*Stream)},
 		catchUps: newCatchUps(cfg.catchUpReads, cfg.catchUpLinger),
+		flusher:  newFlusher(runtime.GOMAXPROCS(0), flushQueue, flusherLinger),
 		stopping: make(chan struct{}),
 	}
 }

@@ -56,7 +56,8 @@ type Stream struct {
 	// The writing side (Start): the writer, the batch it reuses, whether a goroutine is
 	// writing, and what to call when the stream is over.
 	w     *writer
-	batch []*streamgate.Frame
+	try   TrySink             // w's sink, when it can be written without blocking (the flushers write it)
+	batch []*streamgate.Frame // taken from the session, not yet written
 	// lastLive is when live frames were last written; the writer running owns it.
 	lastLive time.Time
 	running  atomic.Bool
@@ -197,6 +198,7 @@ func (st *Stream) Serve(out Sink) {
 // out after it.
 func (st *Stream) Start(out Sink, end func()) {
 	st.w = &writer{out: out, st: st}
+	st.try, _ = out.(TrySink)
 	st.end = end
 	st.running.Store(true) // the caller writes head and replay, then drains
 	st.started.Store(true)
@@ -237,7 +239,47 @@ func (st *Stream) wake() {
 	// A stream being closed by Close (its client left) ends on Close's goroutine instead: a
 	// node whose clients all leave at once does not start a goroutine for each.
 	if !st.closing.Load() && st.running.CompareAndSwap(false, true) {
-		go st.drain()
+		if st.try == nil || !st.svc.flusher.push(st) {
+			go st.drain()
+		}
+	}
+}
+
+// flushLive writes what the session holds without blocking, on a flusher's goroutine. What
+// cannot be written that way goes on with drain on a goroutine of the stream's own: a closed
+// session (its final notice), a resync (history reads), or a connection that did not take the
+// whole batch. It runs with st.running set, and clears it unless drain takes over.
+func (st *Stream) flushLive() {
+	sess, w := st.sess, st.w
+	for {
+		select {
+		case <-sess.Done():
+			go st.drain()
+			return
+		default:
+		}
+		st.batch = sess.Take(st.batch[:0])
+		if len(st.batch) > 0 {
+			if slices.ContainsFunc(st.batch, func(f *streamgate.Frame) bool { return f.Resync }) {
+				go st.drain() // writes st.batch first
+				return
+			}
+			done, err := w.tryWrite(st.try, st.batch)
+			clear(st.batch)
+			st.batch = st.batch[:0]
+			if err != nil {
+				go st.end()
+				return
+			}
+			if !done {
+				go st.drain() // flushes what the sink kept first
+				return
+			}
+		}
+		st.running.Store(false)
+		if !sess.Pending() || !st.running.CompareAndSwap(false, true) {
+			return
+		}
 	}
 }
 
@@ -251,6 +293,12 @@ func (st *Stream) wake() {
 // events come seconds apart after each one.
 func (st *Stream) drain() {
 	sess, w := st.sess, st.w
+	if st.try != nil {
+		if err := st.try.Flush(); err != nil {
+			st.end()
+			return
+		}
+	}
 	var idle *time.Timer
 	busy := false
 	for {
@@ -267,10 +315,13 @@ func (st *Stream) drain() {
 			return
 		default:
 		}
-		st.batch = sess.Take(st.batch[:0])
+		if len(st.batch) == 0 { // else flushLive took a batch it left to this goroutine
+			st.batch = sess.Take(st.batch[:0])
+		}
 		if len(st.batch) > 0 {
 			err := st.writeLive(w, st.batch)
 			clear(st.batch)
+			st.batch = st.batch[:0]
 			if err != nil {
 				st.end()
 				return
@@ -280,7 +331,8 @@ func (st *Stream) drain() {
 			st.lastLive = now
 			continue
 		}
-		if busy {
+		// A stream the flushers write needs no goroutine waiting for its next frame.
+		if busy && st.try == nil {
 			if idle == nil {
 				idle = time.NewTimer(st.svc.cfg.writerLinger)
 			} else {
@@ -516,7 +568,40 @@ type writer struct {
 // write sends the frames that are not skipped as one batch: the shared bytes of each frame,
 // with the session's cursor before those that have an id.
 func (w *writer) write(frames []*streamgate.Frame) error {
-	pieces, messages := w.pieces[:0], 0
+	pieces, messages := w.assemble(frames)
+	if len(pieces) == 0 {
+		return nil
+	}
+	err := w.out.WriteBatch(pieces)
+	clear(pieces)
+	if err != nil {
+		return err
+	}
+	w.st.sess.Wrote(messages)
+	return nil
+}
+
+// tryWrite is write without blocking, through out (w's sink): done is false when out kept some
+// of the batch for its Flush.
+func (w *writer) tryWrite(out TrySink, frames []*streamgate.Frame) (done bool, err error) {
+	pieces, messages := w.assemble(frames)
+	if len(pieces) == 0 {
+		return true, nil
+	}
+	done, err = out.TryWriteBatch(pieces)
+	clear(pieces)
+	if err != nil {
+		return false, err
+	}
+	// Kept frames count as written: they go out before anything else, or the stream ends.
+	w.st.sess.Wrote(messages)
+	return done, nil
+}
+
+// assemble lists the pieces of the frames that are not skipped (into w.pieces, which the
+// caller clears after use), and counts the messages among them.
+func (w *writer) assemble(frames []*streamgate.Frame) (pieces [][]byte, messages int) {
+	pieces = w.pieces[:0]
 	idField := streamgate.IDField()
 	for _, f := range frames {
 		if f.Resync || w.skip(f) || (f.Event != "" && w.st.log != nil) {
@@ -544,16 +629,7 @@ func (w *writer) write(frames []*streamgate.Frame) error {
 		}
 	}
 	w.pieces = pieces[:0]
-	if len(pieces) == 0 {
-		return nil
-	}
-	err := w.out.WriteBatch(pieces)
-	clear(pieces)
-	if err != nil {
-		return err
-	}
-	w.st.sess.Wrote(messages)
-	return nil
+	return pieces, messages
 }
 
 // raiseFloor makes live frames at or below seq (the position id) skipped from now on: they

@@ -54,7 +54,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 			end()
 			return
 		}
-		st.Start(&connSink{conn: conn, timeout: s.cfg.WriteTimeout}, func() {
+		st.Start(newConnSink(conn, s.cfg.WriteTimeout), func() {
 			// Forgotten while conn is open: once closed, its descriptor may be another
 			// connection's.
 			s.clients.forget(watch)

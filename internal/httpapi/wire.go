@@ -47,35 +47,20 @@ type connSink struct {
 var crlf = []byte("\r\n")
 
 func (o *connSink) WriteBatch(pieces [][]byte) error {
-	n := 0
-	for _, p := range pieces {
-		n += len(p)
-	}
+	n := batchSize(pieces)
 	if n == 0 {
 		return nil
 	}
-	// Moving the deadline costs a runtime timer update per write; a deadline that still leaves
-	// at least three quarters of the timeout is good enough for this batch.
-	if now := time.Now(); o.deadline.Sub(now) < o.timeout*3/4 {
-		o.deadline = now.Add(o.timeout)
-		if err := o.conn.SetWriteDeadline(o.deadline); err != nil {
-			return err
-		}
+	if err := o.extendDeadline(); err != nil {
+		return err
 	}
 	if n <= copyMax {
 		// A small batch (a live event or two) is copied into one buffer: one contiguous write
 		// costs the kernel less than a writev of its five or so pieces, more than the copy
 		// costs here. The buffer is the node's, not the stream's.
-		bp := copyBufs.Get().(*[]byte)
-		b := strconv.AppendInt((*bp)[:0], int64(n), 16)
-		b = append(b, '\r', '\n')
-		for _, p := range pieces {
-			b = append(b, p...)
-		}
-		b = append(b, crlf...)
-		_, err := o.conn.Write(b)
-		*bp = b[:0]
-		copyBufs.Put(bp)
+		bp := chunk(pieces, n)
+		_, err := o.conn.Write(*bp)
+		putChunk(bp)
 		return err
 	}
 	o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
@@ -87,6 +72,44 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 	_, err := bufs.WriteTo(o.conn)
 	clear(o.bufs[:cap(o.bufs)])
 	return err
+}
+
+// extendDeadline moves the write deadline a timeout ahead. Moving it costs a runtime timer
+// update; a deadline that still leaves at least three quarters of the timeout is good enough
+// for another write.
+func (o *connSink) extendDeadline() error {
+	if now := time.Now(); o.deadline.Sub(now) < o.timeout*3/4 {
+		o.deadline = now.Add(o.timeout)
+		return o.conn.SetWriteDeadline(o.deadline)
+	}
+	return nil
+}
+
+// batchSize is the bytes of a batch's pieces.
+func batchSize(pieces [][]byte) int {
+	n := 0
+	for _, p := range pieces {
+		n += len(p)
+	}
+	return n
+}
+
+// chunk copies pieces, n bytes in all (at most copyMax), into one of the node's buffers as an
+// HTTP/1.1 chunk; putChunk gives the buffer back.
+func chunk(pieces [][]byte, n int) *[]byte {
+	bp := copyBufs.Get().(*[]byte)
+	b := strconv.AppendInt((*bp)[:0], int64(n), 16)
+	b = append(b, '\r', '\n')
+	for _, p := range pieces {
+		b = append(b, p...)
+	}
+	*bp = append(b, crlf...)
+	return bp
+}
+
+func putChunk(bp *[]byte) {
+	*bp = (*bp)[:0]
+	copyBufs.Put(bp)
 }
 
 // copyMax is the largest batch connSink copies into one buffer rather than writing its pieces

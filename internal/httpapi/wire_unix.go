@@ -1,0 +1,126 @@
+//go:build unix
+
+package httpapi
+
+import (
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/streamgate/streamgate/internal/delivery"
+)
+
+// newConnSink returns the sink of a connection taken over for a stream: one the node's
+// flushers write without blocking (delivery.TrySink) when the connection is a plain socket,
+// else a connSink.
+func newConnSink(conn net.Conn, timeout time.Duration) delivery.Sink {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return &connSink{conn: conn, timeout: timeout}
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return &connSink{conn: conn, timeout: timeout}
+	}
+	return &tryConnSink{connSink: connSink{conn: conn, timeout: timeout}, raw: raw}
+}
+
+// tryConnSink is a connSink that can also be written without blocking, straight to its socket:
+// what the socket does not take at once (its send buffer is full: a slow client) is kept, in
+// order, and written by the stream's own goroutine, which may block, before anything else.
+type tryConnSink struct {
+	connSink
+	raw  syscall.RawConn
+	rest []byte   // the tail of a chunk the socket did not take
+	held [][]byte // a batch not tried (too large to copy), to be written as a chunk after rest
+}
+
+func (o *tryConnSink) WriteBatch(pieces [][]byte) error {
+	err := o.flush()
+	if err == nil {
+		err = o.connSink.WriteBatch(pieces)
+	}
+	return o.noDeadline(err)
+}
+
+// Flush writes what TryWriteBatch kept.
+func (o *tryConnSink) Flush() error { return o.noDeadline(o.flush()) }
+
+// noDeadline lifts the write deadline a blocking write set: a try never waits, and would fail
+// once a deadline left in force has passed (a stream idle for longer than the timeout).
+func (o *tryConnSink) noDeadline(err error) error {
+	if err != nil || o.deadline.IsZero() {
+		return err
+	}
+	o.deadline = time.Time{}
+	return o.conn.SetWriteDeadline(time.Time{})
+}
+
+func (o *tryConnSink) flush() error {
+	if len(o.rest) > 0 {
+		if err := o.extendDeadline(); err != nil {
+			return err
+		}
+		_, err := o.conn.Write(o.rest)
+		o.rest = nil
+		if err != nil {
+			return err
+		}
+	}
+	if len(o.held) > 0 {
+		held := o.held
+		o.held = nil
+		return o.connSink.WriteBatch(held)
+	}
+	return nil
+}
+
+// TryWriteBatch writes a small batch as one chunk with non-blocking writes; a large one (a
+// catch-up, a large event) is kept whole for Flush, whose writev takes it from the shared
+// frames without a copy.
+func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
+	n := batchSize(pieces)
+	if n == 0 {
+		return true, nil
+	}
+	if n > copyMax || len(o.rest) > 0 || len(o.held) > 0 {
+		// Appended to whatever is kept, after it: one chunk may hold any number of frames.
+		o.held = append(o.held, pieces...)
+		return false, nil
+	}
+	bp := chunk(pieces, n)
+	defer putChunk(bp)
+	b := *bp
+	wrote := 0
+	var werr error
+	err := o.raw.Write(func(fd uintptr) bool {
+		for wrote < len(b) {
+			m, err := syscall.Write(int(fd), b[wrote:])
+			if m > 0 {
+				wrote += m
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+			case err != nil:
+				werr = err
+			case m > 0:
+				continue
+			}
+			break
+		}
+		return true // never wait: what is left is kept
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return false, err
+	}
+	if wrote == len(b) {
+		return true, nil
+	}
+	o.rest = append([]byte(nil), b[wrote:]...)
+	return false, nil
+}
