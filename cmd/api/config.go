@@ -40,6 +40,7 @@ type apiConfig struct {
 	JobRetention    time.Duration
 	Demo            bool
 	PprofAddr       string
+	MaxNewConns     int
 	LogLevel        string
 	Rates           httpapi.Rates
 	TrustedProxies  []string
@@ -94,6 +95,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 		HistorySeconds:             r.Int("STREAMGATE_DEFAULT_HISTORY_SECONDS", d.HistorySeconds, 1, 7*24*3600),
 	}
 	c.PprofAddr = r.String("STREAMGATE_PPROF_ADDR", "")
+	c.MaxNewConns = r.Int("STREAMGATE_MAX_NEW_CONNS", 1024, 0, 1_000_000)
 	c.ShutdownTimeout = r.Duration("STREAMGATE_SHUTDOWN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.DrainDelay = r.Duration("STREAMGATE_DRAIN_DELAY", 5*time.Second, 0, 5*time.Minute)
 	c.PubSubKeepalive = r.Duration("STREAMGATE_PUBSUB_KEEPALIVE", 15*time.Second, time.Second, 5*time.Minute)

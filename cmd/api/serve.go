@@ -203,9 +203,16 @@ func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
 
 // run starts every loop of the node and serves ln until ctx ends, then shuts down.
 func (n *apiNode) run(ctx context.Context, l net.Listener) error {
+	var connState func(net.Conn, http.ConnState)
+	if n.cfg.MaxNewConns > 0 {
+		conns := newConnsListener(l, n.cfg.MaxNewConns)
+		l = conns
+		connState = conns.ConnState
+	}
 	ln := &onceCloseListener{Listener: l}
 	httpSrv := &http.Server{
 		Handler:           n.api.Handler(),
+		ConnState:         connState,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

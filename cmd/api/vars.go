@@ -87,6 +87,8 @@ var envVars = []envVar{
 		Value: func(c apiConfig, _ string) string { return strconv.Itoa(c.MetricsTenants) }},
 	{Name: "STREAMGATE_SESSION_BUFFER", Default: "256", Meaning: "events a session may have queued before drops",
 		Value: func(c apiConfig, _ string) string { return strconv.Itoa(c.SessionBuffer) }},
+	{Name: "STREAMGATE_MAX_NEW_CONNS", Default: "1024", Meaning: "connections held on their first request; more wait to be accepted (0: no bound)",
+		Value: func(c apiConfig, _ string) string { return strconv.Itoa(c.MaxNewConns) }},
 	{Name: "STREAMGATE_WRITE_TIMEOUT", Default: "10s", Meaning: "one write to a stream; a client that cannot take it is cut",
 		Value: func(c apiConfig, _ string) string { return shortDuration(c.WriteTimeout) }},
 	{Name: "STREAMGATE_HEARTBEAT", Default: "15s", Meaning: "the : ping interval of idle streams (at most 15s)",
