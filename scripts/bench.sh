@@ -64,20 +64,9 @@ if (($(ulimit -n) < CONNS + 1000)); then
 	echo "bench: warning: ulimit -n is $(ulimit -n), below the $CONNS sessions one api node must hold" >&2
 fi
 
-if [[ -n ${BENCH_OUT:-} ]]; then
-	WORK=$BENCH_OUT
-	mkdir -p "$WORK"
-else
-	WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgbench.XXXXXX")
-fi
 # shellcheck source=scripts/servers.sh
 . scripts/servers.sh
-cleanup() {
-	stop_servers
-	[[ -n ${BENCH_OUT:-} ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+use_workdir "${BENCH_OUT:-}" sgbench
 start_redis
 
 # bench NAME NODES ARGS… runs sgbench against NODES fresh api nodes.

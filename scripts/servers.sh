@@ -1,6 +1,26 @@
-# scripts/servers.sh is sourced by bench.sh and soak.sh: a private redis-server and api nodes on
-# loopback ports, stopped however the script exits. The sourcing script sets WORK (a directory
-# for logs) and defines die(); it calls start_redis once, then start_apis N as often as it likes.
+# scripts/servers.sh is sourced by bench.sh, soak.sh and xload/run.sh: a private redis-server and
+# api nodes on loopback ports, stopped however the script exits. The sourcing script defines
+# die() and calls use_workdir, then start_redis once, then start_apis N as often as it likes.
+
+# use_workdir KEEP PREFIX sets WORK, the directory for logs and results: KEEP when it is set
+# (kept afterwards), else a new temporary directory named after PREFIX (removed on exit). Every
+# server started is stopped however the script exits; an interrupt exits with 130.
+use_workdir() {
+	KEEP_WORK=$1
+	if [[ -n $KEEP_WORK ]]; then
+		WORK=$KEEP_WORK
+		mkdir -p "$WORK"
+	else
+		WORK=$(mktemp -d "${TMPDIR:-/tmp}/$2.XXXXXX")
+	fi
+	trap cleanup_servers EXIT
+	trap 'exit 130' INT TERM
+}
+
+cleanup_servers() {
+	stop_servers
+	[[ -n $KEEP_WORK ]] || rm -rf "$WORK"
+}
 
 API_PIDS=()
 API_URLS=()

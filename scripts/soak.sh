@@ -22,20 +22,9 @@ echo "== building bin/api and bin/sgbench"
 CGO_ENABLED=0 "$GO" build -trimpath -o bin/api ./cmd/api
 CGO_ENABLED=0 "$GO" build -trimpath -o bin/sgbench ./cmd/sgbench
 
-if [[ -n ${SOAK_OUT:-} ]]; then
-	WORK=$SOAK_OUT
-	mkdir -p "$WORK"
-else
-	WORK=$(mktemp -d "${TMPDIR:-/tmp}/sgsoak.XXXXXX")
-fi
 # shellcheck source=scripts/servers.sh
 . scripts/servers.sh
-cleanup() {
-	stop_servers
-	[[ -n ${SOAK_OUT:-} ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+use_workdir "${SOAK_OUT:-}" sgsoak
 start_redis
 start_apis 1
 

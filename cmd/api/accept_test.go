@@ -92,7 +92,7 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 	send(a, "/block")
 	b, bR := dial()
 	send(b, "/block")
-	waitUntil(t, "both to be accepted", func() bool { return len(ln.slots) == 2 })
+	waitFor(t, 10*time.Second, "both to be accepted", func() bool { return len(ln.slots) == 2 })
 
 	c, cR := dial() // the kernel completes the handshake; the node does not accept it yet
 	send(c, "/ok")
@@ -107,16 +107,4 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 	mustAnswer(a, aR, "done")
 	mustAnswer(b, bR, "done")
 	mustAnswer(c, cR, "ok")
-}
-
-// waitUntil polls cond until it holds, failing the test after 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -48,20 +48,9 @@ CGO_ENABLED=0 "$GO" build -trimpath -o bin/api ./cmd/api
 # node processes inherit it.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-if [[ -n ${XLOAD_OUT:-} ]]; then
-	WORK=$XLOAD_OUT
-	mkdir -p "$WORK"
-else
-	WORK=$(mktemp -d "${TMPDIR:-/tmp}/xload.XXXXXX")
-fi
 # shellcheck source=scripts/servers.sh
 . scripts/servers.sh
-cleanup() {
-	stop_servers
-	[[ -n ${XLOAD_OUT:-} ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+use_workdir "${XLOAD_OUT:-}" xload
 start_redis
 
 CONNS=$(scale "$XLOAD_CONNS" 10)
