@@ -20,7 +20,7 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newConnsListener(inner, 2)
+	ln := newConnsListener(inner, 2, time.Hour)
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
@@ -107,4 +107,50 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 	mustAnswer(a, aR, "done")
 	mustAnswer(b, bR, "done")
 	mustAnswer(c, cR, "ok")
+}
+
+// A connection that stalls its first request (a body announced and never sent, to a handler
+// that does not read it) gives its place back after the hold: it cannot keep the node from
+// accepting.
+func TestAStalledFirstRequestGivesItsPlaceBack(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newConnsListener(inner, 1, 200*time.Millisecond)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv := &http.Server{Handler: mux, ConnState: ln.ConnState, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", inner.Addr().String(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	stalled := dial()
+	if _, err := io.WriteString(stalled, "POST /ok HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\nx"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the stalled connection to be accepted", func() bool {
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		return len(ln.fresh) == 1
+	})
+	c := dial()
+	if _, err := io.WriteString(c, "GET /ok HTTP/1.1\r\nHost: node\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a new connection was not answered while a stalled one held the only place: %v", err)
+	}
+	resp.Body.Close()
 }

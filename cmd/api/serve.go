@@ -205,7 +205,7 @@ func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
 func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	var connState func(net.Conn, http.ConnState)
 	if n.cfg.MaxNewConns > 0 {
-		conns := newConnsListener(l, n.cfg.MaxNewConns)
+		conns := newConnsListener(l, n.cfg.MaxNewConns, firstRequestHold)
 		l = conns
 		connState = conns.ConnState
 	}

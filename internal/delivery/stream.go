@@ -248,7 +248,8 @@ func (st *Stream) wake() {
 // flushLive writes what the session holds without blocking, on a flusher's goroutine. What
 // cannot be written that way goes on with drain on a goroutine of the stream's own: a closed
 // session (its final notice), a resync (history reads), or a connection that did not take the
-// whole batch. It runs with st.running set, and clears it unless drain takes over.
+// whole batch. It runs with st.running set, and clears it unless drain takes over or the
+// stream is queued again.
 func (st *Stream) flushLive() {
 	sess, w := st.sess, st.w
 	for {
@@ -278,6 +279,11 @@ func (st *Stream) flushLive() {
 		}
 		st.running.Store(false)
 		if !sess.Pending() || !st.running.CompareAndSwap(false, true) {
+			return
+		}
+		// More came meanwhile: the stream goes to the back of the queue, so that a few busy
+		// streams cannot keep the flushers from the others.
+		if st.svc.flusher.push(st) {
 			return
 		}
 	}
