@@ -72,18 +72,8 @@ func (s *trySink) ids(t *testing.T) [][2]uint64 {
 // arrives once, in order, whichever way each batch went.
 func TestFlushedStreamsGetEveryEventInOrder(t *testing.T) {
 	f := newFixture(t, defaultLimits())
-	claims := f.claims("u", time.Now().Add(time.Hour), "*")
-	const n, events = 40, 120
-	sinks := make([]*trySink, n)
-	for i := range n {
-		st, err := f.svc.Open(t.Context(), Request{Claims: claims, Tenant: f.tenant, Channels: []string{"room"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinks[i] = &trySink{}
-		st.Start(sinks[i], func() {})
-		t.Cleanup(st.Close)
-	}
+	const events = 120
+	_, sinks := startStreams(t, f, 40, func() *trySink { return &trySink{} })
 	for i := 0; i < events; i += 10 {
 		// A third of the streams stop taking frames for a while, a different third each time.
 		for j, s := range sinks {
@@ -121,19 +111,7 @@ func TestFlushedStreamsHoldNoWriterBetweenEvents(t *testing.T) {
 	f := newFixture(t, defaultLimits())
 	// A lingering writer would outlive the test's deadlines: any that lingers is seen.
 	f.svc = f.service(Config{NodeID: "node-a", writerLinger: time.Hour}, nopHub{}, f.history)
-	claims := f.claims("u", time.Now().Add(time.Hour), "*")
-	const n = 100
-	sinks := make([]*trySink, n)
-	streams := make([]*Stream, n)
-	for i := range n {
-		st, err := f.svc.Open(t.Context(), Request{Claims: claims, Tenant: f.tenant, Channels: []string{"room"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		streams[i], sinks[i] = st, &trySink{}
-		st.Start(sinks[i], func() {})
-		t.Cleanup(st.Close)
-	}
+	streams, sinks := startStreams(t, f, 100, func() *trySink { return &trySink{} })
 	f.publish(true, "room", 3) // three events within the linger: busy
 	waitFor(t, "every stream's events", func() bool {
 		for _, s := range sinks {

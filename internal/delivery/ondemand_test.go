@@ -93,6 +93,24 @@ func TestIdleStreamsHoldNoGoroutine(t *testing.T) {
 	}
 }
 
+// startStreams opens n streams of one user on the channel room and starts each into the sink
+// newSink makes; they are closed when the test ends.
+func startStreams[S Sink](t *testing.T, f *fixture, n int, newSink func() S) ([]*Stream, []S) {
+	t.Helper()
+	claims := f.claims("u", time.Now().Add(time.Hour), "*")
+	streams, sinks := make([]*Stream, n), make([]S, n)
+	for i := range n {
+		st, err := f.svc.Open(t.Context(), Request{Claims: claims, Tenant: f.tenant, Channels: []string{"room"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[i], sinks[i] = st, newSink()
+		st.Start(sinks[i], func() {})
+		t.Cleanup(st.Close)
+	}
+	return streams, sinks
+}
+
 // waitFor polls cond until it holds, failing the test after the deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -112,19 +130,8 @@ func TestWriterLingersOnlyWhileBusy(t *testing.T) {
 	f := newFixture(t, defaultLimits())
 	// Lingering writers would outlive the test's deadlines: any that linger are seen.
 	f.svc = f.service(Config{NodeID: "node-a", writerLinger: time.Hour}, nopHub{}, f.history)
-	claims := f.claims("u", time.Now().Add(time.Hour), "*")
 	const n = 200
-	sinks := make([]*countingSink, n)
-	streams := make([]*Stream, n)
-	for i := range n {
-		st, err := f.svc.Open(t.Context(), Request{Claims: claims, Tenant: f.tenant, Channels: []string{"room"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		streams[i], sinks[i] = st, &countingSink{}
-		st.Start(sinks[i], func() {})
-		t.Cleanup(st.Close)
-	}
+	streams, sinks := startStreams(t, f, n, func() *countingSink { return &countingSink{} })
 	waitFor(t, "every stream's connected event", func() bool {
 		for _, s := range sinks {
 			if !s.has("event: connected") {
