@@ -39,14 +39,20 @@ func (f *flusher) push(st *Stream) bool {
 	default:
 		return false
 	}
+	f.spawn()
+	return true
+}
+
+// spawn starts a worker unless max are running.
+func (f *flusher) spawn() {
 	for {
 		n := f.workers.Load()
 		if n >= f.max {
-			return true
+			return
 		}
 		if f.workers.CompareAndSwap(n, n+1) {
 			go f.work()
-			return true
+			return
 		}
 	}
 }
@@ -61,21 +67,19 @@ func (f *flusher) work() {
 			continue
 		default:
 		}
+		// The queue is empty: wait for more, linger at most (the timer is reset once per lull,
+		// not once per stream).
 		idle.Reset(f.linger)
 		select {
 		case st := <-f.q:
 			st.flushLive()
-			continue
 		case <-idle.C:
-		}
-		// Going: a push that saw every worker running after the look above left its stream
-		// in the queue, and this worker takes it unless another came meanwhile.
-		f.workers.Add(-1)
-		if len(f.q) == 0 {
-			return
-		}
-		n := f.workers.Load()
-		if n >= f.max || !f.workers.CompareAndSwap(n, n+1) {
+			// A push that saw every worker running since the look above left its stream in
+			// the queue, for a worker to take.
+			f.workers.Add(-1)
+			if len(f.q) > 0 {
+				f.spawn()
+			}
 			return
 		}
 	}

@@ -265,7 +265,7 @@ func (st *Stream) flushLive() {
 				go st.drain() // writes st.batch first
 				return
 			}
-			done, err := w.tryWrite(st.try, st.batch)
+			done, err := w.send(st.batch, st.try)
 			clear(st.batch)
 			st.batch = st.batch[:0]
 			if err != nil {
@@ -574,40 +574,14 @@ type writer struct {
 // write sends the frames that are not skipped as one batch: the shared bytes of each frame,
 // with the session's cursor before those that have an id.
 func (w *writer) write(frames []*streamgate.Frame) error {
-	pieces, messages := w.assemble(frames)
-	if len(pieces) == 0 {
-		return nil
-	}
-	err := w.out.WriteBatch(pieces)
-	clear(pieces)
-	if err != nil {
-		return err
-	}
-	w.st.sess.Wrote(messages)
-	return nil
+	_, err := w.send(frames, nil)
+	return err
 }
 
-// tryWrite is write without blocking, through out (w's sink): done is false when out kept some
-// of the batch for its Flush.
-func (w *writer) tryWrite(out TrySink, frames []*streamgate.Frame) (done bool, err error) {
-	pieces, messages := w.assemble(frames)
-	if len(pieces) == 0 {
-		return true, nil
-	}
-	done, err = out.TryWriteBatch(pieces)
-	clear(pieces)
-	if err != nil {
-		return false, err
-	}
-	// Kept frames count as written: they go out before anything else, or the stream ends.
-	w.st.sess.Wrote(messages)
-	return done, nil
-}
-
-// assemble lists the pieces of the frames that are not skipped (into w.pieces, which the
-// caller clears after use), and counts the messages among them.
-func (w *writer) assemble(frames []*streamgate.Frame) (pieces [][]byte, messages int) {
-	pieces = w.pieces[:0]
+// send is write, through try (w's sink) without blocking when try is set: done is false when
+// try kept some of the batch for its Flush.
+func (w *writer) send(frames []*streamgate.Frame, try TrySink) (done bool, err error) {
+	pieces, messages := w.pieces[:0], 0
 	idField := streamgate.IDField()
 	for _, f := range frames {
 		if f.Resync || w.skip(f) || (f.Event != "" && w.st.log != nil) {
@@ -635,7 +609,22 @@ func (w *writer) assemble(frames []*streamgate.Frame) (pieces [][]byte, messages
 		}
 	}
 	w.pieces = pieces[:0]
-	return pieces, messages
+	if len(pieces) == 0 {
+		return true, nil
+	}
+	if try != nil {
+		done, err = try.TryWriteBatch(pieces)
+	} else {
+		done, err = true, w.out.WriteBatch(pieces)
+	}
+	clear(pieces)
+	if err != nil {
+		return false, err
+	}
+	// Frames a TrySink kept count as written: they go out before anything else, or the stream
+	// ends.
+	w.st.sess.Wrote(messages)
+	return done, nil
 }
 
 // raiseFloor makes live frames at or below seq (the position id) skipped from now on: they
