@@ -36,27 +36,14 @@ type tryConnSink struct {
 }
 
 func (o *tryConnSink) WriteBatch(pieces [][]byte) error {
-	err := o.flush()
-	if err == nil {
-		err = o.connSink.WriteBatch(pieces)
+	if err := o.Flush(); err != nil {
+		return err
 	}
-	return o.noDeadline(err)
+	return o.connSink.WriteBatch(pieces)
 }
 
 // Flush writes what TryWriteBatch kept.
-func (o *tryConnSink) Flush() error { return o.noDeadline(o.flush()) }
-
-// noDeadline lifts the write deadline a blocking write set: a try never waits, and would fail
-// once a deadline left in force has passed (a stream idle for longer than the timeout).
-func (o *tryConnSink) noDeadline(err error) error {
-	if err != nil || o.deadline.IsZero() {
-		return err
-	}
-	o.deadline = time.Time{}
-	return o.conn.SetWriteDeadline(time.Time{})
-}
-
-func (o *tryConnSink) flush() error {
+func (o *tryConnSink) Flush() error {
 	if len(o.rest) > 0 {
 		if err := o.extendDeadline(); err != nil {
 			return err
@@ -88,6 +75,14 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 		o.held = append(o.held, pieces...)
 		return false, nil
 	}
+	// A try never waits, but the runtime refuses any write once the deadline a blocking write
+	// left has passed (a stream idle for longer than the timeout): one close to passing goes.
+	if !o.deadline.IsZero() && time.Until(o.deadline) < o.timeout/4 {
+		o.deadline = time.Time{}
+		if err := o.conn.SetWriteDeadline(o.deadline); err != nil {
+			return false, err
+		}
+	}
 	bp := chunk(pieces, n)
 	defer putChunk(bp)
 	b := *bp
@@ -96,19 +91,16 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 	err := o.raw.Write(func(fd uintptr) bool {
 		for wrote < len(b) {
 			m, err := syscall.Write(int(fd), b[wrote:])
-			if m > 0 {
-				wrote += m
-			}
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-			case err != nil:
-				werr = err
-			case m > 0:
+			if err == syscall.EINTR {
 				continue
 			}
-			break
+			if err != nil || m == 0 {
+				if err != syscall.EAGAIN {
+					werr = err
+				}
+				break
+			}
+			wrote += m
 		}
 		return true // never wait: what is left is kept
 	})

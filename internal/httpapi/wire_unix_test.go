@@ -49,7 +49,7 @@ func TestTryConnSinkKeepsWhatTheSocketDoesNotTake(t *testing.T) {
 		}
 		return p
 	}
-	// A blocking write's deadline does not outlive it: a stream idle for longer than the
+	// The deadline a blocking write left does not stop a try: a stream idle for longer than the
 	// timeout is still written without blocking.
 	head := []byte("retry: 2000\n\n")
 	want.Write(head)
