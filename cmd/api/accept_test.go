@@ -16,14 +16,8 @@ import (
 // kept-alive connections go through.
 func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := newConnsListener(inner, 2, time.Hour)
 	release := make(chan struct{})
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/block", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
@@ -41,19 +35,8 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 		// Held open, as a stream is, until the test ends.
 		t.Cleanup(func() { c.Close() })
 	})
-	srv := &http.Server{Handler: mux, ConnState: ln.ConnState, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln, dial := serveBounded(t, 2, time.Hour, mux)
 
-	dial := func() (net.Conn, *bufio.Reader) {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", inner.Addr().String(), 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c, bufio.NewReader(c)
-	}
 	send := func(c net.Conn, path string) {
 		t.Helper()
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -114,28 +97,8 @@ func TestConnectionsOnTheirFirstRequestAreBounded(t *testing.T) {
 // accepting.
 func TestAStalledFirstRequestGivesItsPlaceBack(t *testing.T) {
 	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := newConnsListener(inner, 1, 200*time.Millisecond)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	srv := &http.Server{Handler: mux, ConnState: ln.ConnState, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	dial := func() net.Conn {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", inner.Addr().String(), 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c
-	}
-	stalled := dial()
+	ln, dial := serveBounded(t, 1, 200*time.Millisecond, http.NewServeMux())
+	stalled, _ := dial()
 	if _, err := io.WriteString(stalled, "POST /ok HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\nx"); err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +107,38 @@ func TestAStalledFirstRequestGivesItsPlaceBack(t *testing.T) {
 		defer ln.mu.Unlock()
 		return len(ln.fresh) == 1
 	})
-	c := dial()
+	c, cR := dial()
 	if _, err := io.WriteString(c, "GET /ok HTTP/1.1\r\nHost: node\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(cR, nil)
 	if err != nil {
 		t.Fatalf("a new connection was not answered while a stalled one held the only place: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// serveBounded serves mux, with /ok added, behind a connsListener of max places held for hold
+// at most, until the test ends. dial opens a connection to it, with a 10 s deadline.
+func serveBounded(t *testing.T, max int, hold time.Duration, mux *http.ServeMux) (*connsListener, func() (net.Conn, *bufio.Reader)) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newConnsListener(inner, max, hold)
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv := &http.Server{Handler: mux, ConnState: ln.ConnState, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln, func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", inner.Addr().String(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
 }
