@@ -239,21 +239,7 @@ func TestIdleStreamsCostNoGoroutine(t *testing.T) {
 // clients leaving is still noticed.
 func TestStoppedCloseWatcherHandsItsStreamsOn(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.DialTimeout("tcp", ln.Addr().String(), callTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 
 	clients := &closeWatcher{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())

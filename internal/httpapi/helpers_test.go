@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -381,4 +382,26 @@ func (s *testServer) runRefusals(t *testing.T, cases []refusal) {
 			})
 		}
 	})
+}
+
+// tcpPair is a loopback TCP connection's two ends, closed when the test ends.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), callTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = ln.SetDeadline(time.Now().Add(callTimeout))
+	server, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return c.(*net.TCPConn), server
 }

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http/httputil"
 	"testing"
 	"time"
@@ -17,24 +16,9 @@ import (
 // receives one valid chunked body with every batch, whole and in order.
 func TestTryConnSinkKeepsWhatTheSocketDoesNotTake(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	_ = client.(*net.TCPConn).SetReadBuffer(4 << 10)
-	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	client, conn := tcpPair(t)
+	_ = client.SetReadBuffer(4 << 10)
+	_ = conn.SetWriteBuffer(4 << 10)
 	const timeout = 50 * time.Millisecond
 	out, ok := newConnSink(conn, timeout).(*tryConnSink)
 	if !ok {
