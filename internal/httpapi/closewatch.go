@@ -41,18 +41,25 @@ type closeWatcher struct {
 // each (the Go runtime keeps every goroutine record it ever made).
 const goneWorkers = 64
 
-// watchedConn is a registered connection and what to call when its client goes away.
+// watchedConn is a registered socket and what to call when its client goes away.
 type watchedConn struct {
-	conn *net.TCPConn
+	sock *sockConn
 	gone func()
 }
 
-// clientEvent is what the poller reports for a registration: its client left, or (sent) sent
-// bytes while its connection is still open.
+// clientEvent is what the poller reports for a registration.
 type clientEvent struct {
 	id   uint64
-	sent bool
+	kind eventKind
 }
+
+type eventKind uint8
+
+const (
+	clientLeft     eventKind = iota // the client closed its side, or the connection failed
+	clientSent                      // the client sent bytes while its connection is still open
+	socketWritable                  // the socket takes bytes again, as a waiting write asked
+)
 
 // WatchClients notices the clients of the node's streams going away until ctx ends: on Linux
 // through one epoll instance of the node's own, itself waited on through the runtime's
@@ -92,7 +99,11 @@ func (w *closeWatcher) run(ctx context.Context) {
 			w.mu.Unlock()
 			p.close()
 			for _, c := range left {
-				go watchClose(c.conn, c.gone)
+				if nc := c.sock.handOn(); nc != nil {
+					go watchClose(nc, c.gone)
+				} else {
+					go c.gone()
+				}
 			}
 		})
 	}
@@ -105,66 +116,86 @@ func (w *closeWatcher) run(ctx context.Context) {
 }
 
 // watch calls gone once the client of c goes away, closing c first if the client sends
-// anything. It returns the registration to forget when the stream ends, 0 when c is watched by
-// a goroutine of its own (which ends when c is closed).
-func (w *closeWatcher) watch(c net.Conn, gone func()) uint64 {
+// anything. It returns the connection the stream writes and closes from then on: c itself,
+// watched by a goroutine of its own (which ends when c is closed), or c's socket taken out of
+// the runtime and into the watcher's poller (sockConn), c closed.
+func (w *closeWatcher) watch(c net.Conn, gone func()) net.Conn {
 	if tc, ok := c.(*net.TCPConn); ok {
-		if id := w.add(tc, gone); id != 0 {
-			return id
+		if sc := w.add(tc, gone); sc != nil {
+			tc.Close() // the socket stays open through sc's descriptor
+			return sc
 		}
 	}
 	go watchClose(c, gone)
-	return 0
+	return c
 }
 
-// add registers c with the poller, or returns 0 when it is not running or refuses c.
-func (w *closeWatcher) add(c *net.TCPConn, gone func()) uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.p == nil {
-		return 0
-	}
-	w.last++
-	// Added under the lock, so that its event, however soon it comes, finds it.
-	if err := w.p.add(c, w.last); err != nil {
-		return 0
-	}
-	w.watched[w.last] = watchedConn{conn: c, gone: gone}
-	return w.last
-}
-
-// forget drops registration id (0 is none), taking its connection out of the poller. The
-// connection must still be open: once it closes, its descriptor may belong to another.
-func (w *closeWatcher) forget(id uint64) {
-	if id == 0 {
-		return
+// add registers c's socket with the poller, or returns nil when it is not running or refuses c.
+func (w *closeWatcher) add(c *net.TCPConn, gone func()) *sockConn {
+	sc, err := takeSocket(c)
+	if err != nil {
+		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	c, ok := w.watched[id]
-	if !ok {
-		return // already fired, or handed to a goroutine
+	if w.p != nil {
+		w.last++
+		sc.w, sc.id = w, w.last
+		// Added under the lock, so that its event, however soon it comes, finds it.
+		if err := w.p.add(sc.fd, sc.id); err == nil {
+			w.watched[sc.id] = watchedConn{sock: sc, gone: gone}
+			return sc
+		}
 	}
-	delete(w.watched, id)
+	sc.release()
+	return nil
+}
+
+// forget takes sc out of the watcher and its poller, before sc's descriptor closes: once
+// closed, the number may be another connection's.
+func (w *closeWatcher) forget(sc *sockConn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.watched[sc.id]; !ok {
+		return // already fired, or handed on
+	}
+	delete(w.watched, sc.id)
 	w.watched = memory.Shrink(w.watched, &w.high)
-	w.p.remove(c.conn)
+	w.p.remove(sc.descriptor())
+}
+
+// armWrite has the poller report when sc's socket takes bytes again, besides its client
+// leaving. Nothing is armed once sc is no longer watched.
+func (w *closeWatcher) armWrite(sc *sockConn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.watched[sc.id]; ok {
+		_ = w.p.arm(sc.descriptor(), sc.id, true) // failing, the write waits for its deadline
+	}
 }
 
 // fire acts on the poller's events, as watchClose does on its read. gone runs on one of the
 // watcher's enders: ending a stream makes Redis round trips (presence, the connection count)
-// that must not hold up the other streams' events.
+// that must not hold up the other streams' events. A writable socket is re-armed for its
+// client leaving only, and its waiting write told to look again (and to ask again if it must):
+// after every re-arming that drops a write's request, that write has a word waiting.
 func (w *closeWatcher) fire(events []clientEvent) {
 	for _, ev := range events {
 		w.mu.Lock()
 		c, ok := w.watched[ev.id]
+		if ok && ev.kind == socketWritable && w.p.arm(c.sock.descriptor(), ev.id, false) == nil {
+			w.mu.Unlock()
+			c.sock.wake()
+			continue
+		}
 		delete(w.watched, ev.id)
 		w.watched = memory.Shrink(w.watched, &w.high)
 		w.mu.Unlock()
 		if !ok {
 			continue // the stream ended first and forgot it
 		}
-		if ev.sent {
-			c.conn.Close()
+		if ev.kind == clientSent {
+			c.sock.Close()
 		}
 		w.ended(c.gone)
 	}

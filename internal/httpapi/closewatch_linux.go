@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"syscall"
 )
@@ -17,7 +16,7 @@ type poller struct {
 }
 
 // clientGone are the events that say the client closed its side or the connection failed;
-// EPOLLIN without them means it sent bytes.
+// EPOLLIN without them means it sent bytes, EPOLLOUT alone that the socket takes bytes again.
 const clientGone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 
 func openPoller() (*poller, error) {
@@ -38,38 +37,33 @@ func openPoller() (*poller, error) {
 	return &poller{fd: fd, file: file, raw: raw}, nil
 }
 
-// add registers c under id, for one event (EPOLLONESHOT): the first is all a stream needs.
-func (p *poller) add(c *net.TCPConn, id uint64) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
-		Fd:     int32(uint32(id)),
-		Pad:    int32(uint32(id >> 32)),
-	}
-	var ctlErr error
-	// Control holds the descriptor: it cannot be closed and reused under the call.
-	if err := raw.Control(func(fd uintptr) {
-		ctlErr = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}); err != nil {
-		return err
-	}
-	return ctlErr
+// watchEvents are what a registration asks for: its client leaving or sending, once
+// (EPOLLONESHOT): the first is all a stream needs.
+const watchEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// add registers the socket fd under id.
+func (p *poller) add(fd int, id uint64) error {
+	return p.ctl(syscall.EPOLL_CTL_ADD, fd, id, false)
 }
 
-// remove takes c out of the epoll instance. Nothing is done once c is closed (closing took it
-// out already, and its descriptor number may be another connection's by now), and an error is
-// of no consequence: the registration has fired and is disarmed, or goes with the connection.
-func (p *poller) remove(c *net.TCPConn) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return
+// arm re-arms fd's registration, asking for the socket being writable too when out is set
+// (one event disarms a registration, whatever it reports).
+func (p *poller) arm(fd int, id uint64, out bool) error {
+	return p.ctl(syscall.EPOLL_CTL_MOD, fd, id, out)
+}
+
+func (p *poller) ctl(op, fd int, id uint64, out bool) error {
+	ev := syscall.EpollEvent{Events: watchEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	if out {
+		ev.Events |= syscall.EPOLLOUT
 	}
-	_ = raw.Control(func(fd uintptr) {
-		_ = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-	})
+	return syscall.EpollCtl(p.fd, op, fd, &ev)
+}
+
+// remove takes fd out of the epoll instance; the caller makes sure fd is still the socket it
+// registered. An error is of no consequence: the registration goes with the socket.
+func (p *poller) remove(fd int) {
+	_ = syscall.EpollCtl(p.fd, syscall.EPOLL_CTL_DEL, fd, nil)
 }
 
 // wait hands every batch of events to handle until the poller is closed or fails; it returns
@@ -100,7 +94,15 @@ func (p *poller) wait(handle func([]clientEvent)) error {
 		batch = batch[:0]
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			batch = append(batch, clientEvent{id: id, sent: ev.Events&clientGone == 0})
+			kind := clientLeft
+			switch {
+			case ev.Events&clientGone != 0:
+			case ev.Events&syscall.EPOLLIN != 0:
+				kind = clientSent
+			case ev.Events&syscall.EPOLLOUT != 0:
+				kind = socketWritable
+			}
+			batch = append(batch, clientEvent{id: id, kind: kind})
 		}
 		handle(batch)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,20 +79,20 @@ func (st *rawStream) readData(t testing.TB, event string) string {
 }
 
 // watchedConns returns the connections the server's close watcher holds.
-func (s *testServer) watchedConns() []*net.TCPConn {
+func (s *testServer) watchedConns() []*sockConn {
 	w := &s.api.clients
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	conns := make([]*net.TCPConn, 0, len(w.watched))
+	conns := make([]*sockConn, 0, len(w.watched))
 	for _, c := range w.watched {
-		conns = append(conns, c.conn)
+		conns = append(conns, c.sock)
 	}
 	return conns
 }
 
 // onlyWatched returns the one connection the close watcher holds, failing otherwise: a stream
 // that fell back to a goroutine would not test the watcher.
-func (s *testServer) onlyWatched(t testing.TB) *net.TCPConn {
+func (s *testServer) onlyWatched(t testing.TB) *sockConn {
 	t.Helper()
 	conns := s.watchedConns()
 	if len(conns) != 1 {
@@ -101,7 +102,7 @@ func (s *testServer) onlyWatched(t testing.TB) *net.TCPConn {
 }
 
 // descriptor returns c's descriptor number, or -1 once c is closed.
-func descriptor(c *net.TCPConn) int {
+func descriptor(c syscall.Conn) int {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1
@@ -254,7 +255,7 @@ func TestStoppedCloseWatcherHandsItsStreamsOn(t *testing.T) {
 		return clients.p != nil
 	})
 	gone := make(chan struct{})
-	if clients.watch(server, func() { close(gone) }) == 0 {
+	if _, ok := clients.watch(server, func() { close(gone) }).(*sockConn); !ok {
 		t.Fatal("the close watcher did not take the connection")
 	}
 	cancel()

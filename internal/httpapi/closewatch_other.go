@@ -13,7 +13,24 @@ type poller struct{}
 
 func openPoller() (*poller, error) { return nil, errors.ErrUnsupported }
 
-func (*poller) add(*net.TCPConn, uint64) error { return errors.ErrUnsupported }
-func (*poller) remove(*net.TCPConn)            {}
+func (*poller) add(int, uint64) error          { return errors.ErrUnsupported }
+func (*poller) arm(int, uint64, bool) error    { return errors.ErrUnsupported }
+func (*poller) remove(int)                     {}
 func (*poller) wait(func([]clientEvent)) error { return errors.ErrUnsupported }
 func (*poller) close()                         {}
+
+// sockConn is the Linux stream socket's place here, where none is ever made: streams keep the
+// runtime's connection.
+type sockConn struct {
+	net.Conn
+	w  *closeWatcher
+	id uint64
+	fd int
+}
+
+func takeSocket(*net.TCPConn) (*sockConn, error) { return nil, errors.ErrUnsupported }
+
+func (*sockConn) release()         {}
+func (*sockConn) handOn() net.Conn { return nil }
+func (*sockConn) descriptor() int  { return -1 }
+func (*sockConn) wake()            {}

@@ -49,15 +49,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 			done()
 		}
 	}
-	if conn, watch, ok := takeOver(w, r, &s.clients, st.Close); ok {
+	if conn, ok := takeOver(w, r, &s.clients, st.Close); ok {
 		if conn == nil {
 			end()
 			return
 		}
 		st.Start(newConnSink(conn, s.cfg.WriteTimeout), func() {
-			// Forgotten while conn is open: once closed, its descriptor may be another
-			// connection's.
-			s.clients.forget(watch)
 			conn.Close()
 			end()
 		})

@@ -69,9 +69,20 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 	bufs = append(bufs, pieces...)
 	bufs = append(bufs, crlf)
 	o.bufs = bufs[:0]
-	_, err := bufs.WriteTo(o.conn)
+	var err error
+	if bw, ok := o.conn.(buffersWriter); ok {
+		_, err = bw.WriteBuffers(&bufs)
+	} else {
+		_, err = bufs.WriteTo(o.conn)
+	}
 	clear(o.bufs[:cap(o.bufs)])
 	return err
+}
+
+// buffersWriter is a connection that writes several buffers in one system call (sockConn), as
+// net.Buffers.WriteTo does by itself for the runtime's connections.
+type buffersWriter interface {
+	WriteBuffers(v *net.Buffers) (int64, error)
 }
 
 // extendDeadline moves the write deadline a timeout ahead. Moving it costs a runtime timer
@@ -123,18 +134,18 @@ var copyBufs = sync.Pool{New: func() any {
 }}
 
 // takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
-// (status, the headers set so far, chunked encoding), returns the connection, and has clients
-// call gone once the client goes away. The caller forgets the registration watch before it
-// closes conn. ok is false when the connection cannot be taken over (HTTP/2): stream through
+// (status, the headers set so far, chunked encoding), returns the connection to write and
+// close from then on (clients' watch), and has clients call gone once the client goes away.
+// ok is false when the connection cannot be taken over (HTTP/2): stream through
 // net/http then. A nil conn with ok means the stream cannot go on (the head could not be
 // written, or the client sent more than its request): end it.
-func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, watch uint64, ok bool) {
+func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, ok bool) {
 	if r.ProtoMajor != 1 {
-		return nil, 0, false
+		return nil, false
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, 0, false
+		return nil, false
 	}
 	head := make([]byte, 0, 512)
 	head = append(head, "HTTP/1.1 200 OK\r\n"...)
@@ -149,16 +160,16 @@ func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gon
 	head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
 	if _, err := c.Write(head); err != nil {
 		c.Close()
-		return nil, 0, true
+		return nil, true
 	}
 	// The client sends nothing more on a stream (EventSource never does); bytes already
 	// buffered behind the request (a pipelined request, a misbehaving client) close it at once.
 	// Neither of net/http's buffers is kept: the stream holds the bare connection.
 	if brw.Reader.Buffered() > 0 {
 		c.Close()
-		return nil, 0, true
+		return nil, true
 	}
-	return c, clients.watch(c, gone), true
+	return clients.watch(c, gone), true
 }
 
 // watchClose watches c on a goroutine of its own, where the node's close watcher cannot: it

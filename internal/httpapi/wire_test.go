@@ -58,17 +58,16 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		conn, watch, ok := takeOver(w, r, clients, func() { close(gone) })
+		conn, ok := takeOver(w, r, clients, func() { close(gone) })
 		if !ok || conn == nil {
 			t.Error("takeOver refused an HTTP/1.1 connection")
 			return
 		}
-		if (watch != 0) != watched {
-			t.Errorf("registration %d with the close watcher, want one: %v", watch, watched)
+		if _, sock := conn.(*sockConn); sock != watched {
+			t.Errorf("the close watcher took the socket: %v, want %v", sock, watched)
 		}
 		go func() {
 			defer conn.Close()
-			defer clients.forget(watch)
 			out := &connSink{conn: conn, timeout: time.Second}
 			for i := range 3 {
 				if err := out.WriteBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {
