@@ -56,6 +56,8 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: r.ClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, MaxRetries: 1, Protocol: defaultProtocol,
+			ReadBufferSize: connBuffer, WriteBufferSize: connBuffer,
+			PipelineReadBufferSize: connBuffer, PipelineWriteBufferSize: connBuffer,
 		}), nil
 	}
 	opt, err := r.Options()
@@ -64,6 +66,14 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 	}
 	return redis.NewClient(opt), nil
 }
+
+// connBuffer sizes each Redis connection's read and write buffers, pipelines' included. The
+// client's defaults (32 KiB, 128 KiB for its pipeline pool) suit large values; a node's
+// commands and replies are a few hundred bytes, a catch-up's some kilobytes, and what is larger
+// goes through in more than one system call. The pools grow to their size in a burst of
+// connects and keep every connection afterwards: with the defaults, 3 MB of buffers that a node
+// whose clients left kept for good.
+const connBuffer = 16 << 10
 
 // defaultProtocol is the RESP version a client speaks unless REDIS_URL names one.
 const defaultProtocol = 2
@@ -80,6 +90,13 @@ func (r Redis) Options() (*redis.Options, error) {
 	if opt.Protocol == 0 {
 		opt.Protocol = defaultProtocol
 	}
+	if opt.PipelineReadBufferSize == 0 {
+		opt.PipelineReadBufferSize = connBuffer
+	}
+	if opt.PipelineWriteBufferSize == 0 {
+		opt.PipelineWriteBufferSize = connBuffer
+	}
+	opt.ReadBufferSize, opt.WriteBufferSize = connBuffer, connBuffer
 	return opt, nil
 }
 

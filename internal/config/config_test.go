@@ -89,3 +89,25 @@ func TestRedisProtocol(t *testing.T) {
 		}
 	}
 }
+
+// Connections' buffers are sized for a node's small commands unless REDIS_URL sizes the
+// pipeline pool's itself.
+func TestRedisBuffers(t *testing.T) {
+	t.Parallel()
+	opt, err := Redis{URL: "redis://127.0.0.1:6379/0"}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.ReadBufferSize != connBuffer || opt.WriteBufferSize != connBuffer ||
+		opt.PipelineReadBufferSize != connBuffer || opt.PipelineWriteBufferSize != connBuffer {
+		t.Errorf("buffers %d/%d, pipelines %d/%d; want %d each", opt.ReadBufferSize, opt.WriteBufferSize,
+			opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize, connBuffer)
+	}
+	opt, err = Redis{URL: "redis://127.0.0.1:6379/0?pipeline_read_buffer_size=131072"}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.PipelineReadBufferSize != 131072 {
+		t.Errorf("pipeline read buffer %d, want REDIS_URL's 131072", opt.PipelineReadBufferSize)
+	}
+}
