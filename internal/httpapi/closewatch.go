@@ -132,23 +132,24 @@ func (w *closeWatcher) watch(c net.Conn, gone func()) net.Conn {
 
 // add registers c's socket with the poller, or returns nil when it is not running or refuses c.
 func (w *closeWatcher) add(c *net.TCPConn, gone func()) *sockConn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.p == nil {
+		return nil
+	}
 	sc, err := takeSocket(c)
 	if err != nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.p != nil {
-		w.last++
-		sc.w, sc.id = w, w.last
-		// Added under the lock, so that its event, however soon it comes, finds it.
-		if err := w.p.add(sc.fd, sc.id); err == nil {
-			w.watched[sc.id] = watchedConn{sock: sc, gone: gone}
-			return sc
-		}
+	w.last++
+	sc.w, sc.id = w, w.last
+	// Added under the lock, so that its event, however soon it comes, finds it.
+	if err := w.p.add(sc.fd, sc.id); err != nil {
+		sc.release()
+		return nil
 	}
-	sc.release()
-	return nil
+	w.watched[sc.id] = watchedConn{sock: sc, gone: gone}
+	return sc
 }
 
 // forget takes sc out of the watcher and its poller, before sc's descriptor closes: once
@@ -164,14 +165,23 @@ func (w *closeWatcher) forget(sc *sockConn) {
 	w.p.remove(sc.descriptor())
 }
 
+// errClientLeft fails a write that waits for a client the watcher has seen leave.
+var errClientLeft = errors.New("the client has gone away")
+
 // armWrite has the poller report when sc's socket takes bytes again, besides its client
-// leaving. Nothing is armed once sc is no longer watched.
-func (w *closeWatcher) armWrite(sc *sockConn) {
+// leaving. It returns an error when no such report will come: the client has left, or the
+// poller refused. While sc is being closed or handed on nothing is armed and nil returned:
+// either sends the waiting write its word.
+func (w *closeWatcher) armWrite(sc *sockConn) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.watched[sc.id]; ok {
-		_ = w.p.arm(sc.descriptor(), sc.id, true) // failing, the write waits for its deadline
+		return w.p.arm(sc.descriptor(), sc.id, true)
 	}
+	if sc.left {
+		return errClientLeft
+	}
+	return nil
 }
 
 // fire acts on the poller's events, as watchClose does on its read. gone runs on one of the
@@ -188,12 +198,16 @@ func (w *closeWatcher) fire(events []clientEvent) {
 			c.sock.wake()
 			continue
 		}
+		if ok {
+			c.sock.left = true
+		}
 		delete(w.watched, ev.id)
 		w.watched = memory.Shrink(w.watched, &w.high)
 		w.mu.Unlock()
 		if !ok {
 			continue // the stream ended first and forgot it
 		}
+		c.sock.wake() // a write waiting for the client fails now, not at its deadline
 		if ev.kind == clientSent {
 			c.sock.Close()
 		}

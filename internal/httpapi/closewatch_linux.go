@@ -38,7 +38,8 @@ func openPoller() (*poller, error) {
 }
 
 // watchEvents are what a registration asks for: its client leaving or sending, once
-// (EPOLLONESHOT): the first is all a stream needs.
+// (EPOLLONESHOT). The first such event is all a stream needs; a registration that reports its
+// socket writable (EPOLLOUT, asked for by a waiting write) is armed again.
 const watchEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
 // add registers the socket fd under id.

@@ -23,9 +23,10 @@ func (*poller) close()                         {}
 // runtime's connection.
 type sockConn struct {
 	net.Conn
-	w  *closeWatcher
-	id uint64
-	fd int
+	w    *closeWatcher
+	id   uint64
+	fd   int
+	left bool
 }
 
 func takeSocket(*net.TCPConn) (*sockConn, error) { return nil, errors.ErrUnsupported }

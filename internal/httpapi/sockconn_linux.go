@@ -25,7 +25,7 @@ import (
 // close. The deadline counts only for a write that has to wait: one the socket takes at once
 // always goes through.
 //
-// If the watcher stops, the socket goes back to the runtime (handOn) and everything goes on
+// If the watcher stops, the socket goes back to the runtime (handOn) and its writes go on
 // there.
 type sockConn struct {
 	w      *closeWatcher
@@ -33,9 +33,12 @@ type sockConn struct {
 	local  net.Addr
 	remote net.Addr
 
-	mu sync.RWMutex // read-held around each system call on fd, write-held to close or hand it on
-	fd int          // -1 once closed or handed on
-	nc net.Conn     // the runtime's connection after handOn
+	wmu sync.Mutex   // one write at a time, as the runtime's connections do
+	mu  sync.RWMutex // read-held around each system call on fd, write-held to close or hand it on
+	fd  int          // -1 once closed or handed on
+	nc  net.Conn     // the runtime's connection after handOn
+
+	left bool // the watcher saw the client leave; under the watcher's lock
 
 	deadline atomic.Int64  // the write deadline in Unix nanoseconds, 0 for none
 	writable chan struct{} // one word for a waiting write: look again
@@ -72,6 +75,8 @@ func (c *sockConn) release() { syscall.Close(c.fd) }
 // the socket to take bytes again. Once the socket has been handed back to the runtime it
 // returns that connection instead, for the caller to go on with.
 func (c *sockConn) write(try func(fd int) bool) (net.Conn, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	for {
 		c.mu.RLock()
 		fd, nc := c.fd, c.nc
@@ -94,9 +99,9 @@ func (c *sockConn) write(try func(fd int) bool) (net.Conn, error) {
 // wait waits for a word that the socket may take bytes again (or was closed, or handed on), or
 // for the write deadline.
 func (c *sockConn) wait() error {
-	// Not armed when the watcher no longer holds the socket: it is being closed or handed on,
-	// and either sends the word.
-	c.w.armWrite(c)
+	if err := c.w.armWrite(c); err != nil {
+		return err
+	}
 	var expired <-chan time.Time
 	if d := c.deadline.Load(); d != 0 {
 		left := time.Until(time.Unix(0, d))
@@ -228,8 +233,8 @@ func (c *sockConn) Close() error {
 	return nil
 }
 
-// handOn gives the socket back to the runtime, for when the watcher stops: from then on every
-// method works on the connection it returns, which is nil (and the socket closed) when that
+// handOn gives the socket back to the runtime, for when the watcher stops: from then on writes,
+// deadlines and the close go to the connection it returns, which is nil (and the socket closed) when that
 // fails.
 func (c *sockConn) handOn() net.Conn {
 	defer c.wake()

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http/httputil"
 	"testing"
 	"time"
@@ -19,6 +20,12 @@ func TestTryConnSinkKeepsWhatTheSocketDoesNotTake(t *testing.T) {
 	client, conn := tcpPair(t)
 	_ = client.SetReadBuffer(4 << 10)
 	_ = conn.SetWriteBuffer(4 << 10)
+	testTryConnSink(t, client, conn)
+}
+
+// testTryConnSink fills conn, whose client reads nothing until the sink has kept some batches,
+// then checks that the client receives every batch, whole and in order.
+func testTryConnSink(t *testing.T, client, conn net.Conn) {
 	const timeout = 50 * time.Millisecond
 	out, ok := newConnSink(conn, timeout).(*tryConnSink)
 	if !ok {
