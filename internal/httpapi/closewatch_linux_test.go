@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,23 +242,12 @@ func TestStoppedCloseWatcherHandsItsStreamsOn(t *testing.T) {
 	client, server := tcpPair(t)
 
 	clients := &closeWatcher{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		clients.run(ctx)
-	}()
-	eventually(t, callTimeout, "the close watcher to start", func() bool {
-		clients.mu.Lock()
-		defer clients.mu.Unlock()
-		return clients.p != nil
-	})
+	stop := startClientWatch(t, clients)
 	gone := make(chan struct{})
 	if _, ok := clients.watch(server, func() { close(gone) }).(*sockConn); !ok {
 		t.Fatal("the close watcher did not take the connection")
 	}
-	cancel()
-	<-stopped
+	stop()
 	client.Close()
 	select {
 	case <-gone:

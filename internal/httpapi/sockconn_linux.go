@@ -129,29 +129,9 @@ func (c *sockConn) wake() {
 }
 
 func (c *sockConn) Write(b []byte) (int, error) {
-	n := 0
-	var werr error
-	nc, err := c.write(func(fd int) bool {
-		for n < len(b) {
-			m, err := syscall.Write(fd, b[n:])
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				return false
-			case err != nil:
-				werr = err
-				return true
-			}
-			n += m
-		}
-		return true
-	})
-	if nc != nil {
-		m, err := nc.Write(b[n:])
-		return n + m, err
-	}
-	return n, c.opError(err, werr)
+	v := net.Buffers{b}
+	n, err := c.WriteBuffers(&v)
+	return int(n), err
 }
 
 // WriteBuffers writes v with as few system calls as the socket allows (writev), consuming it

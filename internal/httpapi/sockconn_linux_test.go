@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -29,22 +28,7 @@ func watchedSocketBuffered(t *testing.T, size int) (client *net.TCPConn, sock *s
 	_ = client.SetReadBuffer(size)
 	_ = server.SetWriteBuffer(size)
 	clients := &closeWatcher{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		clients.run(ctx)
-	}()
-	stop = func() {
-		cancel()
-		<-stopped
-	}
-	t.Cleanup(stop)
-	eventually(t, callTimeout, "the close watcher to start", func() bool {
-		clients.mu.Lock()
-		defer clients.mu.Unlock()
-		return clients.p != nil
-	})
+	stop = startClientWatch(t, clients)
 	gone = make(chan struct{})
 	sock, ok := clients.watch(server, func() { close(gone) }).(*sockConn)
 	if !ok {

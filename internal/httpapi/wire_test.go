@@ -33,8 +33,9 @@ func TestTakeOverWritesAValidChunkedStream(t *testing.T) {
 	}
 }
 
-// startClientWatch runs clients until the test ends, and waits until it watches.
-func startClientWatch(t testing.TB, clients *closeWatcher) {
+// startClientWatch runs clients until stop is called or the test ends, and waits until it
+// watches.
+func startClientWatch(t testing.TB, clients *closeWatcher) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -42,15 +43,17 @@ func startClientWatch(t testing.TB, clients *closeWatcher) {
 		defer close(done)
 		clients.run(ctx)
 	}()
-	t.Cleanup(func() {
+	stop = func() {
 		cancel()
 		<-done
-	})
+	}
+	t.Cleanup(stop)
 	eventually(t, callTimeout, "the close watcher to start", func() bool {
 		clients.mu.Lock()
 		defer clients.mu.Unlock()
 		return clients.p != nil
 	})
+	return stop
 }
 
 func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
