@@ -59,12 +59,8 @@ func takeSocket(c *net.TCPConn) (*sockConn, error) {
 	if dupErr != nil {
 		return nil, dupErr
 	}
-	// Non-blocking already (the flag is the socket's, which the duplicate shares), but the writes
-	// here depend on it.
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return nil, err
-	}
+	// Non-blocking, as the writes here need: the runtime makes every socket so, and the flag
+	// belongs to the socket, which the duplicate shares.
 	return &sockConn{fd: fd, local: c.LocalAddr(), remote: c.RemoteAddr(), writable: make(chan struct{}, 1)}, nil
 }
 
@@ -287,7 +283,7 @@ func (r sockRaw) Control(f func(fd uintptr)) error {
 	case fd >= 0:
 		return nil
 	case nc != nil:
-		raw, err := nc.(syscall.Conn).SyscallConn()
+		raw, err := rawConn(nc)
 		if err != nil {
 			return err
 		}
@@ -303,9 +299,14 @@ func (r sockRaw) Write(f func(fd uintptr) bool) error {
 	if nc == nil {
 		return err
 	}
-	raw, err := nc.(syscall.Conn).SyscallConn()
+	raw, err := rawConn(nc)
 	if err != nil {
 		return err
 	}
 	return raw.Write(f)
+}
+
+// rawConn is the RawConn of a connection handOn made (a *net.TCPConn).
+func rawConn(nc net.Conn) (syscall.RawConn, error) {
+	return nc.(syscall.Conn).SyscallConn()
 }

@@ -13,16 +13,11 @@ import (
 )
 
 // watchedSocket takes the server side of a loopback pair into a running close watcher, with
-// socket buffers a few megabytes fill (smaller than loopback's 64 KiB segments, they would make
-// TCP crawl: a window below one segment is probed for, not announced). gone is closed when the
-// watcher reports the client gone. The watcher stops when stop is called or the test ends.
-func watchedSocket(t *testing.T) (client *net.TCPConn, sock *sockConn, gone chan struct{}, stop func()) {
-	t.Helper()
-	return watchedSocketBuffered(t, 256<<10)
-}
-
-// watchedSocketBuffered is watchedSocket with buffers of size bytes.
-func watchedSocketBuffered(t *testing.T, size int) (client *net.TCPConn, sock *sockConn, gone chan struct{}, stop func()) {
+// socket buffers of size bytes (256 KiB: a few megabytes fill them; smaller than loopback's
+// 64 KiB segments, they make TCP crawl: a window below one segment is probed for, not
+// announced). gone is closed when the watcher reports the client gone. The watcher stops when
+// stop is called or the test ends.
+func watchedSocket(t *testing.T, size int) (client *net.TCPConn, sock *sockConn, gone chan struct{}, stop func()) {
 	t.Helper()
 	client, server := tcpPair(t)
 	_ = client.SetReadBuffer(size)
@@ -61,7 +56,7 @@ func readAll(c net.Conn, n int) ([]byte, error) {
 // order, through however many waits.
 func TestSockConnWriteWaitsForTheClient(t *testing.T) {
 	t.Parallel()
-	client, sock, _, _ := watchedSocket(t)
+	client, sock, _, _ := watchedSocket(t, 256<<10)
 	if server := sock.remote; server == nil || client.LocalAddr().String() != server.String() {
 		t.Errorf("the socket's remote address %v, want the client's %v", server, client.LocalAddr())
 	}
@@ -109,7 +104,7 @@ func TestSockConnWriteWaitsForTheClient(t *testing.T) {
 // a write waiting with no deadline ends when the socket is closed.
 func TestSockConnWaitingWriteEndsAtDeadlineOrClose(t *testing.T) {
 	t.Parallel()
-	_, sock, _, _ := watchedSocket(t)
+	_, sock, _, _ := watchedSocket(t, 256<<10)
 	big := payload(4 << 20)
 	_ = sock.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	errs := make(chan error, 1)
@@ -152,7 +147,7 @@ func TestSockConnWaitingWriteEndsAtDeadlineOrClose(t *testing.T) {
 // deadline (a minute away here).
 func TestSockConnClientLeavingWhileAWriteWaits(t *testing.T) {
 	t.Parallel()
-	client, sock, gone, _ := watchedSocket(t)
+	client, sock, gone, _ := watchedSocket(t, 256<<10)
 	_ = sock.SetWriteDeadline(time.Now().Add(time.Minute))
 	errs := make(chan error, 1)
 	go func() {
@@ -197,7 +192,7 @@ func untilFull(t *testing.T, client *net.TCPConn) {
 // there, later writes go there, and the client leaving is still noticed.
 func TestSockConnHandedOnWhenTheWatcherStops(t *testing.T) {
 	t.Parallel()
-	client, sock, gone, stop := watchedSocket(t)
+	client, sock, gone, stop := watchedSocket(t, 256<<10)
 	want := payload(4 << 20)
 	_ = sock.SetWriteDeadline(time.Now().Add(callTimeout))
 	wrote := make(chan error, 1)
@@ -233,6 +228,6 @@ func TestSockConnHandedOnWhenTheWatcherStops(t *testing.T) {
 // on the runtime's connections.
 func TestTryConnSinkOnAWatchedSocket(t *testing.T) {
 	t.Parallel()
-	client, sock, _, _ := watchedSocketBuffered(t, 4<<10)
+	client, sock, _, _ := watchedSocket(t, 4<<10)
 	testTryConnSink(t, client, sock)
 }
