@@ -33,6 +33,7 @@ type apiConfig struct {
 	PubSubKeepalive time.Duration
 	MetricsTenants  int
 	WriteTimeout    time.Duration
+	BodyTimeout     time.Duration
 	Heartbeat       time.Duration
 	TokenWarning    time.Duration
 	PresenceLease   time.Duration
@@ -101,6 +102,7 @@ func readConfig(_ []string, getenv func(string) string) (apiConfig, error) {
 	c.PubSubKeepalive = r.Duration("STREAMGATE_PUBSUB_KEEPALIVE", 15*time.Second, time.Second, 5*time.Minute)
 	c.MetricsTenants = r.Int("STREAMGATE_METRICS_TENANTS", 20, 0, 10_000)
 	c.WriteTimeout = r.Duration("STREAMGATE_WRITE_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
+	c.BodyTimeout = r.Duration("STREAMGATE_BODY_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute)
 	c.Heartbeat = r.Duration("STREAMGATE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 15*time.Second)
 	c.TokenWarning = r.Duration("STREAMGATE_TOKEN_WARNING", 60*time.Second, time.Second, 24*time.Hour)
 	c.PresenceLease = r.Duration("STREAMGATE_PRESENCE_LEASE", presence.DefaultLease, 300*time.Millisecond, 40*time.Second)

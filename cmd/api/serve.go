@@ -144,6 +144,7 @@ func newNode(cfg apiConfig, rdb redis.UniversalClient, tel *telemetry.Telemetry,
 		SignupOpen:     cfg.SignupOpen,
 		CORSOrigins:    cfg.CORSOrigins,
 		WriteTimeout:   cfg.WriteTimeout,
+		BodyTimeout:    cfg.BodyTimeout,
 		Rates:          cfg.Rates,
 		TrustedProxies: cfg.TrustedProxies,
 	}, log, httpapi.Deps{

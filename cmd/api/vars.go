@@ -91,6 +91,8 @@ var envVars = []envVar{
 		Value: func(c apiConfig, _ string) string { return strconv.Itoa(c.MaxNewConns) }},
 	{Name: "STREAMGATE_WRITE_TIMEOUT", Default: "10s", Meaning: "one write to a stream; a client that cannot take it is cut",
 		Value: func(c apiConfig, _ string) string { return shortDuration(c.WriteTimeout) }},
+	{Name: "STREAMGATE_BODY_TIMEOUT", Default: "30s", Meaning: "how long a request body may take to arrive after its headers (408 past it)",
+		Value: func(c apiConfig, _ string) string { return shortDuration(c.BodyTimeout) }},
 	{Name: "STREAMGATE_HEARTBEAT", Default: "15s", Meaning: "the : ping interval of idle streams (at most 15s)",
 		Value: func(c apiConfig, _ string) string { return shortDuration(c.Heartbeat) }},
 	{Name: "STREAMGATE_TOKEN_WARNING", Default: "60s", Meaning: "how long before a session's token expires the stream gets token_expiring",

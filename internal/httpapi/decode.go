@@ -31,6 +31,9 @@ func decodeJSON(r *http.Request, limit int64, v any, allowEmpty bool) *Error {
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "The request body is over this route's limit of %d bytes", limit)
 	}
 	body, err := readBody(r, limit+1)
+	if bodyTimedOut(err) {
+		return errorf(http.StatusRequestTimeout, CodeInvalid, messageBodyTimeout)
+	}
 	if err != nil {
 		return errorf(http.StatusBadRequest, CodeInvalid, "The request body could not be read")
 	}

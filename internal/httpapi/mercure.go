@@ -187,6 +187,10 @@ func (s *Server) mercurePublish(w http.ResponseWriter, r *http.Request, hub tena
 			mercureError(w, http.StatusRequestEntityTooLarge, "The request body is over "+strconv.Itoa(publishBodyLimit)+" bytes")
 			return
 		}
+		if bodyTimedOut(err) {
+			mercureError(w, http.StatusRequestTimeout, messageBodyTimeout)
+			return
+		}
 		mercureError(w, http.StatusBadRequest, "The body is not a valid form")
 		return
 	}

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -96,6 +98,31 @@ func (s *Server) cors() gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// bodyDeadline bounds how long a request's body may take to arrive. The http.Server bounds the
+// headers only: without this, a client that sends headers and then dribbles or stalls its body
+// holds a goroutine and a connection for as long as it likes. A request without a body, a
+// stream's among them, is left alone.
+func (s *Server) bodyDeadline() gin.HandlerFunc {
+	d := s.cfg.BodyTimeout
+	return func(c *gin.Context) {
+		// Once the body is in, net/http lifts the deadline itself, for its background read of
+		// the connection (which sees the client leave). A request without a body has that read
+		// running already: a deadline would cut it, and cancel the request's context.
+		if c.Request.ContentLength != 0 && c.Request.Body != http.NoBody {
+			// Not every ResponseWriter has a connection under it (a recorder in tests): there
+			// is then nothing to bound.
+			_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(d))
+		}
+		c.Next()
+	}
+}
+
+// bodyTimedOut reports whether err, from reading a request body, is bodyDeadline's deadline.
+func bodyTimedOut(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// messageBodyTimeout answers a body that did not arrive in time (a 408).
+const messageBodyTimeout = "The request body did not arrive in time"
 
 // recoverer turns a panic into the contract's 500 and a log line, instead of a dropped connection.
 func (s *Server) recoverer() gin.HandlerFunc {

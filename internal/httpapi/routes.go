@@ -23,7 +23,7 @@ func (s *Server) router() *gin.Engine {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.observe(), s.recoverer(), s.cors())
+	r.Use(s.observe(), s.recoverer(), s.bodyDeadline(), s.cors())
 	r.NoRoute(func(c *gin.Context) {
 		if isMercurePath(c.Request.URL.Path) {
 			s.mercureRest(c) // a path below a hub: its own rules

@@ -36,6 +36,10 @@ type Config struct {
 	// WriteTimeout bounds each write to a stream; a client that cannot take a batch of frames
 	// within it is disconnected.
 	WriteTimeout time.Duration
+	// BodyTimeout bounds how long a request's body may take to arrive once its headers have
+	// (the headers have the http.Server's ReadHeaderTimeout); past it the request is answered
+	// 408 and its connection closed.
+	BodyTimeout time.Duration
 	// Rates are the request rate limits other than publishing (which is each tenant's
 	// publish_per_second). A zero Rate leaves that limit off.
 	Rates Rates
@@ -106,6 +110,9 @@ type Server struct {
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	if d.Meter == nil {
 		d.Meter = noopmetric.NewMeterProvider()
