@@ -385,7 +385,7 @@ func (s *testServer) runRefusals(t *testing.T, cases []refusal) {
 }
 
 // tcpPair is a loopback TCP connection's two ends, closed when the test ends.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+func tcpPair(t testing.TB) (client, server *net.TCPConn) {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // 64 KiB segments, they make TCP crawl: a window below one segment is probed for, not
 // announced). gone is closed when the watcher reports the client gone. The watcher stops when
 // stop is called or the test ends.
-func watchedSocket(t *testing.T, size int) (client *net.TCPConn, sock *sockConn, gone chan struct{}, stop func()) {
+func watchedSocket(t testing.TB, size int) (client *net.TCPConn, sock *sockConn, gone chan struct{}, stop func()) {
 	t.Helper()
 	client, server := tcpPair(t)
 	_ = client.SetReadBuffer(size)
@@ -230,4 +230,63 @@ func TestTryConnSinkOnAWatchedSocket(t *testing.T) {
 	t.Parallel()
 	client, sock, _, _ := watchedSocket(t, 4<<10)
 	testTryConnSink(t, client, sock)
+}
+
+// BenchmarkDeliveryWrite is the write of one live event to one stream's socket, what a flusher
+// does per delivery in scenario B (sink: the stream's sink on a socket the close watcher holds),
+// beside the bare system call it ends in (syscall: the kernel's share, which no change here can
+// cut). A client reads the other end all along. On loopback the system call is most of a
+// delivery's cost, and more of it when the write has to wake the reader.
+func BenchmarkDeliveryWrite(b *testing.B) {
+	pieces := [][]byte{[]byte("id: "), []byte("ses_8b9emu3un9uogerf:74503206:"), []byte("1796211426424-1\nevent: message\ndata: " +
+		`{"channel":"chat.lobby","event":"chat.message","data":{"text":"hello, world","user":"u-42"},"published_at":"2026-12-02T11:37:06.423369917Z"}` + "\n\n")}
+	run := func(b *testing.B, writer func(sock *sockConn) func() error) {
+		client, sock, _, _ := watchedSocket(b, 256<<10)
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		write := writer(sock)
+		b.SetBytes(int64(batchSize(pieces)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := write(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("sink", func(b *testing.B) {
+		run(b, func(sock *sockConn) func() error {
+			sink, ok := newConnSink(sock, callTimeout).(*tryConnSink)
+			if !ok {
+				b.Fatal("a watched socket's sink cannot be written without blocking")
+			}
+			return func() error {
+				done, err := sink.TryWriteBatch(pieces)
+				if err == nil && !done {
+					err = sink.Flush() // the client fell behind: the stream's goroutine would wait
+				}
+				return err
+			}
+		})
+	})
+	b.Run("syscall", func(b *testing.B) {
+		frame := bytes.Join(pieces, nil)
+		run(b, func(sock *sockConn) func() error {
+			fd := sock.fd
+			return func() error {
+				for wrote := 0; wrote < len(frame); {
+					m, err := unix.Write(fd, frame[wrote:])
+					if err == unix.EAGAIN {
+						if _, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, -1); err != nil && err != unix.EINTR {
+							return err
+						}
+						continue
+					}
+					if err != nil && err != unix.EINTR {
+						return err
+					}
+					wrote += max(m, 0)
+				}
+				return nil
+			}
+		})
+	})
 }
