@@ -213,6 +213,7 @@ func (n *apiNode) run(ctx context.Context, l net.Listener) error {
 	ln := &onceCloseListener{Listener: l}
 	httpSrv := &http.Server{
 		Handler:           n.api.Handler(),
+		ConnContext:       n.api.ConnContext,
 		ConnState:         connState,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

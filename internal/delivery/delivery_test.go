@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/redis/go-redis/v9"
 
@@ -672,4 +674,32 @@ func TestUsageCountsAStreamUntilItsConnectionIsBack(t *testing.T) {
 	if conns, _, err := f.svc.Usage(t.Context(), f.tenant.ID); err != nil || conns != 0 {
 		t.Errorf("usage after Close: %d connections (err %v), want 0", conns, err)
 	}
+}
+
+// A stream outlives its request and keeps nothing of the request's context: its values (the
+// connection's record, the request's span, the client's address) would otherwise stay in memory
+// for as long as the stream, hundreds of bytes each.
+func TestStreamKeepsNoRequestContext(t *testing.T) {
+	f := newFixture(t, defaultLimits())
+	type requestValue struct{}
+	value := new([64]byte)
+	held := weak.Make(value)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), requestValue{}, value), wait)
+	st, err := f.svc.Open(ctx, Request{Claims: f.claims("u", time.Now().Add(time.Hour), "chat.*"), Tenant: f.tenant, Channels: []string{"chat.a"}})
+	cancel()
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	c := serve(t, st)
+	c.expect(streamgate.EventConnected)
+	value, ctx = nil, nil // the request is over: nothing of it is referenced here
+	deadline := time.Now().Add(wait)
+	for runtime.GC(); held.Value() != nil; runtime.GC() {
+		if time.Now().After(deadline) {
+			t.Fatal("the open stream still holds its request's context")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.publish(true, "chat.a", 1)
+	c.expect("e:chat.a")
 }

@@ -118,7 +118,11 @@ func (s *Service) open(ctx context.Context, req Request) (*Stream, error) {
 		return nil, err
 	}
 	st := &Stream{svc: s, sess: sess, tenantID: t.ID, sub: claims.Sub, info: claims.Info, window: Window(t), ttl: recordTTL(t), leased: leased, log: req.Log}
-	st.ctx, st.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// The stream outlives its request, and keeps none of the request context's values (the
+	// connection's record, the request's span, the client's address): they would stay in memory
+	// as long as the stream, hundreds of bytes each. Its context only cancels its own history
+	// reads when it ends.
+	st.ctx, st.cancel = context.WithCancel(context.Background())
 	if err := s.setUp(ctx, st, plan, claims, req.Rate, t.Limits.MaxConnections); err != nil {
 		st.release()
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 
 	"github.com/streamgate/streamgate/internal/memory"
@@ -128,6 +129,40 @@ func (w *closeWatcher) watch(c net.Conn, gone func()) net.Conn {
 	}
 	go watchClose(c, gone)
 	return c
+}
+
+// heldConn is the connection a request came on, as ConnContext records it. A stream takes its
+// socket from here rather than by hijacking the connection: net/http never gets a hijacked
+// connection's 4 KiB read and write buffers back, so each stream opened that way left 8 KiB of
+// garbage, most of what a burst of connects allocated, and the heap a burst grew to (with the
+// runtime's own memory for it, which stays once the clients leave). Handler then aborts the
+// request, and net/http closes its side of a connection it still owns and pools the buffers.
+type heldConn struct {
+	conn  net.Conn
+	taken bool // by a stream: Handler aborts the request (one request at a time per connection)
+}
+
+type heldConnKey struct{}
+
+// takeHeld takes the socket of r's connection, as ConnContext recorded it, into the watcher,
+// for Handler to abort the request once it returns. It returns nil when there is no record or
+// the watcher does not take the socket (it is not running; not Linux): hijack it then.
+func (w *closeWatcher) takeHeld(r *http.Request, gone func()) *sockConn {
+	h, _ := r.Context().Value(heldConnKey{}).(*heldConn)
+	if h == nil {
+		return nil
+	}
+	tc, ok := h.conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	sc := w.add(tc, gone)
+	if sc != nil {
+		// The record outlives the request in whatever keeps its context; the connection it
+		// names is net/http's to close and forget.
+		h.conn, h.taken = nil, true
+	}
+	return sc
 }
 
 // add registers c's socket with the poller, or returns nil when it is not running or refuses c.

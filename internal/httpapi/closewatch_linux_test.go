@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,5 +255,26 @@ func TestStoppedCloseWatcherHandsItsStreamsOn(t *testing.T) {
 	case <-gone:
 	case <-time.After(callTimeout):
 		t.Fatal("the client's departure went unnoticed once the close watcher stopped")
+	}
+}
+
+// A stream takes its socket without hijacking the connection: net/http closes its own side
+// (StateClosed, never StateHijacked), which returns its 8 KiB of buffers to its pools for the
+// next connection, and the stream goes on through the descriptor the close watcher holds.
+func TestStreamTakesItsSocketWithoutHijacking(t *testing.T) {
+	s := newTestServer(t, nil)
+	a := s.signup(t, "Acme")
+	st := s.openRawStream(t, s.token(t, a, "u1", "orders"), "orders")
+	client := st.conn.LocalAddr()
+	eventually(t, callTimeout, "net/http to close its side of the stream's connection", func() bool {
+		return slices.Contains(s.states.of(client), http.StateClosed)
+	})
+	if states := s.states.of(client); slices.Contains(states, http.StateHijacked) {
+		t.Fatalf("the stream's connection went through %v: hijacked", states)
+	}
+	s.onlyWatched(t)
+	s.do(t, call{method: "POST", path: "/v1/channels/orders/events", auth: a.APIKey, body: `{"event":"created","data":{"id":7}}`}).want(t, http.StatusAccepted)
+	if data := st.readData(t, "message"); !strings.Contains(data, `"id":7`) {
+		t.Fatalf("message %s, want the event published", data)
 	}
 }

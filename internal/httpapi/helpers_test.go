@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +59,27 @@ type testServer struct {
 	api       *Server
 	// handler is the node's gin engine, for benchmarks that skip the network.
 	handler http.Handler
+	// states are the states net/http has put each connection in, by the client's address.
+	states *connStates
+}
+
+// connStates records the states of a server's connections, by the client's address.
+type connStates struct {
+	mu   sync.Mutex
+	seen map[string][]http.ConnState
+}
+
+func (cs *connStates) record(c net.Conn, state http.ConnState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.seen[c.RemoteAddr().String()] = append(cs.seen[c.RemoteAddr().String()], state)
+}
+
+// of returns the states the connection from client has been in, in order.
+func (cs *connStates) of(client net.Addr) []http.ConnState {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return slices.Clone(cs.seen[client.String()])
 }
 
 // newTestServer builds the edge as cmd/api wires it, with only the parts the routes use: the
@@ -124,11 +147,15 @@ func newTestServer(t testing.TB, edit func(*Config)) *testServer {
 		}
 	})
 	handler := api.Handler()
-	srv := httptest.NewServer(handler)
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ConnContext = api.ConnContext
+	states := &connStates{seen: map[string][]http.ConnState{}}
+	srv.Config.ConnState = states.record
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &testServer{
 		URL: srv.URL, rdb: rdb, tenants: tenants, history: history, publisher: publisher, ready: ready,
-		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, api: api, handler: handler,
+		client: &http.Client{Timeout: callTimeout}, webhooks: webhooks, api: api, handler: handler, states: states,
 	}
 }
 

@@ -1,13 +1,32 @@
 package httpapi
 
 import (
+	"context"
+	"net"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 )
 
-// Handler returns every route of the node.
-func (s *Server) Handler() http.Handler { return s.router() }
+// Handler returns every route of the node. Serve it with ConnContext as the http.Server's
+// ConnContext: a stream then takes its connection's socket without hijacking it.
+func (s *Server) Handler() http.Handler {
+	router := s.router()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		router.ServeHTTP(w, r)
+		if h, _ := r.Context().Value(heldConnKey{}).(*heldConn); h != nil && h.taken {
+			// A stream holds the socket through a descriptor of its own: net/http closes its
+			// side without writing anything, and keeps its buffers for the next connection.
+			panic(http.ErrAbortHandler)
+		}
+	})
+}
+
+// ConnContext records each connection in its requests' context, for a stream to take its
+// socket: set it as the http.Server's ConnContext.
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, heldConnKey{}, &heldConn{conn: c})
+}
 
 // router lists every route of the node. This is the one place to see the whole API; the
 // OpenAPI document (openapi.json) describes each public one.

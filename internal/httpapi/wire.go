@@ -133,31 +133,32 @@ var copyBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// takeOver hijacks an HTTP/1.x connection for a stream: it writes the response head itself
-// (status, the headers set so far, chunked encoding), returns the connection to write and
-// close from then on (clients' watch), and has clients call gone once the client goes away.
-// ok is false when the connection cannot be taken over (HTTP/2): stream through
-// net/http then. A nil conn with ok means the stream cannot go on (the head could not be
-// written, or the client sent more than its request): end it.
+// takeOver takes an HTTP/1.x connection over from net/http for a stream: it writes the
+// response head itself (status, the headers set so far, chunked encoding), returns the
+// connection to write and close from then on (clients' watch), and has clients call gone once
+// the client goes away. The socket goes to the close watcher straight from the connection
+// ConnContext recorded, or else by hijacking the connection. ok is false when the connection
+// cannot be taken over (HTTP/2): stream through net/http then. A nil conn with ok means the
+// stream cannot go on (the head could not be written, or the client sent more than its
+// request): end it.
 func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, ok bool) {
 	if r.ProtoMajor != 1 {
 		return nil, false
+	}
+	head := streamHead(w.Header())
+	if sc := clients.takeHeld(r, gone); sc != nil {
+		// Whatever the client sent behind its request is dropped with net/http's buffer; what
+		// it sends from now on, the watcher sees (and closes the stream for).
+		if _, err := sc.Write(head); err != nil {
+			sc.Close()
+			return nil, true
+		}
+		return sc, true
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, false
 	}
-	head := make([]byte, 0, 512)
-	head = append(head, "HTTP/1.1 200 OK\r\n"...)
-	for k, vs := range w.Header() {
-		for _, v := range vs {
-			head = append(head, k...)
-			head = append(head, ": "...)
-			head = append(head, v...)
-			head = append(head, "\r\n"...)
-		}
-	}
-	head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
 	if _, err := c.Write(head); err != nil {
 		c.Close()
 		return nil, true
@@ -170,6 +171,21 @@ func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gon
 		return nil, true
 	}
 	return clients.watch(c, gone), true
+}
+
+// streamHead is a stream's response head: 200, the headers h holds, chunked.
+func streamHead(h http.Header) []byte {
+	head := make([]byte, 0, 512)
+	head = append(head, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range h {
+		for _, v := range vs {
+			head = append(head, k...)
+			head = append(head, ": "...)
+			head = append(head, v...)
+			head = append(head, "\r\n"...)
+		}
+	}
+	return append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
 }
 
 // watchClose watches c on a goroutine of its own, where the node's close watcher cannot: it
