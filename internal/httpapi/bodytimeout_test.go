@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"bufio"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,19 +14,6 @@ import (
 )
 
 const testBodyTimeout = 300 * time.Millisecond
-
-// rawConn dials the test server for a conversation written by hand, with a deadline on
-// everything it does.
-func (s *testServer) rawConn(t *testing.T) (net.Conn, *bufio.Reader) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.URL, "http://"), callTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(callTimeout))
-	return c, bufio.NewReader(c)
-}
 
 // publishHead is a publish's request line and headers, announcing a body of size bytes.
 func publishHead(a account, size int) string {

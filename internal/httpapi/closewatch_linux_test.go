@@ -34,12 +34,7 @@ type rawStream struct {
 // event. The connection is closed when the test ends.
 func (s *testServer) openRawStream(t testing.TB, token string, channels ...string) *rawStream {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(s.URL, "http://"), callTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(callTimeout))
+	conn, br := s.rawConn(t)
 	q := "token=" + token
 	for _, ch := range channels {
 		q += "&channel=" + ch
@@ -47,7 +42,7 @@ func (s *testServer) openRawStream(t testing.TB, token string, channels ...strin
 	if _, err := fmt.Fprintf(conn, "GET /v1/stream?%s HTTP/1.1\r\nHost: x\r\n\r\n", q); err != nil {
 		t.Fatal(err)
 	}
-	st := &rawStream{conn: conn, br: bufio.NewReader(conn)}
+	st := &rawStream{conn: conn, br: br}
 	data := st.readData(t, streamgate.EventConnected)
 	var connected struct {
 		SessionID string `json:"session_id"`

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -409,6 +410,19 @@ func (s *testServer) runRefusals(t *testing.T, cases []refusal) {
 			})
 		}
 	})
+}
+
+// rawConn dials the test server for a conversation written by hand, with a deadline on
+// everything it does.
+func (s *testServer) rawConn(t testing.TB) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.URL, "http://"), callTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(callTimeout))
+	return c, bufio.NewReader(c)
 }
 
 // tcpPair is a loopback TCP connection's two ends, closed when the test ends.
