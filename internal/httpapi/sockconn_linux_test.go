@@ -254,7 +254,7 @@ func BenchmarkDeliveryWrite(b *testing.B) {
 	}
 	b.Run("sink", func(b *testing.B) {
 		run(b, func(sock *sockConn) func() error {
-			sink, ok := newConnSink(sock, callTimeout).(*tryConnSink)
+			sink, ok := newConnSink(sock, nil, callTimeout).(*tryConnSink)
 			if !ok {
 				b.Fatal("a watched socket's sink cannot be written without blocking")
 			}

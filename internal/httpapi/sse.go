@@ -49,12 +49,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *deliver
 			done()
 		}
 	}
-	if conn, ok := takeOver(w, r, &s.clients, st.Close); ok {
+	if conn, head, ok := takeOver(w, r, &s.clients, st.Close); ok {
 		if conn == nil {
 			end()
 			return
 		}
-		st.Start(newConnSink(conn, s.cfg.WriteTimeout), func() {
+		st.Start(newConnSink(conn, head, s.cfg.WriteTimeout), func() {
 			conn.Close()
 			end()
 		})

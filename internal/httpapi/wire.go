@@ -41,20 +41,23 @@ type connSink struct {
 	timeout  time.Duration
 	deadline time.Time   // the write deadline in force
 	bufs     net.Buffers // reused between batches
-	head     []byte
+	head     []byte      // a large batch's chunk size line
+	// first is the response head, not yet written: it goes out with the first batch, in the
+	// same system call.
+	first []byte
 }
 
 var crlf = []byte("\r\n")
 
 func (o *connSink) WriteBatch(pieces [][]byte) error {
 	n := batchSize(pieces)
-	if n == 0 {
+	if n == 0 && o.first == nil {
 		return nil
 	}
 	if err := o.extendDeadline(); err != nil {
 		return err
 	}
-	if n <= copyMax {
+	if n <= copyMax && o.first == nil {
 		// A small batch (a live event or two) is copied into one buffer: one contiguous write
 		// costs the kernel less than a writev of its five or so pieces, more than the copy
 		// costs here. The buffer is the node's, not the stream's.
@@ -63,11 +66,18 @@ func (o *connSink) WriteBatch(pieces [][]byte) error {
 		putChunk(bp)
 		return err
 	}
-	o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
-	o.head = append(o.head, '\r', '\n')
-	bufs := append(o.bufs[:0], o.head)
-	bufs = append(bufs, pieces...)
-	bufs = append(bufs, crlf)
+	bufs := o.bufs[:0]
+	if o.first != nil {
+		bufs = append(bufs, o.first)
+		o.first = nil
+	}
+	if n > 0 {
+		o.head = strconv.AppendInt(o.head[:0], int64(n), 16)
+		o.head = append(o.head, '\r', '\n')
+		bufs = append(bufs, o.head)
+		bufs = append(bufs, pieces...)
+		bufs = append(bufs, crlf)
+	}
 	o.bufs = bufs[:0]
 	var err error
 	if bw, ok := o.conn.(buffersWriter); ok {
@@ -133,44 +143,36 @@ var copyBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// takeOver takes an HTTP/1.x connection over from net/http for a stream: it writes the
-// response head itself (status, the headers set so far, chunked encoding), returns the
-// connection to write and close from then on (clients' watch), and has clients call gone once
-// the client goes away. The socket goes to the close watcher straight from the connection
+// takeOver takes an HTTP/1.x connection over from net/http for a stream: it returns the
+// connection to write and close from then on (clients' watch) and the response head to write
+// before anything else (status, the headers set so far, chunked encoding: the stream's sink
+// sends it with the first batch, in the same system call), and has clients call gone once the
+// client goes away. The socket goes to the close watcher straight from the connection
 // ConnContext recorded, or else by hijacking the connection. ok is false when the connection
 // cannot be taken over (HTTP/2): stream through net/http then. A nil conn with ok means the
-// stream cannot go on (the head could not be written, or the client sent more than its
-// request): end it.
-func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, ok bool) {
+// stream cannot go on (the client sent more than its request): end it.
+func takeOver(w http.ResponseWriter, r *http.Request, clients *closeWatcher, gone func()) (conn net.Conn, head []byte, ok bool) {
 	if r.ProtoMajor != 1 {
-		return nil, false
+		return nil, nil, false
 	}
-	head := streamHead(w.Header())
+	head = streamHead(w.Header())
 	if sc := clients.takeHeld(r, gone); sc != nil {
 		// Whatever the client sent behind its request is dropped with net/http's buffer; what
 		// it sends from now on, the watcher sees (and closes the stream for).
-		if _, err := sc.Write(head); err != nil {
-			sc.Close()
-			return nil, true
-		}
-		return sc, true
+		return sc, head, true
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, false
-	}
-	if _, err := c.Write(head); err != nil {
-		c.Close()
-		return nil, true
+		return nil, nil, false
 	}
 	// The client sends nothing more on a stream (EventSource never does); bytes already
 	// buffered behind the request (a pipelined request, a misbehaving client) close it at once.
 	// Neither of net/http's buffers is kept: the stream holds the bare connection.
 	if brw.Reader.Buffered() > 0 {
 		c.Close()
-		return nil, true
+		return nil, nil, true
 	}
-	return clients.watch(c, gone), true
+	return clients.watch(c, gone), head, true
 }
 
 // streamHead is a stream's response head: 200, the headers h holds, chunked.

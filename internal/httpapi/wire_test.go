@@ -6,8 +6,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +63,7 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		conn, ok := takeOver(w, r, clients, func() { close(gone) })
+		conn, head, ok := takeOver(w, r, clients, func() { close(gone) })
 		if !ok || conn == nil {
 			t.Error("takeOver refused an HTTP/1.1 connection")
 			return
@@ -71,7 +73,7 @@ func testTakeOver(t *testing.T, clients *closeWatcher, watched bool) {
 		}
 		go func() {
 			defer conn.Close()
-			out := &connSink{conn: conn, timeout: time.Second}
+			out := &connSink{conn: conn, timeout: time.Second, first: head}
 			for i := range 3 {
 				if err := out.WriteBatch([][]byte{[]byte("id: c:"), []byte{'0' + byte(i)}, []byte("\nevent: message\ndata: {}\n\n")}); err != nil {
 					return
@@ -128,5 +130,46 @@ func TestHTTPSinkFlushesEachBatch(t *testing.T) {
 	}
 	if !rec.Flushed || rec.Body.String() != "ab" {
 		t.Errorf("flushed %v body %q", rec.Flushed, rec.Body.String())
+	}
+}
+
+// writesConn records each write it is given, as one string: what reaches the socket in one
+// system call.
+type writesConn struct {
+	net.Conn
+	writes []string
+}
+
+func (c *writesConn) Write(b []byte) (int, error) {
+	c.writes = append(c.writes, string(b))
+	return len(b), nil
+}
+
+func (c *writesConn) WriteBuffers(v *net.Buffers) (int64, error) {
+	var b []byte
+	for _, p := range *v {
+		b = append(b, p...)
+	}
+	c.writes = append(c.writes, string(b))
+	*v = nil
+	return int64(len(b)), nil
+}
+
+func (c *writesConn) SetWriteDeadline(time.Time) error { return nil }
+
+// A taken-over stream's response head goes out with its first batch, in the same write, and
+// only then: a connect costs one system call less.
+func TestConnSinkWritesTheHeadWithTheFirstBatch(t *testing.T) {
+	t.Parallel()
+	conn := &writesConn{}
+	out := &connSink{conn: conn, timeout: time.Second, first: []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")}
+	for _, batch := range []string{"retry: 2000\n\n", "data: x\n\n"} {
+		if err := out.WriteBatch([][]byte{[]byte(batch)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nretry: 2000\n\n\r\n", "9\r\ndata: x\n\n\r\n"}
+	if !slices.Equal(conn.writes, want) {
+		t.Errorf("writes %q, want %q", conn.writes, want)
 	}
 }

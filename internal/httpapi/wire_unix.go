@@ -10,19 +10,19 @@ import (
 	"github.com/streamgate/streamgate/internal/delivery"
 )
 
-// newConnSink returns the sink of a connection taken over for a stream: one the node's
-// flushers write without blocking (delivery.TrySink) when the connection is a plain socket,
-// else a connSink.
-func newConnSink(conn net.Conn, timeout time.Duration) delivery.Sink {
+// newConnSink returns the sink of a connection taken over for a stream, which writes head
+// (the response's) before its first batch: one the node's flushers write without blocking
+// (delivery.TrySink) when the connection is a plain socket, else a connSink.
+func newConnSink(conn net.Conn, head []byte, timeout time.Duration) delivery.Sink {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return &connSink{conn: conn, timeout: timeout}
+		return &connSink{conn: conn, timeout: timeout, first: head}
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return &connSink{conn: conn, timeout: timeout}
+		return &connSink{conn: conn, timeout: timeout, first: head}
 	}
-	o := &tryConnSink{connSink: connSink{conn: conn, timeout: timeout}, raw: raw}
+	o := &tryConnSink{connSink: connSink{conn: conn, timeout: timeout, first: head}, raw: raw}
 	o.writeOut = o.writeFd
 	return o
 }
@@ -79,8 +79,9 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 	if n == 0 {
 		return true, nil
 	}
-	if n > copyMax || len(o.rest) > 0 || len(o.held) > 0 {
-		// Appended to whatever is kept, after it: one chunk may hold any number of frames.
+	if n > copyMax || len(o.rest) > 0 || len(o.held) > 0 || o.first != nil {
+		// Appended to whatever is kept, after it (and after the response head, not yet
+		// written): one chunk may hold any number of frames.
 		o.held = append(o.held, pieces...)
 		return false, nil
 	}

@@ -27,7 +27,7 @@ func TestTryConnSinkKeepsWhatTheSocketDoesNotTake(t *testing.T) {
 // then checks that the client receives every batch, whole and in order.
 func testTryConnSink(t *testing.T, client, conn net.Conn) {
 	const timeout = 50 * time.Millisecond
-	out, ok := newConnSink(conn, timeout).(*tryConnSink)
+	out, ok := newConnSink(conn, nil, timeout).(*tryConnSink)
 	if !ok {
 		t.Fatal("a TCP connection's sink cannot be written without blocking")
 	}
