@@ -138,9 +138,12 @@ func (w *closeWatcher) watch(c net.Conn, gone func()) net.Conn {
 // runtime's own memory for it, which stays once the clients leave). Handler then aborts the
 // request, and net/http closes its side of a connection it still owns and pools the buffers.
 type heldConn struct {
-	conn  net.Conn
-	taken bool // by a stream: Handler aborts the request (one request at a time per connection)
+	conn net.Conn // nil once a stream took the socket: Handler then aborts the request
 }
+
+// taken reports whether a stream took the connection's socket (one request at a time per
+// connection).
+func (h *heldConn) taken() bool { return h.conn == nil }
 
 type heldConnKey struct{}
 
@@ -158,9 +161,9 @@ func (w *closeWatcher) takeHeld(r *http.Request, gone func()) *sockConn {
 	}
 	sc := w.add(tc, gone)
 	if sc != nil {
-		// The record outlives the request in whatever keeps its context; the connection it
-		// names is net/http's to close and forget.
-		h.conn, h.taken = nil, true
+		// The connection is net/http's to close and forget; the record, which outlives the
+		// request in whatever keeps its context, no longer names it.
+		h.conn = nil
 	}
 	return sc
 }

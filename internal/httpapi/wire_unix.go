@@ -14,15 +14,15 @@ import (
 // (the response's) before its first batch: one the node's flushers write without blocking
 // (delivery.TrySink) when the connection is a plain socket, else a connSink.
 func newConnSink(conn net.Conn, head []byte, timeout time.Duration) delivery.Sink {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return &connSink{conn: conn, timeout: timeout, first: head}
+	o := &tryConnSink{connSink: connSink{conn: conn, timeout: timeout, first: head}}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			o.raw = raw
+		}
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return &connSink{conn: conn, timeout: timeout, first: head}
+	if o.raw == nil {
+		return &o.connSink
 	}
-	o := &tryConnSink{connSink: connSink{conn: conn, timeout: timeout, first: head}, raw: raw}
 	o.writeOut = o.writeFd
 	return o
 }
