@@ -73,10 +73,10 @@ func TestAdminDashboardInBrowser(t *testing.T) {
 
 	// The tenants table filters by name.
 	b.do("filter the tenants", chromedp.SendKeys(chromedp.ID("tenant-filter"), "acm"))
-	b.waitJS("only Acme listed", 5*time.Second,
+	b.waitJS("only Acme listed", 15*time.Second,
 		`document.querySelectorAll("#tenants-table tbody tr").length === 1 && document.querySelector("#tenants-table tbody .name").textContent === "Acme"`)
 	b.do("clear the filter", chromedp.Evaluate[chromedp.Void](`(() => { const f = document.getElementById("tenant-filter"); f.value = ""; f.dispatchEvent(new Event("input")); })()`))
-	b.waitJS("both tenants listed", 5*time.Second, `document.querySelectorAll("#tenants-table tbody tr").length === 2`)
+	b.waitJS("both tenants listed", 15*time.Second, `document.querySelectorAll("#tenants-table tbody tr").length === 2`)
 	b.screenshot("admin-dashboard.png", 1280, 900)
 	b.screenshot("admin-dashboard-phone.png", 390, 844)
 	b.do("back to laptop width", chromedp.EmulateViewport(1280, 900))
