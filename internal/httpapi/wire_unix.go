@@ -116,7 +116,7 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 // writeFd writes o.out from o.wrote on, without blocking: raw.Write's function.
 func (o *tryConnSink) writeFd(fd uintptr) bool {
 	for o.wrote < len(o.out) {
-		m, err := syscall.Write(int(fd), o.out[o.wrote:])
+		m, err := writeNonblock(int(fd), o.out[o.wrote:])
 		if err == syscall.EINTR {
 			continue
 		}
