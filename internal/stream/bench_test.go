@@ -1,11 +1,14 @@
 package stream
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 
+	streamgate "github.com/streamgate/streamgate"
 	"github.com/streamgate/streamgate/internal/ratelimit"
 	"github.com/streamgate/streamgate/internal/redistest"
 )
@@ -76,3 +79,34 @@ func BenchmarkPublishParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHubAcquireRelease is a channel's first subscriber coming and its last leaving (a
+// SUBSCRIBE confirmed, an UNSUBSCRIBE) on a node that holds 10,000 other channels: the cost
+// must not grow with what the node holds.
+func BenchmarkHubAcquireRelease(b *testing.B) {
+	rs := redistest.Start(b)
+	h := NewHub(rs.Client(), "node-bench", Handlers{Deliver: discard{}}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 10_000 {
+		if err := h.Acquire(b.Context(), "tn_bench", "held-"+strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ch := "c-" + strconv.Itoa(i%100)
+		i++
+		if err := h.Acquire(b.Context(), "tn_bench", ch); err != nil {
+			b.Fatal(err)
+		}
+		h.Release("tn_bench", ch)
+	}
+}
+
+type discard struct{}
+
+func (discard) Broadcast(string, string, *streamgate.Frame) int { return 0 }

@@ -117,6 +117,7 @@ func (h *Hub) Stats() HubStats {
 // counters are what Redis has been told and has confirmed, which its slot's reconcile brings in
 // line with refs.
 type subscription struct {
+	name string // the pub/sub channel
 	refs int
 	slot *slotSubs // for life
 	// listed is set once SUBSCRIBE was sent on the slot's connection: the client then has the
@@ -146,6 +147,12 @@ type slotSubs struct {
 	conn *psConn
 	subs map[string]*subscription
 	busy bool // a reconcile goroutine owns the slot's commands
+	// What reconcile's next pass looks at: every channel of the slot (all: after a move or a
+	// reconnect), or only those whose reference count or confirmation changed since its last
+	// (dirty), so that a node holding many channels of one slot (every channel, on a single
+	// Redis) does not walk all of them, under the hub's lock, for each one that comes or goes.
+	all   bool
+	dirty map[string]*subscription
 	// After a move, where Redis said the slot went (MOVED), or the master it left (a server
 	// sunsubscribe): the client's view of the cluster must agree before the slot subscribes again.
 	hint, left string
@@ -268,7 +275,7 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	s := h.subs[name]
 	if s == nil {
 		g := h.slotLocked(name)
-		s = &subscription{slot: g, settled: make(chan struct{})}
+		s = &subscription{name: name, slot: g, settled: make(chan struct{})}
 		g.subs[name] = s
 		h.subs[name] = s
 	}
@@ -284,7 +291,7 @@ func (h *Hub) Acquire(ctx context.Context, tenantID, channel string) error {
 	if !s.confirming {
 		s.want = true
 	}
-	h.kickLocked(s.slot)
+	h.kickOneLocked(s)
 	settled := s.settled
 	h.mu.Unlock()
 
@@ -336,13 +343,39 @@ func (h *Hub) Release(tenantID, channel string) {
 	if h.handlers.Occupancy != nil && channel != MercureChannel {
 		h.handlers.Occupancy.Vacated(tenantID, channel)
 	}
-	h.kickLocked(s.slot)
+	h.kickOneLocked(s)
 }
 
-// kickLocked starts the slot's reconcile goroutine unless one runs; h.mu must be held.
+// kickLocked has the slot's reconcile look at every channel of it (their state changed
+// together: a move, a reconnect), starting it unless it runs; h.mu must be held.
 func (h *Hub) kickLocked(g *slotSubs) {
+	g.all, g.dirty = true, nil
+	h.startLocked(g)
+}
+
+// kickOneLocked has s's slot's reconcile look at s, whose reference count or wish for a
+// confirmation changed, starting it unless it runs; h.mu must be held.
+func (h *Hub) kickOneLocked(s *subscription) {
+	h.touchLocked(s)
+	h.startLocked(s.slot)
+}
+
+// touchLocked puts s among what its slot's next reconcile pass looks at; h.mu must be held.
+func (h *Hub) touchLocked(s *subscription) {
+	g := s.slot
+	if g.all {
+		return
+	}
+	if g.dirty == nil {
+		g.dirty = make(map[string]*subscription)
+	}
+	g.dirty[s.name] = s
+}
+
+// startLocked starts the slot's reconcile goroutine unless one runs; h.mu must be held.
+func (h *Hub) startLocked(g *slotSubs) {
 	if g.busy {
-		return // it looks at every channel again before it ends
+		return // it looks at what was touched before it ends
 	}
 	if h.stopped {
 		h.failLocked(g, fmt.Errorf("%w: the hub has stopped", ErrUnavailable))
@@ -394,7 +427,7 @@ func (h *Hub) reconcile(g *slotSubs) {
 		}
 		c := g.conn
 		if c == nil {
-			// A cluster slot with no master yet: every channel here is held (forgetLocked).
+			// A cluster slot with no master yet: any of its channels names it.
 			var name string
 			for name = range g.subs {
 				break
@@ -417,9 +450,15 @@ func (h *Hub) reconcile(g *slotSubs) {
 			continue
 		}
 
+		// This pass's channels: those touched since the last, or all of them.
+		look := g.dirty
+		if g.all {
+			look = g.subs
+		}
+		g.all, g.dirty = false, nil
 		var drop, add []string
 		var confirm []*subscription
-		for name, s := range g.subs {
+		for name, s := range look {
 			switch {
 			case s.refs == 0 && s.listed:
 				drop = append(drop, name)
@@ -507,6 +546,21 @@ func (h *Hub) reconcile(g *slotSubs) {
 				h.settleLocked(s, nil)
 			}
 		}
+		// The next pass looks again at what this one changed: a channel unsubscribed is
+		// forgotten then, one refused or moved is sent again.
+		for _, name := range drop {
+			if s := g.subs[name]; s != nil {
+				h.touchLocked(s)
+			}
+		}
+		for _, name := range add {
+			if s := g.subs[name]; s != nil {
+				h.touchLocked(s)
+			}
+		}
+		for _, s := range confirm {
+			h.touchLocked(s)
+		}
 		if moved || refused {
 			pause = nextPause(pause)
 		} else {
@@ -539,11 +593,16 @@ func (h *Hub) failLocked(g *slotSubs, err error) {
 }
 
 // forgetLocked removes the entries of the slot's channels that nobody holds and Redis no
-// longer has; h.mu must be held.
+// longer has, of those the next pass looks at; h.mu must be held.
 func (h *Hub) forgetLocked(g *slotSubs) {
-	for name, s := range g.subs {
+	look := g.dirty
+	if g.all {
+		look = g.subs
+	}
+	for name, s := range look {
 		if s.refs == 0 && !s.listed {
 			delete(g.subs, name)
+			delete(g.dirty, name)
 			if h.subs[name] == s {
 				delete(h.subs, name)
 			}

@@ -321,3 +321,69 @@ func TestHubAcquireReleaseRaces(t *testing.T) {
 		t.Fatalf("stats %+v: the races broke the connection", st)
 	}
 }
+
+// Many channels of one slot coming and going at once (every channel is in one slot on a single
+// Redis): each held one is subscribed, and once all are released Redis has none of them and the
+// hub has forgotten them all, however their Acquires and Releases interleaved with its passes.
+func TestHubManyChannelsComeAndGo(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	h := startHub(t, rs, newRecorder(), nil)
+	const channels, workers = 300, 20
+	tenantChannels := func() int {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		names, err := rs.Client().PubSubChannels(ctx, keys.Channel("tn_a", "*")).Result()
+		if err != nil {
+			t.Fatalf("PUBSUB CHANNELS: %v", err)
+		}
+		return len(names)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < channels; i += workers {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				ch := fmt.Sprint("c", i)
+				// Each channel is taken twice and given back once, with a passing channel
+				// taken and given back in between: the hub sees every kind of change.
+				for range 2 {
+					if err := h.Acquire(ctx, "tn_a", ch); err != nil {
+						t.Errorf("acquire %s: %v", ch, err)
+					}
+				}
+				if err := h.Acquire(ctx, "tn_a", ch+"-passing"); err != nil {
+					t.Errorf("acquire %s-passing: %v", ch, err)
+				}
+				h.Release("tn_a", ch+"-passing")
+				h.Release("tn_a", ch)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for n := tenantChannels(); n != channels; n = tenantChannels() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis has %d of the tenant's channels subscribed, want the %d held", n, channels)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range channels {
+		h.Release("tn_a", fmt.Sprint("c", i))
+	}
+	forgotten := func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.subs) == 0 && len(h.slots) == 0
+	}
+	for !forgotten() || tenantChannels() != 0 {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			h.mu.Lock()
+			n := len(h.subs)
+			h.mu.Unlock()
+			t.Fatalf("after every channel was released: %d still subscribed in Redis, %d known to the hub", tenantChannels(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
