@@ -234,9 +234,10 @@ func TestTryConnSinkOnAWatchedSocket(t *testing.T) {
 
 // BenchmarkDeliveryWrite is the write of one live event to one stream's socket, what a flusher
 // does per delivery in scenario B (sink: the stream's sink on a socket the close watcher holds),
-// beside the bare system call it ends in (syscall: the kernel's share, which no change here can
-// cut). A client reads the other end all along. On loopback the system call is most of a
-// delivery's cost, and more of it when the write has to wake the reader.
+// beside the bare system call it ends in (syscall: send(2), the kernel's share, which no change
+// here can cut) and the write(2) the sink made before (write). A client reads the other end all
+// along. On loopback the system call is most of a delivery's cost, and more of it when the
+// write has to wake the reader.
 func BenchmarkDeliveryWrite(b *testing.B) {
 	pieces := [][]byte{[]byte("id: "), []byte("ses_8b9emu3un9uogerf:74503206:"), []byte("1796211426424-1\nevent: message\ndata: " +
 		`{"channel":"chat.lobby","event":"chat.message","data":{"text":"hello, world","user":"u-42"},"published_at":"2026-12-02T11:37:06.423369917Z"}` + "\n\n")}
@@ -267,13 +268,13 @@ func BenchmarkDeliveryWrite(b *testing.B) {
 			}
 		})
 	})
-	b.Run("syscall", func(b *testing.B) {
+	bare := func(write func(fd int, b []byte) (int, error)) func(sock *sockConn) func() error {
 		frame := bytes.Join(pieces, nil)
-		run(b, func(sock *sockConn) func() error {
+		return func(sock *sockConn) func() error {
 			fd := sock.fd
 			return func() error {
 				for wrote := 0; wrote < len(frame); {
-					m, err := unix.Write(fd, frame[wrote:])
+					m, err := write(fd, frame[wrote:])
 					if err == unix.EAGAIN {
 						if _, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, -1); err != nil && err != unix.EINTR {
 							return err
@@ -287,6 +288,8 @@ func BenchmarkDeliveryWrite(b *testing.B) {
 				}
 				return nil
 			}
-		})
-	})
+		}
+	}
+	b.Run("syscall", func(b *testing.B) { run(b, bare(writeNonblock)) })
+	b.Run("write", func(b *testing.B) { run(b, bare(unix.Write)) })
 }
