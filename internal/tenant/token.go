@@ -34,13 +34,6 @@ type tokenClaims struct {
 	all map[string]json.RawMessage
 }
 
-func (c *tokenClaims) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &c.all); err != nil {
-		return err
-	}
-	return json.Unmarshal(b, &c.RegisteredClaims)
-}
-
 // grants returns the channel patterns of the named claim: none when it is absent.
 func (c *tokenClaims) grants(claim string) ([]string, error) {
 	raw, ok := c.all[claim]
