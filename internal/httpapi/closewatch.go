@@ -147,11 +147,17 @@ func (h *heldConn) taken() bool { return h.conn == nil }
 
 type heldConnKey struct{}
 
+// heldConnOf returns the record ConnContext made of r's connection, or nil.
+func heldConnOf(r *http.Request) *heldConn {
+	h, _ := r.Context().Value(heldConnKey{}).(*heldConn)
+	return h
+}
+
 // takeHeld takes the socket of r's connection, as ConnContext recorded it, into the watcher,
 // for Handler to abort the request once it returns. It returns nil when there is no record or
 // the watcher does not take the socket (it is not running; not Linux): hijack it then.
 func (w *closeWatcher) takeHeld(r *http.Request, gone func()) *sockConn {
-	h, _ := r.Context().Value(heldConnKey{}).(*heldConn)
+	h := heldConnOf(r)
 	if h == nil {
 		return nil
 	}

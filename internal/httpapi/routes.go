@@ -14,7 +14,7 @@ func (s *Server) Handler() http.Handler {
 	router := s.router()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		router.ServeHTTP(w, r)
-		if h, _ := r.Context().Value(heldConnKey{}).(*heldConn); h != nil && h.taken() {
+		if h := heldConnOf(r); h != nil && h.taken() {
 			// A stream holds the socket through a descriptor of its own: net/http closes its
 			// side without writing anything, and keeps its buffers for the next connection.
 			panic(http.ErrAbortHandler)

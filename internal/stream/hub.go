@@ -360,6 +360,15 @@ func (h *Hub) kickOneLocked(s *subscription) {
 	h.startLocked(s.slot)
 }
 
+// pending is what the slot's next reconcile pass looks at: the channels touched since its
+// last, or all of them; h.mu must be held.
+func (g *slotSubs) pending() map[string]*subscription {
+	if g.all {
+		return g.subs
+	}
+	return g.dirty
+}
+
 // touchLocked puts s among what its slot's next reconcile pass looks at; h.mu must be held.
 func (h *Hub) touchLocked(s *subscription) {
 	g := s.slot
@@ -450,11 +459,7 @@ func (h *Hub) reconcile(g *slotSubs) {
 			continue
 		}
 
-		// This pass's channels: those touched since the last, or all of them.
-		look := g.dirty
-		if g.all {
-			look = g.subs
-		}
+		look := g.pending()
 		g.all, g.dirty = false, nil
 		var drop, add []string
 		var confirm []*subscription
@@ -548,14 +553,11 @@ func (h *Hub) reconcile(g *slotSubs) {
 		}
 		// The next pass looks again at what this one changed: a channel unsubscribed is
 		// forgotten then, one refused or moved is sent again.
-		for _, name := range drop {
-			if s := g.subs[name]; s != nil {
-				h.touchLocked(s)
-			}
-		}
-		for _, name := range add {
-			if s := g.subs[name]; s != nil {
-				h.touchLocked(s)
+		for _, names := range [][]string{drop, add} {
+			for _, name := range names {
+				if s := g.subs[name]; s != nil {
+					h.touchLocked(s)
+				}
 			}
 		}
 		for _, s := range confirm {
@@ -595,11 +597,7 @@ func (h *Hub) failLocked(g *slotSubs, err error) {
 // forgetLocked removes the entries of the slot's channels that nobody holds and Redis no
 // longer has, of those the next pass looks at; h.mu must be held.
 func (h *Hub) forgetLocked(g *slotSubs) {
-	look := g.dirty
-	if g.all {
-		look = g.subs
-	}
-	for name, s := range look {
+	for name, s := range g.pending() {
 		if s.refs == 0 && !s.listed {
 			delete(g.subs, name)
 			delete(g.dirty, name)
