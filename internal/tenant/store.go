@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
 	streamgate "github.com/streamgate/streamgate"
@@ -39,6 +40,8 @@ type Store struct {
 	aead     cipher.AEAD
 	defaults Limits
 	now      func() time.Time
+	// validator checks a verified token's times: exp required, nbf honoured, TokenLeeway.
+	validator *jwt.Validator
 
 	tenants *cache[Tenant]
 	apiKeys *cache[apiKeyRef]
@@ -121,6 +124,11 @@ func NewStore(rdb redis.UniversalClient, secretKey []byte, defaults Limits, opts
 		o(s)
 	}
 	s.fetcher = s.guard.Client(jwksTimeout)
+	s.validator = jwt.NewValidator(
+		jwt.WithLeeway(TokenLeeway),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return s.now() }), // tests set s.now after this
+	)
 	return s, nil
 }
 

@@ -134,14 +134,8 @@ func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 		refused *refusal
 		lookup  error
 	)
-	parser := jwt.NewParser(
-		jwt.WithValidMethods(tokenAlgs),
-		jwt.WithLeeway(TokenLeeway),
-		jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(s.now),
-	)
-	_, err := parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
-		key, sg, err := s.verificationKey(ctx, t, &claims)
+	err := parseToken(raw, &claims, tokenAlgs, s.validator, func(h tokenHeader, c *tokenClaims) (any, error) {
+		key, sg, err := s.verificationKey(ctx, h, c)
 		if err != nil {
 			if !errors.As(err, &refused) {
 				lookup = err
@@ -192,13 +186,12 @@ func (s *Store) VerifyToken(ctx context.Context, raw string) (Claims, error) {
 	}, nil
 }
 
-// verificationKey finds what may verify t: the secret of the signing key its kid names (for
-// HS256 only), or else the key of the identity provider its iss and aud name that accepts t's
-// algorithm. A refusal is a *refusal; other errors mean Redis could not answer.
-func (s *Store) verificationKey(ctx context.Context, t *jwt.Token, c *tokenClaims) (any, signer, error) {
-	alg := t.Method.Alg()
-	kid, ok := t.Header["kid"].(string)
-	if !ok && t.Header["kid"] != nil {
+// verificationKey finds what may verify a token with header h and claims c: the secret of the
+// signing key its kid names (for HS256 only), or else the key of the identity provider its iss
+// and aud name that accepts its algorithm. A refusal is a *refusal; other errors mean Redis could not answer.
+func (s *Store) verificationKey(ctx context.Context, h tokenHeader, c *tokenClaims) (any, signer, error) {
+	alg, kid := h.alg, h.kid
+	if h.kidNotString {
 		return nil, signer{}, &refusal{"the token's kid must be a string"}
 	}
 	if kid != "" {
