@@ -172,3 +172,34 @@ func TestAppendMessage(t *testing.T) {
 		}
 	}
 }
+
+// Request ids and epochs are well formed and fresh: a request id met twice would make a
+// publish look like a retry of another and be dropped.
+func TestNewRequestIDAndEpoch(t *testing.T) {
+	t.Parallel()
+	isHex := func(s string) bool {
+		return strings.Trim(s, "0123456789abcdef") == ""
+	}
+	ids := make(map[string]bool)
+	for range 100_000 {
+		id := NewRequestID()
+		if len(id) != 17 || id[0] != '~' || !isHex(id[1:]) {
+			t.Fatalf("request id %q: want ~ and 16 hex characters", id)
+		}
+		if ids[id] {
+			t.Fatalf("request id %q given twice", id)
+		}
+		ids[id] = true
+	}
+	epochs := make(map[string]bool)
+	for range 100 {
+		e := NewEpoch()
+		if len(e) != epochLen || !isHex(e) {
+			t.Fatalf("epoch %q: want %d hex characters", e, epochLen)
+		}
+		epochs[e] = true
+	}
+	if len(epochs) < 90 {
+		t.Fatalf("100 epochs, only %d different", len(epochs))
+	}
+}
