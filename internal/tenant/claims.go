@@ -111,9 +111,9 @@ func skipSpace(b []byte, i int) int {
 }
 
 // valueEnd returns where the JSON value starting at b[i] ends. The text has been through
-// encoding/json's scanner (jwt decodes the claims with json.Unmarshal, which checks the whole
-// input before it calls UnmarshalJSON); what is checked here only keeps a bad input from being
-// misread.
+// encoding/json's scanner (parseToken checks the claims and the header with json.Valid first,
+// as json.Unmarshal does before it calls UnmarshalJSON); what is checked here only keeps a bad
+// input from being misread.
 func valueEnd(b []byte, i int) (int, error) {
 	if i >= len(b) {
 		return 0, errClaimsObject
