@@ -12,7 +12,10 @@
 #   B'  2,500 subscribers of one channel, 200 events at 10/s: latency p99
 #   C   10,000 subscribers each on its own channel, 2,000 publishes/s for 10 s: p99, api CPU per
 #       publish, Redis CPU
-#   D   B and C again with 3 api nodes on the one Redis, sessions spread evenly
+#   D   B and C again with 3 api nodes on the one Redis, sessions spread evenly, each node given
+#       its share of the cores (GOMAXPROCS = cores / nodes, at least 1), as a container CPU
+#       limit gives it: three Go runtimes that each believe they have every core spend the
+#       difference scheduling (BENCH_SHARE=0 runs them so, to compare)
 #
 # Environment:
 #   BENCH_SCALE=0.1      scale the session counts (and C's rate, B's and B''s event counts) for a quick try
@@ -22,6 +25,7 @@
 # per-user), as a tenant's backend gives each user.
 #   BENCH_PROCS=0        sgbench worker processes (0: sgbench decides)
 #   BENCH_GO=1           0 skips the Go benchmarks
+#   BENCH_SHARE=1        0: D's nodes each see every core (GOMAXPROCS unset)
 #   BENCH_OUT=dir        keep the JSON results and server logs there (default: a temporary dir)
 #   GO=go                the go command
 set -euo pipefail
@@ -34,6 +38,7 @@ BENCH_CONNS=${BENCH_CONNS:-10000}
 BENCH_RAMP=${BENCH_RAMP:-2000}
 BENCH_PROCS=${BENCH_PROCS:-0}
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-"A B B' C D"}
+BENCH_SHARE=${BENCH_SHARE:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 # scale N MIN: N × BENCH_SCALE, rounded, at least MIN.
@@ -80,7 +85,13 @@ bench() {
 	file="$WORK/$(printf '%02d' "$RUNS")-${name//[^A-Za-z0-9]/_}.json"
 	echo
 	echo "== scenario $name"
-	start_apis "$nodes"
+	local procs=
+	if ((nodes > 1)) && [[ $BENCH_SHARE != 0 ]]; then
+		procs=$(($(nproc) / nodes))
+		((procs >= 1)) || procs=1
+	fi
+	start_apis "$nodes" "$procs"
+	[[ -z $procs ]] || echo "$nodes api nodes with GOMAXPROCS=$procs each, their share of $(nproc) cores"
 	local urls pids
 	urls=$(IFS=,; echo "${API_URLS[*]}")
 	pids=$(IFS=,; echo "${API_PIDS[*]}")

@@ -74,10 +74,12 @@ start_redis() {
 	ADMIN_TOKEN=sga_$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 }
 
-# start_apis N starts N api nodes (bin/api) on an emptied Redis, with tenant limits raised for
-# load: max_connections, publishes and the per-address rates would otherwise be what is measured.
+# start_apis N [PROCS] starts N api nodes (bin/api) on an emptied Redis, with tenant limits
+# raised for load: max_connections, publishes and the per-address rates would otherwise be what
+# is measured. PROCS, when given, is each node's GOMAXPROCS: its share of the machine's cores, as
+# a container's CPU limit would set it.
 start_apis() {
-	local i port
+	local i port procs=${2:-}
 	redis-cli -p "$REDIS_PORT" flushall >/dev/null
 	for i in $(seq "$1"); do
 		port=$(free_port) || die "no free loopback port for an api node"
@@ -93,7 +95,7 @@ start_apis() {
 			STREAMGATE_DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION=100 \
 			STREAMGATE_SHUTDOWN_TIMEOUT=3s \
 			STREAMGATE_LOG_LEVEL=warn \
-			bin/api >>"$WORK/api-$i.log" 2>&1 &
+			${procs:+env GOMAXPROCS=$procs} bin/api >>"$WORK/api-$i.log" 2>&1 &
 		API_PIDS+=($!)
 		API_URLS+=("http://127.0.0.1:$port")
 	done
