@@ -24,6 +24,7 @@ import (
 	"github.com/streamgate/streamgate/internal/mercure"
 	"github.com/streamgate/streamgate/internal/presence"
 	"github.com/streamgate/streamgate/internal/ratelimit"
+	"github.com/streamgate/streamgate/internal/rawconn"
 	"github.com/streamgate/streamgate/internal/session"
 	"github.com/streamgate/streamgate/internal/stream"
 	"github.com/streamgate/streamgate/internal/telemetry"
@@ -204,6 +205,7 @@ func (n *apiNode) announce(addr net.Addr, stdout io.Writer) {
 
 // run starts every loop of the node and serves ln until ctx ends, then shuts down.
 func (n *apiNode) run(ctx context.Context, l net.Listener) error {
+	l = rawconn.Listener{Listener: l} // raw reads and writes: see package rawconn
 	var connState func(net.Conn, http.ConnState)
 	if n.cfg.MaxNewConns > 0 {
 		conns := newConnsListener(l, n.cfg.MaxNewConns, firstRequestHold)

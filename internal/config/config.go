@@ -6,11 +6,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/streamgate/streamgate/internal/rawconn"
 )
 
 // Env reads variables the way os.Getenv does; tests pass their own.
@@ -58,6 +61,7 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 			PoolTimeout: timeout, MaxRetries: 1, Protocol: defaultProtocol,
 			ReadBufferSize: connBuffer, WriteBufferSize: connBuffer,
 			PipelineReadBufferSize: connBuffer, PipelineWriteBufferSize: connBuffer,
+			Dialer: rawconn.Dialer((&net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}).DialContext),
 		}), nil
 	}
 	opt, err := r.Options()
@@ -97,6 +101,7 @@ func (r Redis) Options() (*redis.Options, error) {
 		opt.PipelineWriteBufferSize = connBuffer
 	}
 	opt.ReadBufferSize, opt.WriteBufferSize = connBuffer, connBuffer
+	opt.Dialer = rawconn.Dialer(redis.NewDialer(opt)) // its own, TLS included; raw reads and writes on TCP
 	return opt, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/streamgate/streamgate/internal/memory"
+	"github.com/streamgate/streamgate/internal/rawconn"
 )
 
 // closeWatcher notices the clients of taken-over streams going away, for all of the node's
@@ -121,7 +122,7 @@ func (w *closeWatcher) run(ctx context.Context) {
 // watched by a goroutine of its own (which ends when c is closed), or c's socket taken out of
 // the runtime and into the watcher's poller (sockConn), c closed.
 func (w *closeWatcher) watch(c net.Conn, gone func()) net.Conn {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := rawconn.TCP(c); ok {
 		if sc := w.add(tc, gone); sc != nil {
 			tc.Close() // the socket stays open through sc's descriptor
 			return sc
@@ -161,7 +162,7 @@ func (w *closeWatcher) takeHeld(r *http.Request, gone func()) *sockConn {
 	if h == nil {
 		return nil
 	}
-	tc, ok := h.conn.(*net.TCPConn)
+	tc, ok := rawconn.TCP(h.conn)
 	if !ok {
 		return nil
 	}
