@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/streamgate/streamgate/internal/rawconn"
 )
 
 // watchedSocket takes the server side of a loopback pair into a running close watcher, with
@@ -290,6 +292,6 @@ func BenchmarkDeliveryWrite(b *testing.B) {
 			}
 		}
 	}
-	b.Run("syscall", func(b *testing.B) { run(b, bare(writeNonblock)) })
+	b.Run("syscall", func(b *testing.B) { run(b, bare(rawconn.Send)) })
 	b.Run("write", func(b *testing.B) { run(b, bare(unix.Write)) })
 }

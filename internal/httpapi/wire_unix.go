@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamgate/streamgate/internal/delivery"
+	"github.com/streamgate/streamgate/internal/rawconn"
 )
 
 // newConnSink returns the sink of a connection taken over for a stream, which writes head
@@ -116,7 +117,7 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 // writeFd writes o.out from o.wrote on, without blocking: raw.Write's function.
 func (o *tryConnSink) writeFd(fd uintptr) bool {
 	for o.wrote < len(o.out) {
-		m, err := writeNonblock(int(fd), o.out[o.wrote:])
+		m, err := rawconn.Send(int(fd), o.out[o.wrote:])
 		if err == syscall.EINTR {
 			continue
 		}

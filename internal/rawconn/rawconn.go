@@ -29,8 +29,9 @@ import (
 // package, and that one call per command alone kept sysmon at 10.5% of a publishing node's CPU
 // once every other call was raw (0.2% without it). See peekFirst.
 type Conn struct {
-	tcp *net.TCPConn
-	raw rawConn
+	tcp    *net.TCPConn
+	raw    rawConn
+	rd, wr op
 }
 
 func (c *Conn) Close() error                       { return c.tcp.Close() }
@@ -58,7 +59,9 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{tcp: tc, raw: raw}
+	rc := &Conn{tcp: tc, raw: raw}
+	rc.bind()
+	return rc
 }
 
 // TCP returns the TCP connection c is or wraps.

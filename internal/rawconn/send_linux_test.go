@@ -1,4 +1,4 @@
-package httpapi
+package rawconn
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// writeNonblock writes what the socket takes and reports EAGAIN when it takes nothing more,
+// Send writes what the socket takes and reports EAGAIN when it takes nothing more,
 // without blocking; a descriptor that is not a socket is written all the same; and a peer that
 // is gone is an error, not a signal.
-func TestWriteNonblock(t *testing.T) {
+func TestSend(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +38,7 @@ func TestWriteNonblock(t *testing.T) {
 		t.Fatal(err)
 	}
 	write := func(b []byte) (n int, err error) {
-		if cerr := raw.Control(func(fd uintptr) { n, err = writeNonblock(int(fd), b) }); cerr != nil {
+		if cerr := raw.Control(func(fd uintptr) { n, err = Send(int(fd), b) }); cerr != nil {
 			t.Fatal(cerr)
 		}
 		return n, err
@@ -80,7 +80,7 @@ func TestWriteNonblock(t *testing.T) {
 	var n int
 	var werr error
 	wraw, _ := w.SyscallConn()
-	_ = wraw.Control(func(fd uintptr) { n, werr = writeNonblock(int(fd), []byte("pipe")) })
+	_ = wraw.Control(func(fd uintptr) { n, werr = Send(int(fd), []byte("pipe")) })
 	if n != 4 || werr != nil {
 		t.Fatalf("write to a pipe: %d, %v", n, werr)
 	}
