@@ -13,9 +13,9 @@
 #   C   10,000 subscribers each on its own channel, 2,000 publishes/s for 10 s: p99, api CPU per
 #       publish, Redis CPU
 #   D   B and C again with 3 api nodes on the one Redis, sessions spread evenly, each node given
-#       its share of the cores (GOMAXPROCS = cores / nodes, at least 1), as a container CPU
-#       limit gives it: three Go runtimes that each believe they have every core spend the
-#       difference scheduling (BENCH_SHARE=0 runs them so, to compare)
+#       its share of the cores (GOMAXPROCS = cores / nodes, at least 1), as docs/operations.md
+#       advises for nodes that share a machine: three Go runtimes that each believe they have
+#       every core spend the difference scheduling (BENCH_SHARE=0 runs them so, to compare)
 #
 # Environment:
 #   BENCH_SCALE=0.1      scale the session counts (and C's rate, B's and B''s event counts) for a quick try

@@ -76,8 +76,7 @@ start_redis() {
 
 # start_apis N [PROCS] starts N api nodes (bin/api) on an emptied Redis, with tenant limits
 # raised for load: max_connections, publishes and the per-address rates would otherwise be what
-# is measured. PROCS, when given, is each node's GOMAXPROCS: its share of the machine's cores, as
-# a container's CPU limit would set it.
+# is measured. PROCS, when given, is each node's GOMAXPROCS: its share of the machine's cores.
 start_apis() {
 	local i port procs=${2:-}
 	redis-cli -p "$REDIS_PORT" flushall >/dev/null

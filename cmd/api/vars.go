@@ -133,6 +133,7 @@ var envVars = []envVar{
 	{Name: "OTEL_TRACES_SAMPLER_ARG", Default: "1", Meaning: "the ratio, 0 to 1, of the traceidratio samplers"},
 	{Name: "OTEL_SERVICE_NAME", Default: "streamgate-api", Meaning: "the service name on traces and metrics"},
 	{Name: "GOMEMLIMIT", Default: "90% of the container's memory limit, if any", Meaning: "the Go runtime's soft memory limit, e.g. 900MiB"},
+	{Name: "GOMAXPROCS", Default: "the cores, or the container's CPU limit rounded up (at least 2)", Meaning: "threads running Go code at once: a node's share of the cores where nodes share a machine"},
 }
 
 // redactURL hides a URL's password.
