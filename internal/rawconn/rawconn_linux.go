@@ -29,18 +29,26 @@ func (c *Conn) bind() {
 	c.rd.fd, c.wr.fd = c.readFd, c.writeFd
 }
 
+// run makes the read (o is c.rd) or the write (c.wr) of p through c's RawConn.
+func (c *Conn) run(o *op, p []byte) (n int, errno syscall.Errno, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.p, o.n, o.errno = p, 0, 0
+	if o == &c.wr {
+		err = c.raw.Write(o.fd)
+	} else {
+		err = c.raw.Read(o.fd)
+	}
+	n, errno, o.p = o.n, o.errno, nil
+	return n, errno, err
+}
+
 // Read reads with recv(2), waiting on the network poller while there is nothing to read.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	o := &c.rd
-	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
-	err := c.raw.Read(o.fd)
-	n, errno := o.n, o.errno
-	o.p = nil
-	o.mu.Unlock()
+	n, errno, err := c.run(&c.rd, p)
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -76,13 +84,7 @@ func (c *Conn) readFd(fd uintptr) bool {
 // EPIPE, never a SIGPIPE), waiting on the network poller while the socket has no room.
 func (c *Conn) Write(p []byte) (int, error) {
 	raceRelease()
-	o := &c.wr
-	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
-	err := c.raw.Write(o.fd)
-	n, errno := o.n, o.errno
-	o.p = nil
-	o.mu.Unlock()
+	n, errno, err := c.run(&c.wr, p)
 	if err != nil {
 		return n, c.opError("write", err)
 	}

@@ -18,7 +18,7 @@ import (
 
 // pair returns both ends of a loopback TCP connection: the server's accepted through Listener,
 // the client's dialled through Dialer.
-func pair(t *testing.T) (server, client net.Conn) {
+func pair(t testing.TB) (server, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
