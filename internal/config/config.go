@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +60,8 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 			PoolTimeout: timeout, MaxRetries: 1, Protocol: defaultProtocol,
 			ReadBufferSize: connBuffer, WriteBufferSize: connBuffer,
 			PipelineReadBufferSize: connBuffer, PipelineWriteBufferSize: connBuffer,
-			Dialer: rawconn.Dialer((&net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}).DialContext),
+			// go-redis's own dialer (its keep-alive probes: 30 s idle, every 5 s, 3 of them).
+			Dialer: rawconn.Dialer(redis.NewDialer(&redis.Options{DialTimeout: timeout})),
 		}), nil
 	}
 	opt, err := r.Options()

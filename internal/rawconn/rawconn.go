@@ -14,6 +14,11 @@
 //
 // The cost: a call that takes long (loopback runs the receiving side's TCP stack inside the
 // sender's call) keeps its processor meanwhile. Socket calls take microseconds.
+//
+// It holds only while the socket is non-blocking, as the net package makes every socket. The
+// flag belongs to the open file, which duplicates of the descriptor share: nothing may make a
+// duplicate blocking (os.File.Fd does, for instance), or a raw call would block its thread and
+// processor, and with them a garbage collection waiting to stop the world.
 package rawconn
 
 import (

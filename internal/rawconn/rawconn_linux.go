@@ -45,7 +45,10 @@ func (c *Conn) run(o *op, p []byte) (n int, errno syscall.Errno, err error) {
 
 // Read reads with recv(2), waiting on the network poller while there is nothing to read.
 func (c *Conn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
+	if len(p) == 0 { // nothing to read, unless the connection is closed (as net's own Read)
+		if err := c.raw.Control(func(uintptr) {}); err != nil {
+			return 0, c.opError("read", err)
+		}
 		return 0, nil
 	}
 	n, errno, err := c.run(&c.rd, p)

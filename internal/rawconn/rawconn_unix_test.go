@@ -146,7 +146,13 @@ func TestDeadlinesAndClose(t *testing.T) {
 		t.Fatalf("write into a full socket: %d bytes, %v; want some, then a timeout", n, err)
 	}
 
+	if n, err := server.Read(nil); n != 0 || err != nil {
+		t.Fatalf("an empty read of an open connection: %d, %v", n, err)
+	}
 	server.Close()
+	if _, err := server.Read(nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("an empty read of a closed connection: %v, want net.ErrClosed", err)
+	}
 	if _, err := server.Read(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read of a closed connection: %v, want net.ErrClosed", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -115,6 +116,9 @@ func readHeader(b []byte) (h tokenHeader, algNamed bool, err error) {
 	if isNull(b) {
 		return h, false, nil
 	}
+	if err := floatsFit(b); err != nil {
+		return h, false, err // encoding/json refuses such a number in a map[string]any, as jwt decodes the header
+	}
 	members, err := jsonMembers(b)
 	if err != nil {
 		return h, false, err
@@ -137,3 +141,28 @@ func readHeader(b []byte) (h tokenHeader, algNamed bool, err error) {
 
 // isNull reports whether the valid JSON text b is null.
 func isNull(b []byte) bool { return string(bytes.TrimSpace(b)) == "null" }
+
+// floatsFit returns an error when a number in the valid JSON text b does not fit a float64
+// (1e400): encoding/json cannot decode it into an interface value.
+func floatsFit(b []byte) error {
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			j := i
+			for j < len(b) && strings.IndexByte("+-.eE0123456789", b[j]) >= 0 {
+				j++
+			}
+			if _, err := strconv.ParseFloat(string(b[i:j]), 64); err != nil {
+				return err
+			}
+			i = j - 1
+		}
+	}
+	return nil
+}
