@@ -61,7 +61,7 @@ func parseToken(raw string, claims *tokenClaims, algs []string, v *jwt.Validator
 	}
 	// null leaves claims as they are, as encoding/json does: the validator then refuses them.
 	if !isNull(cb) {
-		if err := claims.UnmarshalJSON(cb); err != nil {
+		if err := claims.read(cb); err != nil {
 			return fmt.Errorf("%w: could not JSON decode claim: %w", jwt.ErrTokenMalformed, err)
 		}
 	}
