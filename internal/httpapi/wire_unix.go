@@ -116,18 +116,10 @@ func (o *tryConnSink) TryWriteBatch(pieces [][]byte) (bool, error) {
 
 // writeFd writes o.out from o.wrote on, without blocking: raw.Write's function.
 func (o *tryConnSink) writeFd(fd uintptr) bool {
-	for o.wrote < len(o.out) {
-		m, err := rawconn.Send(int(fd), o.out[o.wrote:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || m == 0 {
-			if err != syscall.EAGAIN {
-				o.werr = err
-			}
-			break
-		}
-		o.wrote += m
+	m, err := rawconn.SendAll(int(fd), o.out[o.wrote:])
+	o.wrote += m
+	if err != syscall.EAGAIN {
+		o.werr = err
 	}
 	return true // never wait: what is left is kept
 }

@@ -99,18 +99,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 func (c *Conn) writeFd(fd uintptr) bool {
 	o := &c.wr
-	for o.n < len(o.p) {
-		m, err := Send(int(fd), o.p[o.n:])
-		switch err {
-		case nil:
-			o.n += m
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false // wait until the socket has room
-		default:
-			o.errno = err.(syscall.Errno)
-			return true
-		}
+	m, err := SendAll(int(fd), o.p[o.n:])
+	o.n += m
+	switch err {
+	case nil:
+	case syscall.EAGAIN:
+		return false // wait until the socket has room
+	default:
+		o.errno = err.(syscall.Errno)
 	}
 	return true
 }
